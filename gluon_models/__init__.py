@@ -1,0 +1,9 @@
+"""gluon-models: structured and second-order CNN modules for MXNet 1.9 Gluon.
+
+Importing the package loads the native operator library once (see :mod:`gluon_models.ops`).
+"""
+from . import ops
+
+ops.load()
+
+__version__ = "0.1.0"

@@ -1,0 +1,89 @@
+"""The native operator library: found, checked and loaded once per process.
+
+``import gluon_models`` calls :func:`load`. The library is built by ``pip install -e .``
+(see ``setup.py``); a missing library, or one built from other sources or against another
+mxnet, raises ImportError saying how to rebuild. After loading, the operators are available
+as ``mx.nd.<Op>`` / ``mx.sym.<Op>`` (and ``F.<Op>`` in hybrid blocks), and symbol files that
+use them load with ``mx.sym.load`` / ``gluon.SymbolBlock.imports``.
+"""
+import ctypes
+import hashlib
+import json
+import logging
+import os
+
+import mxnet as mx
+
+__all__ = ["load", "info", "LIB_PATH", "BUILD_HELP"]
+
+_LOG = logging.getLogger(__name__)
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+LIB_PATH = os.path.join(_PKG_DIR, "libgluon_models_ops.so")
+_SOURCE_DIR = os.path.join(os.path.dirname(_PKG_DIR), "operators")
+BUILD_HELP = ("build it from the repository root with `pip install -e .` (or `make build`, "
+              "which also creates .venv)")
+OPERATORS = ("Reorder",)
+
+_INFO = None  # set once the library is loaded: MXNet refuses a third registration
+
+
+def _source_hash():
+    """Hash of operators/ when running from a source checkout (editable install), else None.
+
+    Must hash exactly what setup.py's ``source_hash`` hashes, in the same order.
+    """
+    if not os.path.isdir(_SOURCE_DIR):
+        return None
+    names = []
+    for ext in (".h", ".cc", ".cu"):
+        names += sorted(n for n in os.listdir(_SOURCE_DIR) if n.endswith(ext))
+    h = hashlib.sha256()
+    for n in names:
+        h.update(n.encode())
+        with open(os.path.join(_SOURCE_DIR, n), "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+def _read_build_info(path):
+    try:
+        lib = ctypes.CDLL(path)
+        fn = lib.gluon_models_build_info
+    except (OSError, AttributeError) as err:
+        raise ImportError("gluon_models: cannot open the operator library %s (%s); %s"
+                          % (path, err, BUILD_HELP)) from err
+    fn.restype = ctypes.c_char_p
+    return json.loads(fn().decode())
+
+
+def load():
+    """Load the operator library (once) and return :func:`info`."""
+    global _INFO
+    if _INFO is not None:
+        return _INFO
+    if not os.path.exists(LIB_PATH):
+        raise ImportError("gluon_models: the native operator library %s is not built; %s"
+                          % (LIB_PATH, BUILD_HELP))
+    built = _read_build_info(LIB_PATH)
+    if built.get("mxnet") != mx.__version__:
+        raise ImportError("gluon_models: the operator library was built against mxnet %s but "
+                          "mxnet %s is installed; rebuild: %s"
+                          % (built.get("mxnet"), mx.__version__, BUILD_HELP))
+    current = _source_hash()
+    if current is not None and current != built.get("source_hash"):
+        raise ImportError("gluon_models: the operator library is stale (operators/ changed "
+                          "since it was built); rebuild: %s" % BUILD_HELP)
+    if os.environ.get("MXNET_EXEC_ENABLE_ADDTO", "0") not in ("", "0"):
+        _LOG.warning("MXNET_EXEC_ENABLE_ADDTO is set: MXNet may then ask extension operators "
+                     "to accumulate gradients in place, which they cannot do (they are not "
+                     "told `req`); unset it when training networks with native operators")
+    mx.library.load(LIB_PATH, verbose=False)
+    _INFO = {"path": LIB_PATH, "cpu": True, "cuda": bool(built.get("cuda")),
+             "mxnet": built.get("mxnet"), "source_hash": built.get("source_hash"),
+             "operators": list(OPERATORS)}
+    return _INFO
+
+
+def info():
+    """What was built and loaded: ``{'cpu': True, 'cuda': bool, 'operators': [...], ...}``."""
+    return dict(load())
