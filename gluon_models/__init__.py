@@ -7,3 +7,8 @@ from . import ops
 ops.load()
 
 __version__ = "0.1.0"
+
+from . import nn  # noqa: E402
+from .model_zoo import get_model, list_models, model_info  # noqa: E402
+
+__all__ = ["ops", "nn", "get_model", "list_models", "model_info"]

@@ -1,0 +1,82 @@
+"""The model registry: registering a model is part of defining it.
+
+``@register_model(family=...)`` on a builder function registers it under the function's
+name. :func:`get_model` builds by name, :func:`list_models` lists names (fnmatch filter,
+natural sort), :func:`model_info` says where a name comes from.
+"""
+import difflib
+import fnmatch
+import inspect
+import re
+import sys
+
+__all__ = ["register_model", "get_model", "list_models", "model_info"]
+
+_REGISTRY = {}  # name -> (builder, family)
+
+
+def register_model(family):
+    """Decorator: register ``fn`` under ``fn.__name__`` in ``family``."""
+    def wrap(fn):
+        name = fn.__name__.lower()
+        if name in _REGISTRY:
+            raise ValueError("model %r is registered twice (%s and %s)"
+                             % (name, _REGISTRY[name][0].__module__, fn.__module__))
+        _REGISTRY[name] = (fn, family)
+        mod = sys.modules[fn.__module__]
+        if hasattr(mod, "__all__") and fn.__name__ not in mod.__all__:
+            mod.__all__.append(fn.__name__)
+        return fn
+    return wrap
+
+
+def _natural_key(name):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def list_models(filter="*", family=None):  # pylint: disable=redefined-builtin
+    """Registered names matching the fnmatch pattern ``filter`` (and ``family``), sorted
+    naturally (``resnet18`` before ``resnet101``)."""
+    names = [n for n, (_, fam) in _REGISTRY.items()
+             if fnmatch.fnmatch(n, filter.lower()) and (family is None or fam == family)]
+    return sorted(names, key=_natural_key)
+
+
+def model_info(name):
+    """``{'name', 'family', 'builder', 'options'}`` of a registered model; ``options`` maps
+    each keyword of the builder to its default."""
+    fn, family = _lookup(name)
+    params = inspect.signature(fn).parameters
+    options = {k: p.default for k, p in params.items()
+               if p.kind == p.KEYWORD_ONLY or p.kind == p.POSITIONAL_OR_KEYWORD}
+    return {"name": name.lower(), "family": family, "builder": fn, "options": options}
+
+
+def _lookup(name):
+    key = str(name).lower()
+    if key not in _REGISTRY:
+        close = difflib.get_close_matches(key, list(_REGISTRY), n=5)
+        hint = ("did you mean: %s" % ", ".join(close)) if close else \
+               ("registered: %s" % ", ".join(list_models()))
+        raise ValueError("unknown model %r; %s" % (name, hint))
+    return _REGISTRY[key]
+
+
+def get_model(name, **options):
+    """Build the registered model ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_models` (case-insensitive).
+    **options
+        Builder options: every model takes ``classes`` and ``impl`` ("native" or "stock"),
+        plus its family's options (see :func:`model_info`).
+    """
+    fn, _ = _lookup(name)
+    params = inspect.signature(fn).parameters
+    unknown = [k for k in options if k not in params]
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        raise TypeError("model %r has no option(s) %s; its options: %s"
+                        % (name, ", ".join(unknown), ", ".join(params)))
+    return fn(**options)

@@ -1,0 +1,60 @@
+"""Basic building blocks shared by every family: conv-bn-act and the seeds' initialisers."""
+import mxnet as mx
+from mxnet.gluon import nn
+
+__all__ = ["ConvBNAct", "he_normal", "fc_uniform", "IMPLS", "check_impl"]
+
+IMPLS = ("native", "stock")
+
+
+def check_impl(impl):
+    """Validate the ``impl`` option shared by every block with a native operator."""
+    if impl not in IMPLS:
+        raise ValueError("impl must be one of %s, got %r" % (IMPLS, impl))
+    return impl
+
+
+def he_normal():
+    """N(0, sqrt(2 / fan_in)) with fan_in = (C_in / groups) * k_h * k_w: the seeds' conv init."""
+    return mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
+
+
+def fc_uniform():
+    """U(-sqrt(1 / fan_in), sqrt(1 / fan_in)): the seeds' classifier init (Xavier, 'in', 1)."""
+    return mx.init.Xavier(rnd_type="uniform", factor_type="in", magnitude=1)
+
+
+class ConvBNAct(nn.HybridBlock):
+    """Convolution (no bias) -> BatchNorm -> optional ReLU.
+
+    Children are named ``conv``, ``bn`` and ``relu`` (parameter names ``<prefix>conv_weight``,
+    ``<prefix>bn_gamma``, ...), matching the op names of the seeds' symbols.
+
+    Parameters
+    ----------
+    in_channels, channels : int
+        Input and output channels.
+    kernel, stride, padding : int
+        Square convolution geometry.
+    groups : int
+        Convolution groups.
+    act : bool
+        Apply ReLU after BatchNorm.
+    norm_kwargs : dict, optional
+        BatchNorm arguments (``epsilon``, ``momentum``, ...).
+    """
+
+    def __init__(self, in_channels, channels, kernel, stride=1, padding=0, groups=1, act=True,
+                 norm_kwargs=None, **kwargs):
+        super().__init__(**kwargs)
+        norm_kwargs = {} if norm_kwargs is None else norm_kwargs
+        with self.name_scope():
+            self.conv = nn.Conv2D(channels, kernel, stride, padding, groups=groups,
+                                  use_bias=False, in_channels=in_channels,
+                                  weight_initializer=he_normal(), prefix="conv_")
+            self.bn = nn.BatchNorm(in_channels=channels, prefix="bn_", **norm_kwargs)
+            self.relu = nn.Activation("relu", prefix="relu_") if act else None
+
+    def hybrid_forward(self, F, x):
+        x = self.bn(self.conv(x))
+        return self.relu(x) if self.relu is not None else x

@@ -1,0 +1,131 @@
+"""Interleaved group convolution (IGCNets, Zhang et al., ICCV 2017, arXiv 1707.02725).
+
+An IGC block maps ``G = L * M`` channels with a primary group convolution (``L`` groups,
+spatial k x k), a permutation ``Reorder(L)``, a secondary group convolution (1 x 1, ``M``
+groups) and the permutation back ``Reorder(M)``, followed by BatchNorm and optionally ReLU
+(spec igc.md section 1). The permutation is the native ``Reorder`` operator or, with
+``impl="stock"``, its twin made of stock reshape / swapaxes / reshape, which gives identical
+results and exports without the operator library.
+"""
+import mxnet as mx
+from mxnet.gluon import nn
+
+from .basic import check_impl, he_normal
+
+__all__ = ["reorder", "Reorder", "IGCConv"]
+
+
+def _is_graph_input(F, x):
+    """True when ``x`` owns a gradient buffer that the caller may accumulate into."""
+    if F is mx.nd:
+        return x.grad is not None  # a leaf marked with attach_grad(), maybe grad_req='add'
+    return x.get_children() is None  # a variable of the traced graph
+
+
+def reorder(F, x, branch_factor, impl="native"):
+    """Channel permutation ``out[:, k*B + b] = in[:, b*(C/B) + k]`` (``B = branch_factor``).
+
+    ``x`` has channels on axis 1 and any ndim >= 2. ``impl="stock"`` uses
+    ``reshape(0, -4, B, -1, -2) -> swapaxes(1, 2) -> reshape(0, -3, -2)``.
+    """
+    if impl == "stock":
+        y = F.reshape(x, shape=(0, -4, branch_factor, -1, -2))
+        return F.reshape(F.swapaxes(y, 1, 2), shape=(0, -3, -2))
+    # Extension operators always overwrite their input gradient (they are not told `req`),
+    # so a gradient buffer owned by the caller, which may be in grad_req='add' mode, is
+    # reached through a stock identity that honours `req`. Inside networks the input is an
+    # intermediate result and this costs nothing.
+    if _is_graph_input(F, x):
+        x = F.identity(x)
+    return F.Reorder(x, branch_factor=branch_factor)
+
+
+class Reorder(nn.HybridBlock):
+    """The IGC permutation as a block (see :func:`reorder`).
+
+    Parameters
+    ----------
+    branch_factor : int
+        ``B``; the channel count must be divisible by it. ``Reorder(C // B)`` is the inverse.
+    impl : {"native", "stock"}
+        Native operator or the stock-op twin.
+    """
+
+    def __init__(self, branch_factor, impl="native", **kwargs):
+        super().__init__(**kwargs)
+        if int(branch_factor) != branch_factor or branch_factor < 1:
+            raise ValueError("branch_factor must be a positive integer, got %r" % (branch_factor,))
+        self.branch_factor = int(branch_factor)
+        self.impl = check_impl(impl)
+
+    def hybrid_forward(self, F, x):
+        return reorder(F, x, self.branch_factor, self.impl)
+
+    def __repr__(self):
+        return "%s(branch_factor=%d, impl=%s)" % (self.__class__.__name__, self.branch_factor,
+                                                  self.impl)
+
+
+class IGCConv(nn.HybridBlock):
+    """One interleaved group convolution, as the authors' op chain (spec igc.md 1.3)::
+
+        conv1: k x k conv, in -> out, `primary` groups, stride, pad k//2   (primary)
+        reorder1: Reorder(primary)
+        conv2: 1 x 1 conv, out -> out, `secondary` groups                 (secondary)
+        reorder2: Reorder(reorder2)            (default: out // primary, the inverse)
+        bn, then relu if `act`
+
+    No bias anywhere and nothing between the two group convolutions. Children are named
+    like the authors' ops (``conv1``, ``reorder1``, ``conv2``, ``reorder2``, ``bn``, ``relu``).
+
+    Parameters
+    ----------
+    in_channels, channels : int
+        Input / output channels; both divisible by ``primary``.
+    primary : int
+        Primary groups ``L`` (also the branch factor of the first Reorder).
+    secondary : int
+        Groups of the secondary 1 x 1 convolution.
+    reorder2 : int, optional
+        Branch factor of the second Reorder. Default ``channels // primary`` (the inverse of
+        the first). The authors' CIFAR ResNet uses ``secondary`` here, which differs in the
+        first block of a widening stage (spec igc.md 1.5).
+    kernel, stride : int
+        Spatial kernel and stride of the primary convolution.
+    act : bool
+        ReLU after BatchNorm.
+    impl : {"native", "stock"}
+        Reorder implementation.
+    norm_kwargs : dict, optional
+        BatchNorm arguments.
+    """
+
+    def __init__(self, in_channels, channels, primary, secondary, reorder2=None, kernel=3,
+                 stride=1, act=True, impl="native", norm_kwargs=None, **kwargs):
+        super().__init__(**kwargs)
+        norm_kwargs = {} if norm_kwargs is None else norm_kwargs
+        for name, c in (("in_channels", in_channels), ("channels", channels)):
+            if c % primary:
+                raise ValueError("%s=%d is not divisible by primary=%d" % (name, c, primary))
+        if channels % secondary:
+            raise ValueError("channels=%d is not divisible by secondary=%d" % (channels, secondary))
+        reorder2 = channels // primary if reorder2 is None else reorder2
+        if channels % reorder2:
+            raise ValueError("channels=%d is not divisible by reorder2=%d" % (channels, reorder2))
+        self.primary, self.secondary, self.reorder2_factor = primary, secondary, reorder2
+        with self.name_scope():
+            self.conv1 = nn.Conv2D(channels, kernel, stride, kernel // 2, groups=primary,
+                                   use_bias=False, in_channels=in_channels,
+                                   weight_initializer=he_normal(), prefix="conv1_")
+            self.reorder1 = Reorder(primary, impl, prefix="reorder1_")
+            self.conv2 = nn.Conv2D(channels, 1, 1, 0, groups=secondary, use_bias=False,
+                                   in_channels=channels, weight_initializer=he_normal(),
+                                   prefix="conv2_")
+            self.reorder2 = Reorder(reorder2, impl, prefix="reorder2_")
+            self.bn = nn.BatchNorm(in_channels=channels, prefix="bn_", **norm_kwargs)
+            self.relu = nn.Activation("relu", prefix="relu_") if act else None
+
+    def hybrid_forward(self, F, x):
+        x = self.reorder2(self.conv2(self.reorder1(self.conv1(x))))
+        x = self.bn(x)
+        return self.relu(x) if self.relu is not None else x
