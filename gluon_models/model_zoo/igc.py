@@ -57,12 +57,15 @@ class IGCNet(nn.HybridBlock):
 
     Built by the registered builders below; ``features`` is a HybridSequential of the stem
     blocks, the stage blocks, the pooling layer and Flatten, ``output`` the fully connected
-    classifier (named ``fc_score`` as in the authors' symbols).
+    classifier (named ``fc_score`` as in the authors' symbols). ``make_layers()`` returns
+    ``(layers, feature_channels)``; it is called inside the network's name scope so every
+    parameter name starts with the network's prefix.
     """
 
-    def __init__(self, layers, feat_channels, classes, **kwargs):
+    def __init__(self, make_layers, classes, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
+            layers, feat_channels = make_layers()
             self.features = nn.HybridSequential(prefix="")
             for layer in layers:
                 self.features.add(layer)
@@ -121,6 +124,10 @@ def cifar_resnet_blocks(depth):
 
 def _cifar_plain(depth, width, classes, layer, impl, prefix):
     n = _plain_depth(depth)
+    return IGCNet(lambda: _cifar_plain_layers(n, width, layer, impl), classes, prefix=prefix)
+
+
+def _cifar_plain_layers(n, width, layer, impl):
     norm = _norm(0.99)  # plain.py / plain_igc.py use BN momentum 0.99
     layers = [ConvBNAct(3, width, 3, 1, 1, norm_kwargs=norm, prefix="g0_")]
     in_c = width
@@ -133,14 +140,20 @@ def _cifar_plain(depth, width, classes, layer, impl, prefix):
             in_c = out_c
     # 8 x 8 average pooling with stride 1 (not global): global only for 32 x 32 inputs.
     layers.append(nn.AvgPool2D(8, 1, prefix="pool_"))
-    return IGCNet(layers, in_c, classes, prefix=prefix)
+    return layers, in_c
 
 
 def _cifar_resnet(depth, width, classes, layers_of, proj_groups, impl, prefix):
+    blocks = cifar_resnet_blocks(depth)
+    return IGCNet(lambda: _cifar_resnet_layers(blocks, width, layers_of, proj_groups, impl),
+                  classes, prefix=prefix)
+
+
+def _cifar_resnet_layers(blocks, width, layers_of, proj_groups, impl):
     norm = _norm(0.9)
     layers = [ConvBNAct(3, width, 3, 1, 1, norm_kwargs=norm, prefix="g0_")]
     in_c = width
-    for s, n in enumerate(cifar_resnet_blocks(depth)):
+    for s, n in enumerate(blocks):
         out_c = width << s
         for i in range(n):
             stride = 2 if s > 0 and i == 0 else 1
@@ -149,10 +162,10 @@ def _cifar_resnet(depth, width, classes, layers_of, proj_groups, impl, prefix):
                                         impl, prefix="g%d_b%d_" % (s + 1, i + 1)))
             in_c = out_c
     layers.append(nn.GlobalAvgPool2D(prefix="pool_"))
-    return IGCNet(layers, in_c, classes, prefix=prefix)
+    return layers, in_c
 
 
-@register_model(family="igc")
+@register_model(family="igc", input_size=32)
 def plain_cifar(depth=38, width=48, classes=10, impl="native"):
     """Plain CIFAR network of regular 3 x 3 conv-bn-relu layers (authors' ``plain.py``).
 
@@ -163,7 +176,7 @@ def plain_cifar(depth=38, width=48, classes=10, impl="native"):
     return _cifar_plain(depth, width, classes, lambda s: _regular, impl, "plain_cifar_")
 
 
-@register_model(family="igc")
+@register_model(family="igc", input_size=32)
 def igc_plain_cifar(depth=38, primary=24, secondary=2, classes=10, impl="native"):
     """Plain CIFAR IGC network (authors' ``plain_igc.py``): every layer an IGC block with
     ``primary`` groups in all stages and ``secondary * 2**s`` secondary groups.
@@ -176,7 +189,7 @@ def igc_plain_cifar(depth=38, primary=24, secondary=2, classes=10, impl="native"
                         lambda s: _igc(primary, secondary << s), impl, "igc_plain_cifar_")
 
 
-@register_model(family="igc")
+@register_model(family="igc", input_size=32)
 def resnet_cifar(depth=20, width=48, classes=10, impl="native"):
     """CIFAR ResNet of basic blocks (authors' ``resnet.py``); 1 x 1 stride-2 projections
     where the width doubles, global average pooling."""
@@ -186,7 +199,7 @@ def resnet_cifar(depth=20, width=48, classes=10, impl="native"):
                          "resnet_cifar_")
 
 
-@register_model(family="igc")
+@register_model(family="igc", input_size=32)
 def igc_resnet_cifar(depth=20, primary=24, secondary=2, classes=10, impl="native"):
     """CIFAR ResNet of IGC blocks (authors' ``resnet_igc.py``), width ``primary*secondary``.
 
@@ -208,6 +221,11 @@ def igc_resnet_cifar(depth=20, primary=24, secondary=2, classes=10, impl="native
 # ---- ImageNet ResNet-18 family ------------------------------------------------------------
 
 def _imagenet_resnet18(stem, widths, primary, secondary, classes, impl, prefix):
+    return IGCNet(lambda: _imagenet_resnet18_layers(stem, widths, primary, secondary, impl),
+                  classes, prefix=prefix)
+
+
+def _imagenet_resnet18_layers(stem, widths, primary, secondary, impl):
     """Four stages of two basic blocks on a 7 x 7/2 stem and 3 x 3/2 max pooling.
 
     ``primary``/``secondary``: per-stage group counts of the IGC layers, or None for regular
@@ -227,7 +245,7 @@ def _imagenet_resnet18(stem, widths, primary, secondary, classes, impl, prefix):
                                         prefix="g%d_b%d_" % (s + 1, i + 1)))
             in_c = out_c
     layers.append(nn.AvgPool2D(7, 1, prefix="global_pool_"))  # 7 x 7, stride 1, as published
-    return IGCNet(layers, in_c, classes, prefix=prefix)
+    return layers, in_c
 
 
 def _resnet18(width, classes, impl, prefix):

@@ -1,0 +1,20 @@
+"""Shared test setup: quiet MXNet, deterministic seeds per test."""
+import os
+import random
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
+
+import mxnet as mx  # noqa: E402
+
+import gluon_models  # noqa: E402,F401  (loads the operator library once)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+    mx.random.seed(0)
+    yield

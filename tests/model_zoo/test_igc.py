@@ -1,0 +1,158 @@
+"""IGC networks: parameter counts, published structure, CIFAR builder rules."""
+import json
+import re
+
+import numpy as np
+import pytest
+import mxnet as mx
+
+import gluon_models
+from gluon_models.model_zoo.igc import cifar_resnet_blocks
+
+from .legacy_json import PUBLISHED, resnet18_json
+
+# Learnable parameters (conv weights, BN gamma/beta, fc weight/bias).
+# ImageNet: the authors' published symbols (spec igc.md 4.1: "exact counts of the published
+# symbols"). CIFAR: the authors' builder; plain_igc d38 L24M2 printed "0.3172M" (= 317,242
+# + the 1-element label counted by their cal_params).
+PARAM_COUNTS = [
+    ("igc_plain_cifar", dict(depth=38, primary=24, secondary=2, classes=10), 317242),
+    ("resnet18_w64", {}, 11689512),
+    ("resnet18_w69", {}, 13542457),
+    ("igc_resnet18_l4m32", {}, 12251240),
+    ("igc_resnet18_l16m16", {}, 13528296),
+    ("igc_resnet18_l100m2", {}, 8637900),
+]
+
+
+def learnable(net):
+    return sum(int(np.prod(p.shape)) for p in net.collect_params().values()
+               if p.grad_req != "null")
+
+
+@pytest.mark.parametrize("name,options,count", PARAM_COUNTS)
+def test_parameter_counts(name, options, count):
+    net = gluon_models.get_model(name, **options)
+    assert learnable(net) == count
+
+
+def _our_name_in_published(model, ours):
+    """Map a parameter name of our network to the published symbol's name."""
+    name = ours[len(model) + 1:]
+    name = name.replace("running_mean", "moving_mean").replace("running_var", "moving_var")
+    if not model.startswith("igc"):  # regular ResNets: stem `g0`, layers `conv1`, `proj`
+        name = re.sub(r"^g0_conv_", "g0_", name)
+        name = re.sub(r"_(conv\d|proj)_conv_", r"_\1_", name)
+    return name
+
+
+def _layers(sym_json):
+    """(op, attributes that define the computation) of every compute node, in graph order."""
+    keys = {"Convolution": ("kernel", "stride", "pad", "num_filter", "num_group", "no_bias"),
+            "Reorder": ("branch_factor",), "BatchNorm": ("eps", "fix_gamma"),
+            "Pooling": ("kernel", "stride", "pool_type", "global_pool"),
+            "FullyConnected": ("num_hidden",), "Activation": ("act_type",)}
+    out = []
+    for node in json.loads(sym_json)["nodes"]:
+        if node["op"] in keys:
+            attrs = node.get("attrs", node.get("param", {}))
+            vals = []
+            for k in keys[node["op"]]:
+                v = attrs.get(k, {"global_pool": "False", "no_bias": "False",
+                                  "fix_gamma": "True", "pad": "(0, 0)"}.get(k))
+                vals.append(re.sub(r"\s", "", str(v)).replace("e-005", "e-05"))
+            out.append((node["op"], tuple(vals)))
+    return out
+
+
+@pytest.mark.parametrize("model", sorted(PUBLISHED))
+def test_published_symbol_loads_and_matches_our_network(model, tmp_path):
+    """A legacy v0.8 JSON in the published form loads by name (Reorder from our library),
+    has our network's structure layer for layer, and with our weights gives our outputs."""
+    path = tmp_path / (model + "-symbol.json")
+    path.write_text(resnet18_json(**PUBLISHED[model]))
+    legacy = mx.sym.load(str(path))
+
+    net = gluon_models.get_model(model)
+    net.initialize(mx.init.Xavier())
+    for p in net.collect_params(".*running.*").values():  # non-trivial BN statistics
+        p.set_data(mx.nd.random.uniform(0.5, 1.5, p.shape))
+    net.hybridize()
+    x = mx.nd.random.uniform(-1, 1, (1, 3, 224, 224))
+    ours = net(x)
+    ours_sym = net._cached_graph[1]
+
+    # structure: every conv / Reorder / BN / pooling / fc / relu, in order
+    assert _layers(ours_sym.tojson()) == _layers(legacy.tojson())
+
+    # numbers: the published graph with our weights
+    head = legacy.get_internals()["fc_score_output"]
+    args = {"data": x}
+    aux = {}
+    for name, p in net.collect_params().items():
+        key = _our_name_in_published(model, name)
+        (aux if "moving" in key else args)[key] = p.data()
+    assert sorted(args) == sorted(a for a in head.list_arguments())
+    assert sorted(aux) == sorted(head.list_auxiliary_states())
+    ex = head.bind(mx.cpu(), args, aux_states=aux)
+    theirs = ex.forward(is_train=False)[0]
+    np.testing.assert_allclose(theirs.asnumpy(), ours.asnumpy(), rtol=1e-4, atol=1e-5)
+
+
+def _reorders_and_groups(net, shape):
+    """(num_group of the secondary conv, Reorder factors) per IGC layer, in order."""
+    net.initialize()
+    net.hybridize()
+    net(mx.nd.zeros(shape))
+    nodes = json.loads(net._cached_graph[1].tojson())["nodes"]
+    layers, current = [], None
+    for node in nodes:
+        if node["op"] == "Reorder":
+            if current is None:
+                current = [int(node["attrs"]["branch_factor"])]
+            else:
+                current.append(int(node["attrs"]["branch_factor"]))
+                layers.append(tuple(current))
+                current = None
+        elif node["op"] == "Convolution" and current is not None:
+            current.append(int(node["attrs"]["num_group"]))
+    return layers  # (reorder1, secondary groups, reorder2)
+
+
+def test_igc_plain_cifar_partitions():
+    # spec 1.5: Reorder1 = L in all stages, secondary groups = Reorder2 = M * 2**s
+    net = gluon_models.get_model("igc_plain_cifar", depth=8, primary=4, secondary=3)
+    # depth 8: two layers per stage
+    assert _reorders_and_groups(net, (1, 3, 32, 32)) == \
+        [(4, 3, 3)] * 2 + [(4, 6, 6)] * 2 + [(4, 12, 12)] * 2
+
+
+def test_igc_resnet_cifar_partitions():
+    # spec 1.5: 1st IGC: L / kin/L (not the inverse where the width doubles), 2nd: L / kout/L
+    net = gluon_models.get_model("igc_resnet_cifar", depth=14, primary=4, secondary=2)
+    # blocks (2, 2, 2); widths 8, 16, 32
+    expected = [(4, 2, 2), (4, 2, 2)] * 2 + [(4, 2, 2), (4, 4, 4), (4, 4, 4), (4, 4, 4)] \
+        + [(4, 4, 4), (4, 8, 8), (4, 8, 8), (4, 8, 8)]
+    assert _reorders_and_groups(net, (1, 3, 32, 32)) == expected
+    proj = [n for n in json.loads(net._cached_graph[1].tojson())["nodes"]
+            if n["op"] == "Convolution" and "proj" in n["name"]]
+    assert [(p["attrs"]["num_group"], p["attrs"]["stride"]) for p in proj] == \
+        [("4", "(2, 2)")] * 2
+
+
+@pytest.mark.parametrize("depth,blocks", [(20, (3, 3, 3)), (32, (5, 5, 5)), (34, (5, 5, 6)),
+                                          (56, (9, 9, 9)), (110, (18, 18, 18))])
+def test_cifar_resnet_block_rule(depth, blocks):
+    assert cifar_resnet_blocks(depth) == blocks
+
+
+@pytest.mark.parametrize("name,options,message", [
+    ("plain_cifar", dict(depth=37), "3n \\+ 2"),
+    ("igc_plain_cifar", dict(depth=39), "3n \\+ 2"),
+    ("resnet_cifar", dict(depth=21), "even depth"),
+    ("igc_plain_cifar", dict(primary=0), "primary must be a positive integer"),
+    ("resnet18_w64", dict(impl="gpu"), "impl must be one of"),
+])
+def test_invalid_options_raise(name, options, message):
+    with pytest.raises(ValueError, match=message):
+        gluon_models.get_model(name, **options)
