@@ -1,0 +1,87 @@
+"""Checkpoints in MXNet's standard layout, written atomically.
+
+``prefix-symbol.json``, ``prefix-NNNN.params`` (``arg:``/``aux:`` names, loadable with
+``mx.model.load_checkpoint``) and ``prefix-NNNN.states`` (optimizer states). Each file is
+written to a temporary name and renamed; the states are written before the params, so an
+existing ``.params`` marks a complete checkpoint.
+"""
+import glob
+import os
+import re
+
+import mxnet as mx
+
+__all__ = ["save_checkpoint", "load_checkpoint", "last_complete_epoch", "atomic_write"]
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)``, then rename onto ``path`` (same directory)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, ".%s.tmp%d" % (os.path.basename(path), os.getpid()))
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _param_file(prefix, epoch):
+    return "%s-%04d.params" % (prefix, epoch)
+
+
+def _states_file(prefix, epoch):
+    return "%s-%04d.states" % (prefix, epoch)
+
+
+def save_checkpoint(module, prefix, epoch, symbol=None, meta=None):
+    """Write the symbol, the optimizer states and the parameters of ``module``.
+
+    ``meta`` (name -> number, e.g. the update count) is stored in the params file under
+    ``meta:<name>``, which ``mx.model.load_checkpoint`` ignores.
+    """
+    symbol = module.symbol if symbol is None else symbol
+    atomic_write("%s-symbol.json" % prefix, symbol.save)
+    if module.optimizer_initialized:
+        atomic_write(_states_file(prefix, epoch), module.save_optimizer_states)
+    arg, aux = module.get_params()
+    blob = {"arg:%s" % k: v.as_in_context(mx.cpu()) for k, v in arg.items()}
+    blob.update({"aux:%s" % k: v.as_in_context(mx.cpu()) for k, v in aux.items()})
+    blob.update({"meta:%s" % k: mx.nd.array([v], dtype="float64") for k, v in (meta or {}).items()})
+    atomic_write(_param_file(prefix, epoch), lambda tmp: mx.nd.save(tmp, blob))
+
+
+def load_checkpoint(prefix, epoch):
+    """``(symbol, arg_params, aux_params, states_file or None)``; errors name the file."""
+    sym_file, param_file = "%s-symbol.json" % prefix, _param_file(prefix, epoch)
+    for f in (param_file, sym_file):
+        if not os.path.exists(f):
+            raise FileNotFoundError("checkpoint file %s does not exist (complete epochs: %s)"
+                                    % (f, _complete_epochs(prefix) or "none"))
+    try:
+        symbol = mx.sym.load(sym_file)
+        blob = mx.nd.load(param_file)
+    except mx.base.MXNetError as err:
+        raise ValueError("cannot read checkpoint %s / %s: %s" % (sym_file, param_file, err)) \
+            from err
+    arg = {k[4:]: v for k, v in blob.items() if k.startswith("arg:")}
+    aux = {k[4:]: v for k, v in blob.items() if k.startswith("aux:")}
+    states = _states_file(prefix, epoch)
+    return symbol, arg, aux, (states if os.path.exists(states) else None)
+
+
+def _complete_epochs(prefix):
+    pattern = re.compile(re.escape(os.path.basename(prefix)) + r"-(\d{4})\.params$")
+    epochs = []
+    for f in glob.glob(glob.escape(prefix) + "-*.params"):
+        m = pattern.match(os.path.basename(f))
+        if m:
+            epochs.append(int(m.group(1)))
+    return sorted(epochs)
+
+
+def last_complete_epoch(prefix):
+    """The last epoch with a complete checkpoint, or None."""
+    epochs = _complete_epochs(prefix)
+    return epochs[-1] if epochs else None

@@ -1,0 +1,299 @@
+"""``fit``: train a Gluon network with ``mx.mod.Module`` and resume it exactly.
+
+The network's symbol (plus the softmax head and declared extra losses) runs in a Module that
+starts from the block's initialised parameters. Each epoch's randomness (data order,
+augmentation, dropout masks) is seeded from ``(seed, epoch)`` and each epoch ends with an
+atomic checkpoint holding the weights, the optimizer states and the update count, so a run
+resumed from epoch N (``load_epoch=N``) ends with the weights of an uninterrupted run.
+"""
+import dataclasses
+import logging
+import random
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import mxnet as mx
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .heads import training_symbol
+from .schedules import SCHEDULES, make_lr_scheduler
+
+__all__ = ["FitConfig", "fit", "evaluate", "add_fit_args", "contexts", "make_optimizer",
+           "KVSTORES"]
+
+_LOG = logging.getLogger(__name__)
+KVSTORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
+OPTIMIZERS = ("sgd", "nag")
+
+
+@dataclasses.dataclass
+class FitConfig:
+    """Options of :func:`fit` (the command-line flags of :func:`add_fit_args`)."""
+    num_epochs: int = 10
+    batch_size: int = 128
+    num_examples: Optional[int] = None   # training-set size; default: counted by one pass
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    mom: float = 0.9
+    wd: float = 1e-4
+    wd_rule: str = "all"                 # seeds decay every parameter; "weights": MXNet's rule
+    lr_schedule: str = "step"
+    lr_step_epochs: Sequence[float] = ()
+    lr_factor: float = 0.1
+    warmup_epochs: float = 0.0
+    warmup_lr: float = 0.0
+    clip_gradient: Optional[float] = None
+    label_smoothing: float = 0.0
+    kv_store: str = "device"
+    gpus: str = ""
+    model_prefix: Optional[str] = None
+    load_epoch: Optional[int] = None
+    disp_batches: int = 50
+    top_k: int = 5
+    seed: int = 0
+
+    @classmethod
+    def from_args(cls, args):
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def contexts(gpus):
+    """``"0,1"`` -> ``[mx.gpu(0), mx.gpu(1)]``; ``""`` -> ``[mx.cpu()]``; a clear error when
+    this MXNet has no CUDA or the ids do not exist."""
+    if gpus is None or str(gpus).strip() == "":
+        return [mx.cpu()]
+    try:
+        ids = [int(g) for g in str(gpus).split(",") if g.strip() != ""]
+    except ValueError:
+        raise ValueError("--gpus must be a comma-separated list of GPU ids, got %r" % gpus)
+    available = mx.context.num_gpus()
+    if available == 0:
+        raise ValueError("--gpus %s requested, but this MXNet build has no CUDA support or "
+                         "no GPU is visible (mx.context.num_gpus() == 0); leave --gpus empty "
+                         "to train on the CPU" % gpus)
+    bad = [i for i in ids if i < 0 or i >= available]
+    if bad:
+        raise ValueError("--gpus %s: GPU id(s) %s do not exist (%d visible)"
+                         % (gpus, bad, available))
+    return [mx.gpu(i) for i in ids]
+
+
+def make_optimizer(cfg, net, rescale_grad, epoch_size, begin_num_update=0):
+    """SGD or NAG with the seeds' weight-decay rule and the blocks' lr/wd multipliers.
+
+    ``wd_rule="all"`` decays every learnable parameter (BN gamma/beta and biases too), as the
+    IGC and FBN seeds do; ``"weights"`` follows MXNet's default (only ``*_weight`` and
+    ``*_gamma``). MXNet 1.9.1's ``nag`` keeps the lr inside the momentum buffer, which equals
+    the seeds' NAG while the lr is constant (spec igc.md 3.1).
+    """
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError("optimizer must be one of %s, got %r" % (OPTIMIZERS, cfg.optimizer))
+    if cfg.wd_rule not in ("all", "weights"):
+        raise ValueError("wd_rule must be 'all' or 'weights', got %r" % cfg.wd_rule)
+    scheduler = make_lr_scheduler(cfg.lr, epoch_size, cfg.num_epochs, cfg.lr_schedule,
+                                  cfg.lr_step_epochs, cfg.lr_factor, cfg.warmup_epochs,
+                                  cfg.warmup_lr)
+    kwargs = dict(learning_rate=cfg.lr, momentum=cfg.mom, wd=cfg.wd, rescale_grad=rescale_grad,
+                  lr_scheduler=scheduler, begin_num_update=begin_num_update)
+    if cfg.clip_gradient:
+        kwargs["clip_gradient"] = cfg.clip_gradient
+    opt = mx.optimizer.create(cfg.optimizer, **kwargs)
+    params = {p.name: p for p in net.collect_params().values() if p.grad_req != "null"}
+    opt.set_lr_mult({n: p.lr_mult for n, p in params.items()})
+    wd_mult = {}
+    for n, p in params.items():
+        decayed = cfg.wd_rule == "all" or n.endswith("_weight") or n.endswith("_gamma")
+        wd_mult[n] = p.wd_mult if decayed else 0.0
+    opt.set_wd_mult(wd_mult)
+    return opt
+
+
+def _seed(seed, epoch):
+    """Seed every RNG an epoch uses (data order, augmentation, dropout) from (seed, epoch)."""
+    s = (seed * 100003 + epoch) % (2 ** 31)
+    random.seed(s)
+    np.random.seed(s)
+    mx.random.seed(s)
+    return s
+
+
+def _metrics(classes, top_k):
+    ms = [mx.metric.Accuracy(name="accuracy")]
+    if top_k and 1 < top_k < classes:
+        ms.append(mx.metric.TopKAccuracy(top_k=top_k, name="top_k_accuracy_%d" % top_k))
+    ms.append(mx.metric.CrossEntropy(name="cross-entropy"))
+    return mx.metric.CompositeEvalMetric(ms)
+
+
+def evaluate(module, data, metric):
+    """Metrics over exactly the samples of ``data``: the ``pad`` rows that fill the last
+    batch are dropped (use a freshly created iterator; see platform.md section 7)."""
+    metric.reset()
+    for batch in data:
+        module.forward(batch, is_train=False)
+        keep = batch.data[0].shape[0] - (batch.pad or 0)
+        out = module.get_outputs()[0][:keep]
+        metric.update([batch.label[0][:keep]], [out])
+    return metric.get_name_value()
+
+
+def _as_factory(data):
+    if data is None or callable(data):
+        return data
+
+    def reuse(_epoch=None):
+        data.reset()
+        return data
+    return reuse
+
+
+def _count_samples(make_train):
+    n = 0
+    for batch in make_train(0):
+        n += batch.data[0].shape[0] - (batch.pad or 0)
+    return n
+
+
+def fit(net, train_data, val_data=None, cfg=None, classes=None, **overrides):
+    """Train ``net`` (an initialised HybridBlock) with a Module; returns the Module.
+
+    Parameters
+    ----------
+    net : HybridBlock
+        The network, its parameters initialised (shapes known).
+    train_data, val_data : callable or DataIter
+        Preferably factories ``train_data(epoch) -> DataIter`` and ``val_data() -> DataIter``
+        that create a fresh iterator seeded for that epoch: then resuming is exact and the
+        evaluation counts every sample once. A plain DataIter is reset and reused.
+    cfg : FitConfig
+        Options; keyword ``overrides`` replace fields of it.
+    classes : int, optional
+        Number of classes (for the top-k metric); default: the output width of ``net``.
+    """
+    cfg = dataclasses.replace(cfg or FitConfig(), **overrides)
+    make_train, make_val = _as_factory(train_data), _as_factory(val_data)
+    ctx = contexts(cfg.gpus)
+    if cfg.kv_store not in KVSTORES:
+        raise ValueError("kv_store must be one of %s, got %r" % (KVSTORES, cfg.kv_store))
+    kv = mx.kv.create(cfg.kv_store) if "dist" in cfg.kv_store or len(ctx) > 1 else cfg.kv_store
+    rank, workers = (kv.rank, kv.num_workers) if isinstance(kv, mx.kv.KVStore) else (0, 1)
+
+    symbol = training_symbol(net, cfg.label_smoothing)
+    _seed(cfg.seed, 0)
+    first = make_train(0)
+    batch_size = first.provide_data[0].shape[0]
+    num_examples = cfg.num_examples or _count_samples(make_train)
+    epoch_size = max(1, -(-num_examples // batch_size))  # batches per epoch (last one padded)
+    if classes is None and hasattr(net, "output"):
+        classes = getattr(net.output, "_units", None)
+
+    params = {p.name: p for p in net.collect_params().values()}
+    arg_names, aux_names = symbol.list_arguments(), symbol.list_auxiliary_states()
+    arg_params = {n: params[n].data() for n in arg_names if n in params}
+    aux_params = {n: params[n].data() for n in aux_names if n in params}
+    begin_epoch, num_update, states = 0, 0, None
+    if cfg.load_epoch:
+        sym, arg_params, aux_params, states = load_checkpoint(cfg.model_prefix, cfg.load_epoch)
+        if sym.list_arguments() != arg_names or sym.list_auxiliary_states() != aux_names:
+            raise ValueError("checkpoint %s-%04d was made by a different network (its "
+                             "arguments differ from this one's)"
+                             % (cfg.model_prefix, cfg.load_epoch))
+        meta = mx.nd.load("%s-%04d.params" % (cfg.model_prefix, cfg.load_epoch))
+        begin_epoch = cfg.load_epoch
+        num_update = int(meta["meta:num_update"].asscalar()) if "meta:num_update" in meta \
+            else begin_epoch * epoch_size
+        _LOG.info("Resuming from %s-%04d (update %d)", cfg.model_prefix, begin_epoch,
+                  num_update)
+
+    label_names = [n for n in arg_names if n.endswith("label")]
+    mod = mx.mod.Module(symbol, data_names=["data"], label_names=label_names, context=ctx,
+                        logger=_LOG)
+    mod.bind(data_shapes=first.provide_data, label_shapes=first.provide_label,
+             for_training=True)
+    mod.init_params(arg_params=arg_params, aux_params=aux_params, allow_missing=False)
+    sync_workers = workers if "_sync" in cfg.kv_store else 1
+    opt = make_optimizer(cfg, net, 1.0 / (batch_size * sync_workers), epoch_size, num_update)
+    mod.init_optimizer(kvstore=kv, optimizer=opt)
+    if states is not None:
+        mod.load_optimizer_states(states)
+    elif cfg.load_epoch:
+        _LOG.warning("no optimizer states for epoch %d: momentum restarts from zero",
+                     cfg.load_epoch)
+
+    metric = _metrics(classes or 0, cfg.top_k)
+    speedometer = mx.callback.Speedometer(batch_size, cfg.disp_batches, auto_reset=False)
+    for epoch in range(begin_epoch, cfg.num_epochs):
+        _seed(cfg.seed, epoch)
+        data = first if epoch == 0 and first is not None else make_train(epoch)
+        first = None
+        tic = time.time()
+        metric.reset()
+        for nbatch, batch in enumerate(data):
+            mod.forward_backward(batch)
+            mod.update()
+            num_update += 1
+            metric.update(batch.label[:1], mod.get_outputs()[:1])
+            speedometer(mx.model.BatchEndParam(epoch=epoch, nbatch=nbatch, eval_metric=metric,
+                                               locals=None))
+        for name, value in metric.get_name_value():
+            _LOG.info("Epoch[%d] Train-%s=%f", epoch, name, value)
+        _LOG.info("Epoch[%d] Time cost=%.3f", epoch, time.time() - tic)
+        if cfg.model_prefix and rank == 0:
+            save_checkpoint(mod, cfg.model_prefix, epoch + 1, symbol,
+                            meta={"num_update": num_update})
+            _LOG.info('Saved checkpoint to "%s-%04d.params"', cfg.model_prefix, epoch + 1)
+        if make_val is not None:
+            for name, value in evaluate(mod, make_val(), metric):
+                _LOG.info("Epoch[%d] Validation-%s=%f", epoch, name, value)
+    _copy_back(net, *mod.get_params())
+    return mod
+
+
+def _copy_back(net, arg, aux):
+    """Put the trained values back into the Gluon block."""
+    for p in net.collect_params().values():
+        src = arg.get(p.name, aux.get(p.name))
+        if src is not None:
+            p.set_data(src)
+
+
+def _floats(text):
+    return [float(t) for t in str(text).split(",") if t.strip()]
+
+
+def add_fit_args(parser):
+    """The training argument group (names of the seeds' scripts kept as aliases)."""
+    g = parser.add_argument_group("Training", "optimisation, schedule, devices, checkpoints")
+    g.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1; empty: CPU")
+    g.add_argument("--kv-store", default="device", choices=KVSTORES, help="key-value store")
+    g.add_argument("--num-epochs", "--num-epoches", dest="num_epochs", type=int, default=10,
+                   help="epochs to train")
+    g.add_argument("--batch-size", type=int, default=128, help="batch size per worker")
+    g.add_argument("--num-examples", type=int, default=None,
+                   help="training-set size (default: from the data)")
+    g.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, help="sgd or nag")
+    g.add_argument("--lr", type=float, default=0.1, help="base learning rate")
+    g.add_argument("--lr-schedule", default="step", choices=SCHEDULES, help="lr schedule")
+    g.add_argument("--lr-step-epochs", "--lr-step", "--lr-steps", dest="lr_step_epochs",
+                   type=_floats, default=[], help="epochs at which the lr is multiplied by "
+                   "--lr-factor, comma separated")
+    g.add_argument("--lr-factor", type=float, default=0.1, help="lr decay factor")
+    g.add_argument("--warmup-epochs", type=float, default=0.0,
+                   help="linear lr warm-up length in epochs")
+    g.add_argument("--warmup-lr", type=float, default=0.0, help="lr at the start of warm-up")
+    g.add_argument("--mom", type=float, default=0.9, help="momentum")
+    g.add_argument("--wd", type=float, default=1e-4, help="weight decay")
+    g.add_argument("--wd-rule", default="all", choices=("all", "weights"),
+                   help="decay all parameters (seeds) or only *_weight/*_gamma (MXNet)")
+    g.add_argument("--clip-gradient", type=float, default=None, help="element-wise clip")
+    g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing")
+    g.add_argument("--model-prefix", default=None, help="checkpoint prefix")
+    g.add_argument("--load-epoch", type=int, default=None,
+                   help="resume from the checkpoint of this epoch")
+    g.add_argument("--disp-batches", "--frequent", "--log-iters", dest="disp_batches",
+                   type=int, default=50, help="batches between progress lines")
+    g.add_argument("--top-k", type=int, default=5, help="also report top-k accuracy")
+    g.add_argument("--seed", type=int, default=0, help="random seed")
+    return g
