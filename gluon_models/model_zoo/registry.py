@@ -12,17 +12,18 @@ import sys
 
 __all__ = ["register_model", "get_model", "list_models", "model_info"]
 
-_REGISTRY = {}  # name -> (builder, family)
+_REGISTRY = {}  # name -> (builder, family, input_size)
 
 
-def register_model(family):
-    """Decorator: register ``fn`` under ``fn.__name__`` in ``family``."""
+def register_model(family, input_size=224):
+    """Decorator: register ``fn`` under ``fn.__name__`` in ``family``; ``input_size`` is the
+    side of the square input the model is defined for (224 for ImageNet, 32 for CIFAR)."""
     def wrap(fn):
         name = fn.__name__.lower()
         if name in _REGISTRY:
             raise ValueError("model %r is registered twice (%s and %s)"
                              % (name, _REGISTRY[name][0].__module__, fn.__module__))
-        _REGISTRY[name] = (fn, family)
+        _REGISTRY[name] = (fn, family, input_size)
         mod = sys.modules[fn.__module__]
         if hasattr(mod, "__all__") and fn.__name__ not in mod.__all__:
             mod.__all__.append(fn.__name__)
@@ -37,19 +38,20 @@ def _natural_key(name):
 def list_models(filter="*", family=None):  # pylint: disable=redefined-builtin
     """Registered names matching the fnmatch pattern ``filter`` (and ``family``), sorted
     naturally (``resnet18`` before ``resnet101``)."""
-    names = [n for n, (_, fam) in _REGISTRY.items()
+    names = [n for n, (_, fam, _) in _REGISTRY.items()
              if fnmatch.fnmatch(n, filter.lower()) and (family is None or fam == family)]
     return sorted(names, key=_natural_key)
 
 
 def model_info(name):
-    """``{'name', 'family', 'builder', 'options'}`` of a registered model; ``options`` maps
-    each keyword of the builder to its default."""
-    fn, family = _lookup(name)
+    """``{'name', 'family', 'builder', 'options', 'input_size'}`` of a registered model;
+    ``options`` maps each keyword of the builder to its default."""
+    fn, family, input_size = _lookup(name)
     params = inspect.signature(fn).parameters
     options = {k: p.default for k, p in params.items()
                if p.kind == p.KEYWORD_ONLY or p.kind == p.POSITIONAL_OR_KEYWORD}
-    return {"name": name.lower(), "family": family, "builder": fn, "options": options}
+    return {"name": name.lower(), "family": family, "builder": fn, "options": options,
+            "input_size": input_size}
 
 
 def _lookup(name):
@@ -73,7 +75,7 @@ def get_model(name, **options):
         Builder options: every model takes ``classes`` and ``impl`` ("native" or "stock"),
         plus its family's options (see :func:`model_info`).
     """
-    fn, _ = _lookup(name)
+    fn = _lookup(name)[0]
     params = inspect.signature(fn).parameters
     unknown = [k for k in options if k not in params]
     if unknown and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
