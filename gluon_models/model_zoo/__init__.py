@@ -1,5 +1,7 @@
 """Model zoo: one module per family, all registered in :mod:`.registry`."""
 from .registry import get_model, list_models, model_info, register_model
+from .cli import add_model_args, model_options_from_args
 from . import igc  # noqa: F401  (registers the IGC family)
 
-__all__ = ["get_model", "list_models", "model_info", "register_model"]
+__all__ = ["get_model", "list_models", "model_info", "register_model", "add_model_args",
+           "model_options_from_args"]

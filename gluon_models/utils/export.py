@@ -1,0 +1,196 @@
+"""Export registered networks to ``-symbol.json`` + ``-NNNN.params`` and load them back.
+
+The files are the standard MXNet pair written by ``HybridBlock.export``: they load with
+``gluon.SymbolBlock.imports`` and ``mx.mod.Module``. A network built with ``impl="native"``
+contains ``Reorder`` ops and needs the operator library (``import gluon_models``) to load; one
+built with ``impl="stock"`` needs stock MXNet only. The native op has no parameters, so the
+parameter names of the two are identical and :func:`build_and_export` converts one into the
+other: build with the other ``impl`` and load the first one's ``checkpoint``.
+"""
+import logging
+import os
+import shutil
+import tempfile
+
+import mxnet as mx
+from mxnet import gluon
+
+from ..model_zoo import get_model, model_info
+
+__all__ = ["default_input_shape", "export_model", "build_and_export", "load_exported",
+           "load_checkpoint_params"]
+
+_LOG = logging.getLogger(__name__)
+
+
+def default_input_shape(name):
+    """Shape of one input sample, ``(3, S, S)``, that the registered model ``name`` is defined
+    for: ``S`` is 224 for ImageNet models and 32 for the ``*_cifar`` ones."""
+    size = model_info(name)["input_size"]
+    return (3, size, size)
+
+
+def _params_file(prefix, epoch):
+    return "%s-%04d.params" % (prefix, epoch)
+
+
+def _context_of(net):
+    for param in net.collect_params().values():
+        try:
+            return param.list_ctx()[0]
+        except RuntimeError:  # deferred initialisation: no context yet
+            continue
+    return mx.cpu()
+
+
+def export_model(net, prefix, input_shape, epoch=0):
+    """Hybridize ``net``, run it once on zeros and write ``prefix-symbol.json`` and
+    ``prefix-%04d.params`` (``epoch``).
+
+    The files are written under a temporary name in the target directory and then moved
+    into place with ``os.replace``, so a failed export leaves no partial files and never
+    clobbers an existing export. The directory is created when missing.
+
+    Parameters
+    ----------
+    net : gluon.HybridBlock
+        An initialised network.
+    prefix : str
+        Output path prefix.
+    input_shape : tuple of int
+        Shape of one sample (no batch axis), e.g. ``(3, 32, 32)``; the forward uses batch 1.
+    epoch : int
+        Epoch number in the parameter file name.
+
+    Returns
+    -------
+    (str, str)
+        The symbol file and the parameter file written.
+    """
+    prefix = os.path.abspath(prefix)
+    out_dir = os.path.dirname(prefix)
+    os.makedirs(out_dir, exist_ok=True)
+    net.hybridize()
+    net(mx.nd.zeros((1,) + tuple(input_shape), ctx=_context_of(net))).wait_to_read()
+    sym_file, params_file = prefix + "-symbol.json", _params_file(prefix, epoch)
+    # Same directory, hence the same file system: os.replace is then an atomic rename.
+    tmp_dir = tempfile.mkdtemp(prefix=".%s.export-" % os.path.basename(prefix), dir=out_dir)
+    try:
+        tmp_prefix = os.path.join(tmp_dir, "net")
+        net.export(tmp_prefix, epoch)
+        os.replace(_params_file(tmp_prefix, epoch), params_file)
+        os.replace(tmp_prefix + "-symbol.json", sym_file)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    _LOG.info("exported %s and %s", sym_file, params_file)
+    return sym_file, params_file
+
+
+def _name_list(names, limit=10):
+    names = sorted(names)
+    text = ", ".join(names[:limit])
+    return text + (", ... (%d in all)" % len(names) if len(names) > limit else "")
+
+
+def load_checkpoint_params(net, prefix, epoch=0):
+    """Set the parameters of ``net`` from the MXNet Module / export checkpoint
+    ``prefix-%04d.params`` (keys ``arg:<name>`` / ``aux:<name>``).
+
+    The names must be exactly those of ``net.collect_params()`` (a network exported by
+    ``HybridBlock.export`` uses them). Missing, unexpected and mis-shaped parameters raise
+    ValueError naming them; nothing is skipped silently.
+    """
+    path = _params_file(prefix, epoch)
+    if not os.path.isfile(path):
+        raise ValueError("checkpoint parameter file %s does not exist" % path)
+    loaded = mx.nd.load(path)
+    if not isinstance(loaded, dict):
+        raise ValueError("%s holds an unnamed list of arrays, not a checkpoint" % path)
+    arrays = {}
+    for key, value in loaded.items():
+        kind, sep, name = key.partition(":")
+        if not sep or kind not in ("arg", "aux"):
+            raise ValueError("%s is not a Module/export checkpoint: key %r has no 'arg:' or "
+                             "'aux:' prefix (a file written by save_parameters loads with "
+                             "params=...)" % (path, key))
+        arrays[name] = value
+    params = net.collect_params()
+    missing = set(params.keys()) - set(arrays)
+    unexpected = set(arrays) - set(params.keys())
+    if missing or unexpected:
+        problems = []
+        if missing:
+            problems.append("missing from the file: %s" % _name_list(missing))
+        if unexpected:
+            problems.append("not parameters of the network: %s" % _name_list(unexpected))
+        raise ValueError("checkpoint %s does not match the network %s; %s"
+                         % (path, net.name, "; ".join(problems)))
+    wrong = ["%s (network %s, file %s)" % (n, params[n].shape, arrays[n].shape)
+             for n in sorted(arrays) if tuple(params[n].shape) != arrays[n].shape]
+    if wrong:
+        raise ValueError("checkpoint %s has parameters of the wrong shape: %s"
+                         % (path, "; ".join(wrong)))
+    for name, param in params.items():
+        param.set_data(arrays[name])
+
+
+def build_and_export(name, prefix, impl="native", input_shape=None, params=None,
+                     checkpoint=None, **options):
+    """Build the registered model ``name``, load its weights and export it.
+
+    Parameters
+    ----------
+    name : str
+        Registered model name (see :func:`gluon_models.list_models`).
+    prefix : str
+        Output prefix; writes ``prefix-symbol.json`` and ``prefix-0000.params``.
+    impl : {"native", "stock"}
+        Operator implementation of the exported network.
+    input_shape : tuple of int, optional
+        One sample's shape; default :func:`default_input_shape` of the model.
+    params : str, optional
+        A Gluon ``.params`` file written by ``save_parameters``.
+    checkpoint : (str, int), optional
+        ``(prefix, epoch)`` of a Module or export checkpoint (see
+        :func:`load_checkpoint_params`). A checkpoint exported with one ``impl`` loads into
+        the other: this is how a native export is converted to a stock one.
+    **options
+        Builder options (``classes``, ``depth``, ...).
+
+    Without ``params`` or ``checkpoint`` the network keeps its initial weights.
+
+    Returns
+    -------
+    (str, str)
+        The symbol file and the parameter file written.
+    """
+    if params is not None and checkpoint is not None:
+        raise ValueError("give params or checkpoint, not both")
+    net = get_model(name, impl=impl, **options)
+    net.initialize(ctx=mx.cpu())
+    if params is not None:
+        # Gluon would read arg:/aux: keys through its legacy prefix rules and report
+        # doubled-prefix names; say what the file is instead.
+        keys = mx.nd.load(params) if os.path.isfile(params) else {}
+        if isinstance(keys, dict) and keys and all(k[:4] in ("arg:", "aux:") for k in keys):
+            raise ValueError("%s is a Module/export checkpoint (arg:/aux: names); load it "
+                             "with checkpoint=(prefix, epoch)" % params)
+        try:
+            net.load_parameters(params, ctx=mx.cpu())
+        except AssertionError as err:  # Gluon reports missing / mis-shaped names this way
+            raise ValueError("cannot load %s into %s: %s" % (params, name, err)) from err
+    elif checkpoint is not None:
+        ckpt_prefix, ckpt_epoch = checkpoint
+        load_checkpoint_params(net, ckpt_prefix, int(ckpt_epoch))
+    if input_shape is None:
+        input_shape = default_input_shape(name)
+    return export_model(net, prefix, input_shape)
+
+
+def load_exported(prefix, epoch=0, ctx=None):
+    """Load ``prefix-symbol.json`` + ``prefix-%04d.params`` as a ``gluon.SymbolBlock``
+    (input ``data``). The operator library is already loaded with this package, so native
+    exports load too."""
+    ctx = mx.cpu() if ctx is None else ctx
+    return gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"],
+                                     _params_file(prefix, epoch), ctx=ctx)

@@ -1,0 +1,1 @@
+"""Utilities: export / import and the parameter and multiply-add summary."""

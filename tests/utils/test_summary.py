@@ -1,0 +1,149 @@
+"""Summary: parameter and multiply-add counts against hand counts and the published figures;
+the summary and model-table command lines."""
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import pytest
+from mxnet.gluon import nn
+
+import gluon_models
+from gluon_models.model_zoo.reference import REFERENCE, SOURCES
+from gluon_models.utils import format_summary, model_summary, summary
+from gluon_models.utils.model_table import BEGIN, END, check_model_table, model_table
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _tiny():
+    net = nn.HybridSequential(prefix="tiny_")
+    with net.name_scope():
+        net.add(nn.Conv2D(4, 3, padding=1, in_channels=3, prefix="conv1_"),
+                nn.BatchNorm(in_channels=4, prefix="bn_"),
+                nn.Conv2D(6, 1, groups=2, use_bias=False, in_channels=4, prefix="conv2_"),
+                nn.Dense(5, in_units=6 * 8 * 8, prefix="fc_"))
+    return net
+
+
+def test_tiny_net_by_hand():
+    result = summary(_tiny(), (3, 8, 8))
+    rows = {r.name: r for r in result.rows}
+    # conv1: weight 4*3*3*3 + bias 4; output 4*8*8 elements, each 3*3*3 multiply-adds
+    assert (rows["tiny_conv1_fwd"].params, rows["tiny_conv1_fwd"].macs) == (112, 256 * 27)
+    assert rows["tiny_conv1_fwd"].output_shape == (1, 4, 8, 8)
+    # bn: gamma + beta learnable; running mean / var (8) are auxiliary states
+    assert (rows["tiny_bn_fwd"].params, rows["tiny_bn_fwd"].macs) == (8, 0)
+    # conv2, 2 groups: weight 6*(4/2)*1*1; output 6*8*8 elements, each (4/2) multiply-adds
+    assert (rows["tiny_conv2_fwd"].params, rows["tiny_conv2_fwd"].macs) == (12, 384 * 2)
+    # fc: 384 inputs (flattened) -> 5: weight 384*5 + bias 5; 384*5 multiply-adds
+    assert (rows["tiny_fc_fwd"].params, rows["tiny_fc_fwd"].macs) == (1925, 1920)
+    assert rows["tiny_fc_fwd"].output_shape == (1, 5)
+    assert (result.params, result.macs, result.aux) == (2057, 6912 + 768 + 1920, 8)
+    text = format_summary(result)
+    assert "tiny_conv2_fwd" in text and "2,057" in text and "9,600" in text
+    assert "tiny_conv2_fwd" not in format_summary(result, per_layer=False)
+
+
+def test_symbol_labels_and_fixed_gamma():
+    """Labels and a BatchNorm gamma fixed at 1 (the symbol default) are not learnable."""
+    x = mx.sym.FullyConnected(mx.sym.var("data"), num_hidden=3, name="fc")
+    sym = mx.sym.SoftmaxOutput(mx.sym.BatchNorm(x, name="bn"), name="softmax")
+    result = summary(sym, (4,))
+    assert (result.params, result.macs) == (4 * 3 + 3 + 3, 12)
+    sym = mx.sym.BatchNorm(x, fix_gamma=False, name="bn")
+    assert summary(sym, (4,)).params == 4 * 3 + 3 + 6
+    with pytest.raises(ValueError, match="no input 'image'"):
+        summary(sym, (4,), data_name="image")
+
+
+@pytest.mark.parametrize("impl", ["native", "stock"])
+def test_igc_plain_cifar_count(impl):
+    """README example IGC-L24M2, depth 38: 317,242 (authors' log: 0.3172M)."""
+    net = gluon_models.get_model("igc_plain_cifar", impl=impl)
+    result = summary(net, (3, 32, 32))
+    assert result.params == 317242 == REFERENCE["igc_plain_cifar"]["exact_params"]
+    assert result.params == sum(r.params for r in result.rows)
+    assert result.macs == sum(r.macs for r in result.rows)
+    learnable = sum(p.data().size for p in _initialised(net).collect_params().values()
+                    if p.grad_req != "null")
+    assert result.params == learnable
+
+
+def _initialised(net):
+    net.initialize()
+    return net
+
+
+def test_block_and_exported_symbol_agree(tmp_path):
+    from gluon_models.utils import export_model
+    net = _initialised(gluon_models.get_model("igc_resnet_cifar", depth=8))
+    sym_file, _ = export_model(net, str(tmp_path / "net"), (3, 32, 32))
+    a, b = summary(net, (3, 32, 32)), summary(mx.sym.load(sym_file), (3, 32, 32))
+    assert (a.params, a.macs, a.aux) == (b.params, b.macs, b.aux)
+    assert a.rows == b.rows
+
+
+def test_resnet18_w64():
+    result = model_summary("resnet18_w64")
+    assert result.input_shape == (3, 224, 224)
+    assert result.params == 11689512
+    assert 1.7e9 <= result.macs <= 1.9e9
+    assert result.rows[-1].op == "FullyConnected" and result.rows[-1].macs == 512 * 1000
+
+
+@pytest.mark.parametrize("name", sorted(n for n in REFERENCE if "flops_g" in REFERENCE[n]))
+def test_published_imagenet_figures(name):
+    """Exact parameter counts of the authors' symbols; the paper's FLOPs column to 0.1 G."""
+    ref, result = REFERENCE[name], model_summary(name)
+    assert result.params == ref["exact_params"]
+    assert abs(result.macs / 1e9 - ref["flops_g"]) <= 0.1
+    assert ref["source"] in SOURCES
+
+
+def _tool(*argv):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", argv[0])] +
+                          [str(a) for a in argv[1:]], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_summary_command_line():
+    out = _tool("summary.py", "--model", "igc_plain_cifar", "--per-layer")
+    assert out.returncode == 0, out.stderr
+    assert "317,242" in out.stdout and "igc_plain_cifar_fc_score_fwd" in out.stdout
+    out = _tool("summary.py", "--model", "igc_resnet_cifar", "--model-opt", "depth=8",
+                "--impl", "stock", "--classes", "7", "--input-size", "64")
+    assert out.returncode == 0, out.stderr
+    assert "3x64x64" in out.stdout and "fc_score" not in out.stdout
+    expected = model_summary("igc_resnet_cifar", (3, 64, 64), depth=8, classes=7)
+    assert "{:,}".format(expected.macs) in out.stdout
+
+
+def test_model_table(tmp_path):
+    table = model_table()
+    assert table.startswith(BEGIN) and table.rstrip().endswith(END)
+    assert table.count("\n| `") == len(gluon_models.list_models())
+    assert "| `resnet18_w64` | igc | 224x224 | 11,689,512 | 1.81 |" in table
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\ntext before\n\n" + table + "\ntext after\n")
+    assert check_model_table(str(readme), table)[0]
+    readme.write_text(readme.read_text().replace("11,689,512", "11,689,513"))
+    ok, message = check_model_table(str(readme), table)
+    assert not ok and "11,689,513" in message
+
+
+def test_model_table_command_line(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\n%s\n%s\n\ntext after\n" % (BEGIN, END))
+    out = _tool("model_table.py", "--check", readme)
+    assert out.returncode == 1 and "stale" in out.stderr
+    out = _tool("model_table.py", "--output", readme)
+    assert out.returncode == 0, out.stderr
+    text = readme.read_text()
+    assert text.startswith("# Title\n\n" + BEGIN) and text.endswith(END + "\n\ntext after\n")
+    assert "317,242" in text
+    assert _tool("model_table.py", "--check", readme).returncode == 0
+    readme.write_text(text.replace("| 1.26 |", "| 1.27 |"))
+    out = _tool("model_table.py", "--check", readme)
+    assert out.returncode == 1 and "1.27" in out.stderr
+    assert os.listdir(tmp_path) == ["README.md"]
