@@ -1,0 +1,6 @@
+"""Side-by-side measurements of gluon-models (see DESIGN.md, "Tests and measurements").
+
+Each benchmark is a module ``benchmarks/bench_<name>.py`` with ``run(quick=False) -> dict``;
+``python -m benchmarks.run [names...] [--quick]`` runs them and writes
+``benchmarks/results/<name>.json`` and ``<name>.md`` (see :mod:`benchmarks.common`).
+"""

@@ -1,0 +1,241 @@
+"""Shared machinery of the benchmarks: interleaved timing, machine facts and result files.
+
+A benchmark's ``run(quick)`` returns a results dict with at least
+
+* ``name`` (file stem), ``title`` and ``description`` (Markdown),
+* ``tables``: ``[{"title", "columns", "rows", "note"?}]`` rendered as Markdown tables,
+* ``notes``: list of Markdown lines shown under the tables,
+
+plus any raw data it wants kept in the JSON. :func:`write_results` adds nothing to it;
+``benchmarks.run`` adds ``machine`` (:func:`machine_facts`), ``quick`` and ``elapsed_s``.
+"""
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import tempfile
+import time
+
+import mxnet as mx
+import numpy as np
+
+__all__ = ["RESULTS_DIR", "sync", "time_interleaved", "machine_facts", "markdown_table",
+           "to_markdown", "write_results"]
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sync():
+    """Wait for every pending MXNet operation (the engine runs asynchronously)."""
+    mx.nd.waitall()
+
+
+def _minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_interleaved(variants, repeats, warmup=2, min_time=2e-3, max_number=1000):
+    """Time several callables against each other, round-robin, in one run.
+
+    Every timing is ``number`` back-to-back calls between two :func:`sync` calls, divided by
+    ``number``; ``number`` is chosen per variant after the warm-up so that one timing lasts
+    at least ``min_time`` seconds (small tensors would otherwise measure the timer and the
+    synchronisation). Repeat ``r`` visits the variants in the order rotated by ``r``, so
+    machine noise and allocator state hit all of them alike and none always runs right
+    after the same neighbour. The garbage collector is off while timing (as in ``timeit``).
+
+    Parameters
+    ----------
+    variants : dict of str -> callable
+        Name -> function of no arguments (it may leave work queued in the engine).
+    repeats : int
+        Timings per variant; the median and the minimum of these are reported.
+    warmup : int
+        Untimed calls per variant before calibrating ``number``.
+
+    Returns
+    -------
+    dict of str -> dict
+        Per variant: ``median_ms``, ``min_ms``, ``max_ms``, ``times_ms`` (each per call),
+        ``number`` and ``faults_per_call`` (process-wide minor page faults per call: fresh
+        memory that the kernel had to map, a cost of allocating outputs, not of the maths).
+    """
+    names = list(variants)
+    number = {}
+    for name in names:
+        fn = variants[name]
+        for _ in range(warmup):
+            fn()
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        once = max(time.perf_counter() - t0, 1e-7)
+        number[name] = int(min(max_number, max(1, math.ceil(min_time / once))))
+    times = {name: [] for name in names}
+    faults = dict.fromkeys(names, 0)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(repeats):
+            k = r % len(names)
+            for name in names[k:] + names[:k]:
+                fn, n = variants[name], number[name]
+                sync()
+                f0 = _minor_faults()
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                sync()
+                dt = time.perf_counter() - t0
+                faults[name] += _minor_faults() - f0
+                times[name].append(dt / n)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    out = {}
+    for name in names:
+        ts = times[name]
+        out[name] = {"median_ms": statistics.median(ts) * 1e3, "min_ms": min(ts) * 1e3,
+                     "max_ms": max(ts) * 1e3, "times_ms": [round(t * 1e3, 5) for t in ts],
+                     "number": number[name],
+                     "faults_per_call": faults[name] / float(repeats * number[name])}
+    return out
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib():
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2.0 ** 20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _git_revision():
+    """``<commit>`` or ``<commit>+dirty`` of the checkout, or None outside a git checkout."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_REPO, check=True,
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=_REPO, check=True, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("+dirty" if dirty else "")
+
+
+def machine_facts():
+    """What the numbers depend on: CPU, cores, versions, threading settings, date."""
+    try:
+        cores_available = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores_available = os.cpu_count()
+    try:
+        import gluon_models
+        operators = {k: v for k, v in gluon_models.ops.info().items() if k != "path"}
+    except ImportError as err:
+        operators = {"error": str(err)}
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_available": cores_available,
+        "memory_gib": _memory_gib(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+        # engine, threading and allocator settings that change these numbers
+        "env": {k: v for k, v in sorted(os.environ.items())
+                if k.startswith(("MXNET_", "OMP_", "KMP_", "MALLOC_", "GOMP_"))},
+        "mxnet": mx.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "operators": operators,
+        "git": _git_revision(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def markdown_table(columns, rows):
+    """A GitHub Markdown table; cells are converted with ``str``."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def to_markdown(results):
+    """Render a results dict (see the module docstring) as a Markdown page."""
+    parts = ["# " + results.get("title", results["name"]), ""]
+    if results.get("description"):
+        parts += [results["description"], ""]
+    m = results.get("machine")
+    if m:
+        env = ", ".join("%s=%s" % kv for kv in m.get("env", {}).items()
+                        if kv[0] != "OMP_NUM_THREADS")
+        parts += ["Machine: %s, %s cores (%s usable), %s GiB; mxnet %s, numpy %s, python %s; "
+                  "OMP_NUM_THREADS=%s%s; git %s; %s." % (
+                      m["cpu"], m["cores"], m["cores_available"], m["memory_gib"], m["mxnet"],
+                      m["numpy"], m["python"], m["omp_num_threads"],
+                      "; " + env if env else "", m["git"], m["date"]), ""]
+    settings = []
+    if "quick" in results:
+        settings.append("mode: " + ("quick (smoke run)" if results["quick"] else "full"))
+    if "elapsed_s" in results:
+        settings.append("took %.1f s" % results["elapsed_s"])
+    if settings:
+        parts += ["Run: " + "; ".join(settings) + ".", ""]
+    for table in results.get("tables", []):
+        parts += ["## " + table["title"], ""]
+        if table.get("note"):
+            parts += [table["note"], ""]
+        parts += [markdown_table(table["columns"], table["rows"]), ""]
+    if results.get("notes"):
+        parts += ["## Notes", ""] + ["- " + n for n in results["notes"]] + [""]
+    return "\n".join(parts)
+
+
+def _write_atomically(path, text):
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the usual mode
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_results(results, out_dir=RESULTS_DIR):
+    """Write ``<out_dir>/<name>.json`` and ``<name>.md`` atomically; return both paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.join(out_dir, results["name"])
+    json_path, md_path = stem + ".json", stem + ".md"
+    _write_atomically(json_path, json.dumps(results, indent=2) + "\n")
+    _write_atomically(md_path, to_markdown(results))
+    return json_path, md_path

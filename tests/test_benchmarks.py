@@ -1,0 +1,76 @@
+"""Smoke test of the benchmarks: the Reorder benchmark in quick mode, into a tmp directory."""
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import bench_reorder, run
+
+
+def test_registry_lists_reorder():
+    assert "reorder" in run.available()
+
+
+def test_unknown_benchmark_is_an_error_naming_it(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run.main(["no_such_bench", "--out-dir", str(tmp_path)])
+    assert "no_such_bench" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_reorder_quick_writes_json_and_markdown(tmp_path):
+    written = run.main(["reorder", "--quick", "--out-dir", str(tmp_path)])
+    json_path, md_path = written["reorder"]
+    assert json_path == str(tmp_path / "reorder.json")
+    assert md_path == str(tmp_path / "reorder.md")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reorder.json", "reorder.md"]
+
+    with open(json_path) as fh:
+        res = json.load(fh)
+    assert res["name"] == "reorder" and res["quick"] is True and res["elapsed_s"] > 0
+    for key in ("cpu", "cores", "mxnet", "omp_num_threads", "date"):
+        assert res["machine"][key] not in (None, "")
+    assert {"speedup_fwd_bwd", "speedup_fwd", "bw_fraction_fwd_bwd",
+            "bw_fraction_kernel"} <= set(res["verdicts"])
+    assert len(res["cases"]) == len(bench_reorder.QUICK_CASES)
+    modes = {"fwd_bwd": {"native", "native_op", "stock", "copy"},
+             "fwd": {"native", "stock", "copy"},
+             "fwd_out": {"native_op", "copy", "numpy"}}
+    for case in res["cases"]:
+        assert case["outputs_agree"] is True
+        assert case["bytes"] == 4 * case["shape"][0] * case["shape"][1] * case["shape"][2] \
+            * case["shape"][3]
+        for mode, variants in modes.items():
+            assert set(case[mode]) == variants
+            for timing in case[mode].values():
+                assert 0 < timing["min_ms"] <= timing["median_ms"] <= timing["max_ms"]
+                assert len(timing["times_ms"]) == bench_reorder.QUICK["repeats"]
+                assert timing["number"] >= 1 and timing["faults_per_call"] >= 0
+        for key in ("speedup_fwd_bwd", "speedup_fwd", "bw_fraction_fwd_bwd",
+                    "bw_fraction_fwd", "bw_fraction_kernel"):
+            assert case[key] > 0
+
+    with open(md_path) as fh:
+        md = fh.read()
+    assert md.startswith("# Reorder")
+    assert "| MiB | shape | B | native ms |" in md
+    assert res["machine"]["cpu"] in md
+
+
+@pytest.mark.parametrize("shape, branch_factor", [((2, 6, 3, 3), 2), ((2, 6, 3, 3), 3),
+                                                  ((3, 12, 1, 5), 4), ((2, 8, 2, 2), 8)])
+def test_variants_agree(shape, branch_factor):
+    assert bench_reorder.check_agreement(shape, branch_factor)
+
+
+def test_disagreeing_variant_stops_the_benchmark():
+    impls = {"native": bench_reorder.IMPLS["native"],
+             "wrong": lambda x, branch_factor: x * 1}  # the identity, not the permutation
+    with pytest.raises(AssertionError, match="'wrong'.*branch_factor 2"):
+        bench_reorder.check_agreement((2, 6, 3, 3), 2, impls=impls)
+
+
+def test_reference_matches_the_spec_examples():
+    x = np.arange(6).reshape(1, 6)
+    assert bench_reorder.reference(x, 2).ravel().tolist() == [0, 3, 1, 4, 2, 5]
+    assert bench_reorder.reference(x, 3).ravel().tolist() == [0, 2, 4, 1, 3, 5]
