@@ -1,0 +1,31 @@
+"""Datasets as im2rec-compatible RecordIO, and the record iterators that read them.
+
+* :mod:`.datasets`: the dataset table (classes, sizes, mean/std, files), ``DataFormatError``,
+  default directories;
+* :mod:`.recordio`: :func:`write_records`, the one ``.lst/.rec/.idx`` writer (parallel,
+  ordered, atomic);
+* converters: :func:`convert_cifar` (CIFAR-10/100 pickles), :func:`convert_svhn` (SVHN
+  ``.mat``), :func:`convert_digits` (scikit-learn digits, the embedded default);
+* :mod:`.presets`: the seeds' augmentation presets and the ``Data``/``Augmentation`` options;
+* :mod:`.iterators`: :func:`get_rec_iters` (``ImageRecordIter`` train/val pair), exact
+  evaluation helpers.
+"""
+from .datasets import (DATASETS, DataFormatError, DatasetInfo, default_data_dir,
+                       default_data_root, get_dataset_info, list_datasets, split_files)
+from .recordio import (WriteResult, add_convert_args, convert_options_from_args, read_lst,
+                       records_exist, write_records)
+from .cifar import convert_cifar, load_cifar_batch
+from .svhn import convert_svhn, load_svhn_mat
+from .digits import convert_digits, digits_images, digits_split, ensure_digits
+from .presets import AUG_PRESETS, add_aug_args, add_data_args, apply_presets, resolve_aug
+from .iterators import (FreshIter, PadCropIter, count_records, get_rec_iters, iters_from_args,
+                        strip_pad, update_metric)
+
+__all__ = ["DATASETS", "DataFormatError", "DatasetInfo", "default_data_dir", "default_data_root",
+           "get_dataset_info", "list_datasets", "split_files", "WriteResult", "add_convert_args",
+           "convert_options_from_args", "read_lst", "records_exist", "write_records",
+           "convert_cifar", "load_cifar_batch", "convert_svhn", "load_svhn_mat",
+           "convert_digits", "digits_images", "digits_split", "ensure_digits", "AUG_PRESETS",
+           "add_aug_args", "add_data_args", "apply_presets", "resolve_aug", "FreshIter",
+           "PadCropIter", "count_records", "get_rec_iters", "iters_from_args", "strip_pad",
+           "update_metric"]
