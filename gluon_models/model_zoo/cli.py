@@ -9,6 +9,7 @@ import argparse
 import ast
 
 from ..nn.basic import IMPLS
+from .registry import model_info, seed_network
 
 __all__ = ["add_model_args", "model_options_from_args", "parse_model_opt"]
 
@@ -36,8 +37,10 @@ def add_model_args(parser, default_model=None):
     ``--model`` is required unless ``default_model`` is given.
     """
     group = parser.add_argument_group("Model", "which registered network to build")
-    group.add_argument("--model", default=default_model, required=default_model is None,
-                       help="registered model name (gluon_models.list_models())")
+    group.add_argument("--model", "--network", dest="model", default=default_model,
+                       required=default_model is None,
+                       help="registered model name (gluon_models.list_models()) or a seed "
+                            "script's --network value (e.g. plain_igc, resnet_igc)")
     group.add_argument("--model-opt", dest="model_opts", metavar="KEY=VALUE",
                        action="append", default=[], type=parse_model_opt,
                        help="builder option, repeatable, e.g. --model-opt depth=20")
@@ -45,12 +48,35 @@ def add_model_args(parser, default_model=None):
                        help="native operators, or their stock-MXNet twins (export anywhere)")
     group.add_argument("--classes", type=int, default=None,
                        help="number of classes; %(default)s: the model's")
+    group.add_argument("--depth", type=int, default=None, help="network depth (seed flag)")
+    group.add_argument("--primary-partition", type=int, default=None,
+                       help="IGC primary partitions L, or a regular network's width")
+    group.add_argument("--secondary-partition", type=int, default=None,
+                       help="IGC secondary partitions M")
     return group
+
+
+_SEED_FLAGS = {"depth": "depth", "primary_partition": "primary",
+               "secondary_partition": "secondary"}
 
 
 def model_options_from_args(args):
     """The builder keywords selected by the arguments of :func:`add_model_args`."""
     options = {}
+    flags = {k: getattr(args, k, None) for k in _SEED_FLAGS}
+    seed = seed_network(args.model)
+    if seed is not None:  # a seed's --network value: its flags map onto the builder's options
+        options.update(seed[1](flags["depth"], flags["primary_partition"],
+                               flags["secondary_partition"]))
+    else:
+        accepted = model_info(args.model)["options"]
+        for flag, key in _SEED_FLAGS.items():
+            if flags[flag] is None:
+                continue
+            if key not in accepted:
+                raise ValueError("--%s does not apply to model %s (its options: %s)"
+                                 % (flag.replace("_", "-"), args.model, ", ".join(accepted)))
+            options[key] = flags[flag]
     for key, value in args.model_opts:
         if key in options:
             raise ValueError("--model-opt %s is given twice" % key)

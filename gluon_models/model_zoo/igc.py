@@ -19,7 +19,7 @@ from mxnet.gluon import nn
 
 from ..nn.basic import ConvBNAct, check_impl, fc_uniform
 from ..nn.igc import IGCConv
-from .registry import register_model
+from .registry import register_model, register_seed_network
 
 __all__ = ["IGCNet", "ResidualBlock", "cifar_resnet_blocks"]
 
@@ -298,3 +298,24 @@ def igc_resnet18_l16m16(classes=1000, impl="native"):
 def igc_resnet18_l100m2(classes=1000, impl="native"):
     """IGC-L100M2+Ident.: L = 100 primary partitions doubling per stage, M = 2."""
     return _igc_resnet18(100, 2, "l", classes, impl, "igc_resnet18_l100m2_")
+
+
+# ---- the IGC seed's `train_model.py --network` values (spec igc.md 3.1) ---------------------
+
+def _options(**values):
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _width(primary, secondary):
+    """A regular baseline's width is requested as --primary-partition (secondary left at 1)."""
+    return None if primary is None else primary * (secondary or 1)
+
+
+register_seed_network("plain", "plain_cifar",
+                      lambda d, p, s: _options(depth=d, width=_width(p, s)))
+register_seed_network("resnet", "resnet_cifar",
+                      lambda d, p, s: _options(depth=d, width=_width(p, s)))
+register_seed_network("plain_igc", "igc_plain_cifar",
+                      lambda d, p, s: _options(depth=d, primary=p, secondary=s))
+register_seed_network("resnet_igc", "igc_resnet_cifar",
+                      lambda d, p, s: _options(depth=d, primary=p, secondary=s))

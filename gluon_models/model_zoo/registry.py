@@ -10,7 +10,8 @@ import inspect
 import re
 import sys
 
-__all__ = ["register_model", "get_model", "list_models", "model_info"]
+__all__ = ["register_model", "register_seed_network", "seed_network", "get_model",
+           "list_models", "model_info"]
 
 _REGISTRY = {}  # name -> (builder, family, input_size)
 
@@ -29,6 +30,26 @@ def register_model(family, input_size=224):
             mod.__all__.append(fn.__name__)
         return fn
     return wrap
+
+
+_SEED_NETWORKS = {}  # the seeds' --network values -> (model name, options from seed flags)
+
+
+def register_seed_network(seed_name, model, options):
+    """Accept a seed script's ``--network`` value as another name of ``model``.
+
+    ``options(depth, primary, secondary)`` turns the seed's ``--depth``,
+    ``--primary-partition`` and ``--secondary-partition`` values (None when not given) into
+    builder keywords of ``model``.
+    """
+    if seed_name in _SEED_NETWORKS or seed_name in _REGISTRY:
+        raise ValueError("seed network name %r is already taken" % seed_name)
+    _SEED_NETWORKS[seed_name] = (model, options)
+
+
+def seed_network(name):
+    """``(model, options_fn)`` for a seed ``--network`` value, else None."""
+    return _SEED_NETWORKS.get(str(name))
 
 
 def _natural_key(name):
@@ -58,6 +79,8 @@ def _lookup(name):
     key = str(name).lower()
     if key not in _REGISTRY:
         close = difflib.get_close_matches(key, list(_REGISTRY), n=5)
+        if key in _SEED_NETWORKS:
+            return _REGISTRY[_SEED_NETWORKS[key][0]]
         hint = ("did you mean: %s" % ", ".join(close)) if close else \
                ("registered: %s" % ", ".join(list_models()))
         raise ValueError("unknown model %r; %s" % (name, hint))

@@ -10,7 +10,7 @@ results and exports without the operator library.
 import mxnet as mx
 from mxnet.gluon import nn
 
-from .basic import check_impl, he_normal
+from .basic import check_impl, he_normal, layout_barrier
 
 __all__ = ["reorder", "Reorder", "IGCConv"]
 
@@ -126,6 +126,7 @@ class IGCConv(nn.HybridBlock):
             self.relu = nn.Activation("relu", prefix="relu_") if act else None
 
     def hybrid_forward(self, F, x):
-        x = self.reorder2(self.conv2(self.reorder1(self.conv1(x))))
+        # the input usually comes from BN + ReLU: keep the grouped conv1 away from it
+        x = self.reorder2(self.conv2(self.reorder1(self.conv1(layout_barrier(F, x)))))
         x = self.bn(x)
         return self.relu(x) if self.relu is not None else x

@@ -20,7 +20,7 @@ from .heads import training_symbol
 from .schedules import SCHEDULES, make_lr_scheduler
 
 __all__ = ["FitConfig", "fit", "evaluate", "add_fit_args", "contexts", "make_optimizer",
-           "KVSTORES"]
+           "make_kvstore", "KVSTORES"]
 
 _LOG = logging.getLogger(__name__)
 KVSTORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
@@ -31,7 +31,6 @@ OPTIMIZERS = ("sgd", "nag")
 class FitConfig:
     """Options of :func:`fit` (the command-line flags of :func:`add_fit_args`)."""
     num_epochs: int = 10
-    batch_size: int = 128
     num_examples: Optional[int] = None   # training-set size; default: counted by one pass
     optimizer: str = "sgd"
     lr: float = 0.1
@@ -80,6 +79,14 @@ def contexts(gpus):
     return [mx.gpu(i) for i in ids]
 
 
+def make_kvstore(kind, num_devices=1):
+    """A KVStore for distributed or multi-device training, else the name (Module then
+    updates locally)."""
+    if kind not in KVSTORES:
+        raise ValueError("kv_store must be one of %s, got %r" % (KVSTORES, kind))
+    return mx.kv.create(kind) if "dist" in kind or num_devices > 1 else kind
+
+
 def make_optimizer(cfg, net, rescale_grad, epoch_size, begin_num_update=0):
     """SGD or NAG with the seeds' weight-decay rule and the blocks' lr/wd multipliers.
 
@@ -122,7 +129,7 @@ def _seed(seed, epoch):
 def _metrics(classes, top_k):
     ms = [mx.metric.Accuracy(name="accuracy")]
     if top_k and 1 < top_k < classes:
-        ms.append(mx.metric.TopKAccuracy(top_k=top_k, name="top_k_accuracy_%d" % top_k))
+        ms.append(mx.metric.TopKAccuracy(top_k=top_k, name="top_k_accuracy"))  # adds _<k>
     ms.append(mx.metric.CrossEntropy(name="cross-entropy"))
     return mx.metric.CompositeEvalMetric(ms)
 
@@ -156,7 +163,7 @@ def _count_samples(make_train):
     return n
 
 
-def fit(net, train_data, val_data=None, cfg=None, classes=None, **overrides):
+def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **overrides):
     """Train ``net`` (an initialised HybridBlock) with a Module; returns the Module.
 
     Parameters
@@ -171,13 +178,14 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, **overrides):
         Options; keyword ``overrides`` replace fields of it.
     classes : int, optional
         Number of classes (for the top-k metric); default: the output width of ``net``.
+    kvstore : mx.kv.KVStore, optional
+        An existing store (the caller made it to shard the data by its rank); default: one
+        created from ``cfg.kv_store``.
     """
     cfg = dataclasses.replace(cfg or FitConfig(), **overrides)
     make_train, make_val = _as_factory(train_data), _as_factory(val_data)
     ctx = contexts(cfg.gpus)
-    if cfg.kv_store not in KVSTORES:
-        raise ValueError("kv_store must be one of %s, got %r" % (KVSTORES, cfg.kv_store))
-    kv = mx.kv.create(cfg.kv_store) if "dist" in cfg.kv_store or len(ctx) > 1 else cfg.kv_store
+    kv = kvstore if kvstore is not None else make_kvstore(cfg.kv_store, len(ctx))
     rank, workers = (kv.rank, kv.num_workers) if isinstance(kv, mx.kv.KVStore) else (0, 1)
 
     symbol = training_symbol(net, cfg.label_smoothing)
@@ -270,7 +278,6 @@ def add_fit_args(parser):
     g.add_argument("--kv-store", default="device", choices=KVSTORES, help="key-value store")
     g.add_argument("--num-epochs", "--num-epoches", dest="num_epochs", type=int, default=10,
                    help="epochs to train")
-    g.add_argument("--batch-size", type=int, default=128, help="batch size per worker")
     g.add_argument("--num-examples", type=int, default=None,
                    help="training-set size (default: from the data)")
     g.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, help="sgd or nag")

@@ -38,5 +38,5 @@ def make_net(seed=7):
     return net
 
 
-CFG = dict(batch_size=BATCH, lr=0.1, lr_step_epochs=[2], disp_batches=2, kv_store="local",
+CFG = dict(lr=0.1, lr_step_epochs=[2], disp_batches=2, kv_store="local",
            seed=3)

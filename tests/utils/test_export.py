@@ -228,12 +228,36 @@ def test_model_args():
     args = parser.parse_args(["--model", "igc_plain_cifar", "--model-opt", "depth=8",
                               "--model-opt", "primary=4", "--impl", "stock", "--classes", "5"])
     assert model_options_from_args(args) == dict(depth=8, primary=4, impl="stock", classes=5)
-    args = parser.parse_args(["--model", "m"])
+    args = parser.parse_args(["--model", "resnet18_w64"])
     assert model_options_from_args(args) == dict(impl="native")
     for bad in (["--model-opt", "depth=8", "--model-opt", "depth=11"],
                 ["--model-opt", "classes=3"]):
         with pytest.raises(ValueError):
-            model_options_from_args(parser.parse_args(["--model", "m"] + bad))
+            model_options_from_args(parser.parse_args(["--model", "igc_plain_cifar"] + bad))
+    with pytest.raises(ValueError, match="unknown model 'm'"):
+        model_options_from_args(parser.parse_args(["--model", "m"]))
+
+
+def test_seed_network_flags():
+    """The IGC seed's --network values and flags map onto the registry (spec igc.md 3.1)."""
+    parser = argparse.ArgumentParser()
+    add_model_args(parser)
+    seed = ["--depth", "38", "--primary-partition", "24", "--secondary-partition", "2"]
+    args = parser.parse_args(["--network", "plain_igc"] + seed)
+    assert args.model == "plain_igc"
+    assert model_options_from_args(args) == dict(depth=38, primary=24, secondary=2,
+                                                 impl="native")
+    assert gluon_models.get_model(args.model, **model_options_from_args(args)).prefix == \
+        "igc_plain_cifar_"
+    # a regular baseline's width is --primary-partition (x secondary)
+    args = parser.parse_args(["--network", "resnet", "--depth", "20",
+                              "--primary-partition", "16"])
+    assert model_options_from_args(args) == dict(depth=20, width=16, impl="native")
+    # the flags also reach registry names that take them, and are refused where they don't
+    args = parser.parse_args(["--model", "igc_resnet_cifar", "--depth", "14"])
+    assert model_options_from_args(args) == dict(depth=14, impl="native")
+    with pytest.raises(ValueError, match="--depth does not apply to model resnet18_w64"):
+        model_options_from_args(parser.parse_args(["--model", "resnet18_w64", "--depth", "18"]))
 
 
 def _tool(*argv):
