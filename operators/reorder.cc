@@ -48,13 +48,18 @@ void reorder_cpu(const T* in, T* out, int64_t outer, int64_t C, int64_t inner, i
     }
     return;
   }
-  const int64_t rows = outer * C;
+  // For each (n, b) the source channels b*Q .. b*Q+Q-1 are one contiguous block: read it in
+  // order and scatter its rows with stride B. Small tensors stay on one thread, where the
+  // OpenMP fork costs more than the copy.
   const size_t bytes = static_cast<size_t>(inner) * sizeof(T);
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t n = r / C, c = r - n * C;  // output channel c = k*B + b
-    const int64_t k = c / B, b = c - k * B;
-    std::memcpy(out + r * inner, in + (n * C + b * Q + k) * inner, bytes);
+  const bool parallel = static_cast<size_t>(outer * C) * bytes >= (size_t{1} << 20);
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
+  for (int64_t n = 0; n < outer; ++n) {
+    for (int64_t b = 0; b < B; ++b) {
+      const T* src = in + (n * C + b * Q) * inner;
+      T* dst = out + (n * C + b) * inner;
+      for (int64_t k = 0; k < Q; ++k) std::memcpy(dst + k * B * inner, src + k * inner, bytes);
+    }
   }
 }
 
