@@ -11,7 +11,8 @@ import re
 
 import mxnet as mx
 
-__all__ = ["save_checkpoint", "load_checkpoint", "last_complete_epoch", "atomic_write"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_params", "last_complete_epoch",
+           "atomic_write"]
 
 
 def atomic_write(path, write):
@@ -52,6 +53,28 @@ def save_checkpoint(module, prefix, epoch, symbol=None, meta=None):
     atomic_write(_param_file(prefix, epoch), lambda tmp: mx.nd.save(tmp, blob))
 
 
+def read_params(path):
+    """``(arg, aux, meta)`` dicts of a checkpoint/export params file (keys ``arg:<name>``,
+    ``aux:<name>``, ``meta:<name>``); errors name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError("checkpoint parameter file %s does not exist" % path)
+    try:
+        blob = mx.nd.load(path)
+    except mx.base.MXNetError as err:
+        raise ValueError("cannot read checkpoint parameter file %s: %s" % (path, err)) from err
+    if not isinstance(blob, dict):
+        raise ValueError("%s holds an unnamed list of arrays, not a checkpoint" % path)
+    parts = {"arg": {}, "aux": {}, "meta": {}}
+    for key, value in blob.items():
+        kind, sep, name = key.partition(":")
+        if not sep or kind not in parts:
+            raise ValueError("%s is not a Module/export checkpoint: key %r has no 'arg:' or "
+                             "'aux:' prefix (a file written by save_parameters loads with "
+                             "params=...)" % (path, key))
+        parts[kind][name] = value
+    return parts["arg"], parts["aux"], parts["meta"]
+
+
 def load_checkpoint(prefix, epoch):
     """``(symbol, arg_params, aux_params, states_file or None)``; errors name the file."""
     sym_file, param_file = "%s-symbol.json" % prefix, _param_file(prefix, epoch)
@@ -61,12 +84,9 @@ def load_checkpoint(prefix, epoch):
                                     % (f, _complete_epochs(prefix) or "none"))
     try:
         symbol = mx.sym.load(sym_file)
-        blob = mx.nd.load(param_file)
     except mx.base.MXNetError as err:
-        raise ValueError("cannot read checkpoint %s / %s: %s" % (sym_file, param_file, err)) \
-            from err
-    arg = {k[4:]: v for k, v in blob.items() if k.startswith("arg:")}
-    aux = {k[4:]: v for k, v in blob.items() if k.startswith("aux:")}
+        raise ValueError("cannot read checkpoint symbol %s: %s" % (sym_file, err)) from err
+    arg, aux, _ = read_params(param_file)
     states = _states_file(prefix, epoch)
     return symbol, arg, aux, (states if os.path.exists(states) else None)
 

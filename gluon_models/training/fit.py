@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import mxnet as mx
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, read_params, save_checkpoint
 from .heads import training_symbol
 from .schedules import SCHEDULES, make_lr_scheduler
 
@@ -134,15 +134,21 @@ def _metrics(classes, top_k):
     return mx.metric.CompositeEvalMetric(ms)
 
 
-def evaluate(module, data, metric):
-    """Metrics over exactly the samples of ``data``: the ``pad`` rows that fill the last
-    batch are dropped (use a freshly created iterator; see platform.md section 7)."""
+def evaluate(model, data, metric):
+    """Metrics of ``model`` (a bound Module with a softmax head, or a Gluon block returning
+    logits) over exactly the samples of
+    ``data``: the ``pad`` rows that fill the last batch are dropped (use a freshly created
+    iterator, or one that rebuilds itself on reset; see platform.md section 7)."""
     metric.reset()
     for batch in data:
-        module.forward(batch, is_train=False)
+        if isinstance(model, mx.module.BaseModule):
+            model.forward(batch, is_train=False)
+            out = model.get_outputs()[0]
+        else:  # record iterators hand out cpu_pinned arrays
+            ctx = next(iter(model.collect_params().values())).list_ctx()[0]
+            out = mx.nd.softmax(model(batch.data[0].as_in_context(ctx)))  # logits -> probs
         keep = batch.data[0].shape[0] - (batch.pad or 0)
-        out = module.get_outputs()[0][:keep]
-        metric.update([batch.label[0][:keep]], [out])
+        metric.update([batch.label[0][:keep]], [out[:keep]])
     return metric.get_name_value()
 
 
@@ -208,9 +214,9 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
             raise ValueError("checkpoint %s-%04d was made by a different network (its "
                              "arguments differ from this one's)"
                              % (cfg.model_prefix, cfg.load_epoch))
-        meta = mx.nd.load("%s-%04d.params" % (cfg.model_prefix, cfg.load_epoch))
+        _, _, meta = read_params("%s-%04d.params" % (cfg.model_prefix, cfg.load_epoch))
         begin_epoch = cfg.load_epoch
-        num_update = int(meta["meta:num_update"].asscalar()) if "meta:num_update" in meta \
+        num_update = int(meta["num_update"].asscalar()) if "num_update" in meta \
             else begin_epoch * epoch_size
         _LOG.info("Resuming from %s-%04d (update %d)", cfg.model_prefix, begin_epoch,
                   num_update)

@@ -11,11 +11,13 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 
 import mxnet as mx
 from mxnet import gluon
 
 from ..model_zoo import get_model, model_info
+from ..training.checkpoint import read_params
 
 __all__ = ["default_input_shape", "export_model", "build_and_export", "load_exported",
            "load_checkpoint_params"]
@@ -101,19 +103,11 @@ def load_checkpoint_params(net, prefix, epoch=0):
     ValueError naming them; nothing is skipped silently.
     """
     path = _params_file(prefix, epoch)
-    if not os.path.isfile(path):
-        raise ValueError("checkpoint parameter file %s does not exist" % path)
-    loaded = mx.nd.load(path)
-    if not isinstance(loaded, dict):
-        raise ValueError("%s holds an unnamed list of arrays, not a checkpoint" % path)
-    arrays = {}
-    for key, value in loaded.items():
-        kind, sep, name = key.partition(":")
-        if not sep or kind not in ("arg", "aux"):
-            raise ValueError("%s is not a Module/export checkpoint: key %r has no 'arg:' or "
-                             "'aux:' prefix (a file written by save_parameters loads with "
-                             "params=...)" % (path, key))
-        arrays[name] = value
+    try:
+        arg, aux, _ = read_params(path)
+    except FileNotFoundError as err:
+        raise ValueError(str(err)) from err
+    arrays = dict(arg, **aux)
     params = net.collect_params()
     missing = set(params.keys()) - set(arrays)
     unexpected = set(arrays) - set(params.keys())
@@ -192,5 +186,7 @@ def load_exported(prefix, epoch=0, ctx=None):
     (input ``data``). The operator library is already loaded with this package, so native
     exports load too."""
     ctx = mx.cpu() if ctx is None else ctx
-    return gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"],
-                                     _params_file(prefix, epoch), ctx=ctx)
+    with warnings.catch_warnings():  # the input dtype is only known at the first call
+        warnings.filterwarnings("ignore", message="Cannot decide type")
+        return gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"],
+                                         _params_file(prefix, epoch), ctx=ctx)
