@@ -14,7 +14,7 @@ import os
 
 import mxnet as mx
 
-__all__ = ["load", "info", "LIB_PATH", "BUILD_HELP"]
+__all__ = ["load", "info", "check_build", "LIB_PATH", "BUILD_HELP"]
 
 _LOG = logging.getLogger(__name__)
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -56,29 +56,34 @@ def _read_build_info(path):
     return json.loads(fn().decode())
 
 
-def load():
-    """Load the operator library (once) and return :func:`info`."""
+def check_build(built, mxnet_version, source_hash):
+    """Raise ImportError unless the library's build info ``built`` matches the installed
+    mxnet and, in a source checkout (``source_hash`` not None), the current operators/."""
+    if built.get("mxnet") != mxnet_version:
+        raise ImportError("gluon_models: the operator library was built against mxnet %s but "
+                          "mxnet %s is installed; rebuild: %s"
+                          % (built.get("mxnet"), mxnet_version, BUILD_HELP))
+    if source_hash is not None and source_hash != built.get("source_hash"):
+        raise ImportError("gluon_models: the operator library is stale (operators/ changed "
+                          "since it was built); rebuild: %s" % BUILD_HELP)
+
+
+def load(path=LIB_PATH):
+    """Load the operator library (once per process) and return :func:`info`."""
     global _INFO
     if _INFO is not None:
         return _INFO
-    if not os.path.exists(LIB_PATH):
+    if not os.path.exists(path):
         raise ImportError("gluon_models: the native operator library %s is not built; %s"
-                          % (LIB_PATH, BUILD_HELP))
-    built = _read_build_info(LIB_PATH)
-    if built.get("mxnet") != mx.__version__:
-        raise ImportError("gluon_models: the operator library was built against mxnet %s but "
-                          "mxnet %s is installed; rebuild: %s"
-                          % (built.get("mxnet"), mx.__version__, BUILD_HELP))
-    current = _source_hash()
-    if current is not None and current != built.get("source_hash"):
-        raise ImportError("gluon_models: the operator library is stale (operators/ changed "
-                          "since it was built); rebuild: %s" % BUILD_HELP)
+                          % (path, BUILD_HELP))
+    built = _read_build_info(path)
+    check_build(built, mx.__version__, _source_hash())
     if os.environ.get("MXNET_EXEC_ENABLE_ADDTO", "0") not in ("", "0"):
         _LOG.warning("MXNET_EXEC_ENABLE_ADDTO is set: MXNet may then ask extension operators "
                      "to accumulate gradients in place, which they cannot do (they are not "
                      "told `req`); unset it when training networks with native operators")
-    mx.library.load(LIB_PATH, verbose=False)
-    _INFO = {"path": LIB_PATH, "cpu": True, "cuda": bool(built.get("cuda")),
+    mx.library.load(path, verbose=False)
+    _INFO = {"path": path, "cpu": True, "cuda": bool(built.get("cuda")),
              "mxnet": built.get("mxnet"), "source_hash": built.get("source_hash"),
              "operators": list(OPERATORS)}
     return _INFO
