@@ -18,11 +18,12 @@ import platform
 import resource
 import statistics
 import subprocess
-import tempfile
 import time
 
 import mxnet as mx
 import numpy as np
+
+from gluon_models.utils.fileio import atomic_write_text
 
 __all__ = ["RESULTS_DIR", "sync", "time_interleaved", "machine_facts", "markdown_table",
            "to_markdown", "write_results"]
@@ -212,30 +213,11 @@ def to_markdown(results):
     return "\n".join(parts)
 
 
-def _write_atomically(path, text):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the usual mode
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_results(results, out_dir=RESULTS_DIR):
     """Write ``<out_dir>/<name>.json`` and ``<name>.md`` atomically; return both paths."""
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, results["name"])
     json_path, md_path = stem + ".json", stem + ".md"
-    _write_atomically(json_path, json.dumps(results, indent=2) + "\n")
-    _write_atomically(md_path, to_markdown(results))
+    atomic_write_text(json_path, json.dumps(results, indent=2) + "\n")
+    atomic_write_text(md_path, to_markdown(results))
     return json_path, md_path

@@ -1,5 +1,5 @@
 """Module-based training shared by every family (DESIGN.md, Training)."""
-from .checkpoint import last_complete_epoch, load_checkpoint, save_checkpoint
+from ..utils.checkpoint import last_complete_epoch, load_checkpoint, save_checkpoint
 from .fit import FitConfig, add_fit_args, contexts, evaluate, fit, make_optimizer
 from .heads import training_symbol
 from .schedules import make_lr_scheduler

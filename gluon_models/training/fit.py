@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import mxnet as mx
 
-from .checkpoint import load_checkpoint, read_params, save_checkpoint
+from ..utils.checkpoint import load_checkpoint, read_params, save_checkpoint
 from .heads import training_symbol
 from .schedules import SCHEDULES, make_lr_scheduler
 

@@ -17,7 +17,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..model_zoo import get_model, model_info
-from ..training.checkpoint import read_params
+from .checkpoint import read_params
 
 __all__ = ["default_input_shape", "export_model", "build_and_export", "load_exported",
            "load_checkpoint_params"]

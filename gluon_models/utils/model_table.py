@@ -6,10 +6,10 @@ The table is written between two marker lines so that it can live inside README.
 regenerated in place and be checked for staleness (``tools/model_table.py``).
 """
 import os
-import tempfile
 
 from ..model_zoo import list_models, model_info
 from ..model_zoo.reference import SOURCES, reference
+from .fileio import atomic_write_text
 from .summary import model_summary
 
 __all__ = ["BEGIN", "END", "model_table", "extract_table", "write_model_table",
@@ -83,16 +83,7 @@ def write_model_table(path, table=None):
         text = text[:start] + table.rstrip("\n") + text[start + len(old.rstrip("\n")):]
     else:
         text = table
-    out_dir = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".model-table-", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_text(path, text)
 
 
 def check_model_table(path, table=None):

@@ -11,21 +11,9 @@ import re
 
 import mxnet as mx
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_params", "last_complete_epoch",
-           "atomic_write"]
+from .fileio import atomic_write
 
-
-def atomic_write(path, write):
-    """Call ``write(tmp_path)``, then rename onto ``path`` (same directory)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, ".%s.tmp%d" % (os.path.basename(path), os.getpid()))
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+__all__ = ["save_checkpoint", "load_checkpoint", "read_params", "last_complete_epoch"]
 
 
 def _param_file(prefix, epoch):
