@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export MXNET_SUBGRAPH_VERBOSE := 0
 
-.PHONY: build test test-all demo bench clean
+.PHONY: build test test-all demo bench graphviz clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ demo: build
 
 bench: build
 	$(PY) -m benchmarks.run
+
+# graphviz's `dot` for tools/plot_network.py (the plot test skips without it). Needs root, or
+# sudo, for apt-get; nothing else depends on it.
+graphviz:
+	@if command -v dot >/dev/null 2>&1; then echo "dot: $$(command -v dot)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q graphviz; \
+	else echo "install graphviz (the dot program) with your package manager" >&2; exit 1; fi
 
 clean:
 	rm -rf build gluon_models/*.so *.egg-info

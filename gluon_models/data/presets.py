@@ -33,7 +33,7 @@ from collections import namedtuple
 from .datasets import DATASETS, default_data_root, get_dataset_info, list_datasets
 
 __all__ = ["AugPreset", "AUG_PRESETS", "FBN_MEAN_RGB", "resolve_aug", "add_data_args",
-           "add_aug_args", "apply_presets"]
+           "add_batch_args", "add_aug_args", "apply_presets", "parse_rgb"]
 
 AugPreset = namedtuple("AugPreset", ["pad", "pad_fill", "mirror", "mean_rgb", "std_rgb"])
 
@@ -62,7 +62,9 @@ def _check_fill(value):
     return v
 
 
-def _triple(value, name):
+def parse_rgb(value, name):
+    """Three numbers (R, G, B) from a ``"r,g,b"`` string or a sequence; ValueError naming
+    ``name`` otherwise."""
     if isinstance(value, str):
         value = value.split(",")
     try:
@@ -87,14 +89,14 @@ def resolve_aug(dataset, aug=None, pad=None, pad_fill=None, mirror=None, mean_rg
     pad = p.pad if pad is None else int(pad)
     if pad < 0:
         raise ValueError("pad must be >= 0, got %d" % pad)
-    std = _triple((p.std_rgb or info.std_rgb) if std_rgb is None else std_rgb, "std_rgb")
+    std = parse_rgb((p.std_rgb or info.std_rgb) if std_rgb is None else std_rgb, "std_rgb")
     if min(std) <= 0:
         raise ValueError("std_rgb must be positive, got %s" % (std,))
     fill = _check_fill(p.pad_fill if pad_fill is None else pad_fill)
     return dict(aug=aug, pad=pad, pad_fill=fill,
                 mirror=p.mirror if mirror is None else bool(mirror),
-                mean_rgb=_triple((p.mean_rgb or info.mean_rgb) if mean_rgb is None else mean_rgb,
-                                 "mean_rgb"),
+                mean_rgb=parse_rgb((p.mean_rgb or info.mean_rgb) if mean_rgb is None
+                                   else mean_rgb, "mean_rgb"),
                 std_rgb=std)
 
 
@@ -110,12 +112,20 @@ def add_data_args(parser):
                    help="directory with train.rec/.idx and test.rec/.idx; default "
                         "%s/<dataset> ($GLUON_MODELS_DATA overrides the root); the digits are "
                         "prepared there on first use" % default_data_root())
-    g.add_argument("--batch-size", type=int, default=128, help="training batch size (per worker)")
-    g.add_argument("--val-batch-size", type=int, default=None,
-                   help="evaluation batch size; default: --batch-size")
-    g.add_argument("--preprocess-threads", type=int, default=4,
-                   help="ImageRecordIter decoding/augmentation threads")
+    add_batch_args(g)
     return g
+
+
+def add_batch_args(group, batch_size=128):
+    """Add ``--batch-size``, ``--val-batch-size`` and ``--preprocess-threads`` to an argument
+    group (shared by the 32x32 and the ImageNet data groups)."""
+    group.add_argument("--batch-size", type=int, default=batch_size,
+                       help="training batch size (per worker)")
+    group.add_argument("--val-batch-size", type=int, default=None,
+                       help="evaluation batch size; default: --batch-size")
+    group.add_argument("--preprocess-threads", type=int, default=4,
+                       help="ImageRecordIter decoding/augmentation threads")
+    return group
 
 
 def _fill_arg(value):

@@ -31,14 +31,14 @@ def parse_model_opt(text):
         return key, raw
 
 
-def add_model_args(parser, default_model=None):
+def add_model_args(parser, default_model=None, required=None):
     """Add the "Model" argument group to ``parser`` and return it.
 
-    ``--model`` is required unless ``default_model`` is given.
+    ``--model`` is required unless ``default_model`` is given or ``required=False``.
     """
     group = parser.add_argument_group("Model", "which registered network to build")
     group.add_argument("--model", "--network", dest="model", default=default_model,
-                       required=default_model is None,
+                       required=default_model is None if required is None else required,
                        help="registered model name (gluon_models.list_models()) or a seed "
                             "script's --network value (e.g. plain_igc, resnet_igc)")
     group.add_argument("--model-opt", dest="model_opts", metavar="KEY=VALUE",
@@ -46,7 +46,7 @@ def add_model_args(parser, default_model=None):
                        help="builder option, repeatable, e.g. --model-opt depth=20")
     group.add_argument("--impl", choices=IMPLS, default="native",
                        help="native operators, or their stock-MXNet twins (export anywhere)")
-    group.add_argument("--classes", type=int, default=None,
+    group.add_argument("--classes", "--num-classes", dest="classes", type=int, default=None,
                        help="number of classes; %(default)s: the model's")
     group.add_argument("--depth", type=int, default=None, help="network depth (seed flag)")
     group.add_argument("--primary-partition", type=int, default=None,

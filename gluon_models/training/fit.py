@@ -5,9 +5,14 @@ starts from the block's initialised parameters. Each epoch's randomness (data or
 augmentation, dropout masks) is seeded from ``(seed, epoch)`` and each epoch ends with an
 atomic checkpoint holding the weights, the optimizer states and the update count, so a run
 resumed from epoch N (``load_epoch=N``) ends with the weights of an uninterrupted run.
+
+``retrain=True`` (the IBN seed's ``--retrain``) is the other way to start from a checkpoint:
+only its weights are taken, and the run is a new one: epochs count from 0, the update count,
+the lr schedule (from ``lr``) and the optimizer states (momentum) restart.
 """
 import dataclasses
 import logging
+import os
 import random
 import time
 from typing import Callable, Optional, Sequence
@@ -48,6 +53,8 @@ class FitConfig:
     gpus: str = ""
     model_prefix: Optional[str] = None
     load_epoch: Optional[int] = None
+    load_prefix: Optional[str] = None    # checkpoint to start from; default: model_prefix
+    retrain: bool = False                # take only the weights of load_epoch (see module doc)
     disp_batches: int = 50
     top_k: int = 5
     seed: int = 0
@@ -135,18 +142,23 @@ def _metrics(classes, top_k):
 
 
 def evaluate(model, data, metric):
-    """Metrics of ``model`` (a bound Module with a softmax head, or a Gluon block returning
-    logits) over exactly the samples of
-    ``data``: the ``pad`` rows that fill the last batch are dropped (use a freshly created
-    iterator, or one that rebuilds itself on reset; see platform.md section 7)."""
+    """Metrics of ``model`` over exactly the samples of ``data``: the ``pad`` rows that fill
+    the last batch are dropped (use a freshly created iterator, or one that rebuilds itself on
+    reset; see platform.md section 7).
+
+    ``model`` is a bound Module with a softmax head, a Gluon block returning logits, or any
+    other callable mapping a batch's data array to class probabilities (e.g.
+    :class:`~gluon_models.training.evaluation.CropAverage`)."""
     metric.reset()
     for batch in data:
         if isinstance(model, mx.module.BaseModule):
             model.forward(batch, is_train=False)
             out = model.get_outputs()[0]
-        else:  # record iterators hand out cpu_pinned arrays
+        elif isinstance(model, mx.gluon.Block):  # record iterators hand out cpu_pinned arrays
             ctx = next(iter(model.collect_params().values())).list_ctx()[0]
             out = mx.nd.softmax(model(batch.data[0].as_in_context(ctx)))  # logits -> probs
+        else:
+            out = model(batch.data[0])
         keep = batch.data[0].shape[0] - (batch.pad or 0)
         metric.update([batch.label[0][:keep]], [out[:keep]])
     return metric.get_name_value()
@@ -189,10 +201,12 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
         created from ``cfg.kv_store``.
     """
     cfg = dataclasses.replace(cfg or FitConfig(), **overrides)
+    _check_start(cfg)
     make_train, make_val = _as_factory(train_data), _as_factory(val_data)
     ctx = contexts(cfg.gpus)
     kv = kvstore if kvstore is not None else make_kvstore(cfg.kv_store, len(ctx))
     rank, workers = (kv.rank, kv.num_workers) if isinstance(kv, mx.kv.KVStore) else (0, 1)
+    kv_type = kv.type if isinstance(kv, mx.kv.KVStore) else str(kv)
 
     symbol = training_symbol(net, cfg.label_smoothing)
     _seed(cfg.seed, 0)
@@ -209,17 +223,8 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
     aux_params = {n: params[n].data() for n in aux_names if n in params}
     begin_epoch, num_update, states = 0, 0, None
     if cfg.load_epoch:
-        sym, arg_params, aux_params, states = load_checkpoint(cfg.model_prefix, cfg.load_epoch)
-        if sym.list_arguments() != arg_names or sym.list_auxiliary_states() != aux_names:
-            raise ValueError("checkpoint %s-%04d was made by a different network (its "
-                             "arguments differ from this one's)"
-                             % (cfg.model_prefix, cfg.load_epoch))
-        _, _, meta = read_params("%s-%04d.params" % (cfg.model_prefix, cfg.load_epoch))
-        begin_epoch = cfg.load_epoch
-        num_update = int(meta["num_update"].asscalar()) if "num_update" in meta \
-            else begin_epoch * epoch_size
-        _LOG.info("Resuming from %s-%04d (update %d)", cfg.model_prefix, begin_epoch,
-                  num_update)
+        arg_params, aux_params, states, begin_epoch, num_update = _load_start(
+            cfg, arg_names, aux_names, epoch_size)
 
     label_names = [n for n in arg_names if n.endswith("label")]
     mod = mx.mod.Module(symbol, data_names=["data"], label_names=label_names, context=ctx,
@@ -227,12 +232,12 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
     mod.bind(data_shapes=first.provide_data, label_shapes=first.provide_label,
              for_training=True)
     mod.init_params(arg_params=arg_params, aux_params=aux_params, allow_missing=False)
-    sync_workers = workers if "_sync" in cfg.kv_store else 1
+    sync_workers = workers if "_sync" in kv_type else 1
     opt = make_optimizer(cfg, net, 1.0 / (batch_size * sync_workers), epoch_size, num_update)
     mod.init_optimizer(kvstore=kv, optimizer=opt)
     if states is not None:
         mod.load_optimizer_states(states)
-    elif cfg.load_epoch:
+    elif cfg.load_epoch and not cfg.retrain:
         _LOG.warning("no optimizer states for epoch %d: momentum restarts from zero",
                      cfg.load_epoch)
 
@@ -242,6 +247,10 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
         _seed(cfg.seed, epoch)
         data = first if epoch == 0 and first is not None else make_train(epoch)
         first = None
+        if workers > 1 and "_sync" in kv_type:
+            # Every worker must make the same number of updates: a worker whose shard yields
+            # one batch more would wait forever in its last push for the others.
+            data = mx.io.ResizeIter(data, epoch_size, reset_internal=False)
         tic = time.time()
         metric.reset()
         for nbatch, batch in enumerate(data):
@@ -255,14 +264,50 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
             _LOG.info("Epoch[%d] Train-%s=%f", epoch, name, value)
         _LOG.info("Epoch[%d] Time cost=%.3f", epoch, time.time() - tic)
         if cfg.model_prefix and rank == 0:
+            # Under dist_* kvstores the optimizer runs on the servers, whose states MXNet
+            # cannot save: those checkpoints have weights only (a resume restarts momentum).
             save_checkpoint(mod, cfg.model_prefix, epoch + 1, symbol,
-                            meta={"num_update": num_update})
+                            meta={"num_update": num_update}, states="dist" not in kv_type)
             _LOG.info('Saved checkpoint to "%s-%04d.params"', cfg.model_prefix, epoch + 1)
         if make_val is not None:
             for name, value in evaluate(mod, make_val(), metric):
                 _LOG.info("Epoch[%d] Validation-%s=%f", epoch, name, value)
     _copy_back(net, *mod.get_params())
     return mod
+
+
+def _load_start(cfg, arg_names, aux_names, epoch_size):
+    """Weights (and for a resume, optimizer states and counters) of the starting checkpoint:
+    ``(arg, aux, states_file, begin_epoch, num_update)``."""
+    prefix = cfg.load_prefix or cfg.model_prefix
+    if not prefix:
+        raise ValueError("load_epoch %d needs the checkpoint prefix (--model-prefix or "
+                         "--load-prefix)" % cfg.load_epoch)
+    sym, arg, aux, states = load_checkpoint(prefix, cfg.load_epoch)
+    if sym.list_arguments() != arg_names or sym.list_auxiliary_states() != aux_names:
+        raise ValueError("checkpoint %s-%04d was made by a different network (its "
+                         "arguments differ from this one's)" % (prefix, cfg.load_epoch))
+    if cfg.retrain:
+        _LOG.info("Retraining from the weights of %s-%04d: epochs, updates, the lr schedule "
+                  "(lr %g) and the optimizer states start again", prefix, cfg.load_epoch,
+                  cfg.lr)
+        return arg, aux, None, 0, 0
+    _, _, meta = read_params("%s-%04d.params" % (prefix, cfg.load_epoch))
+    num_update = int(meta["num_update"].asscalar()) if "num_update" in meta \
+        else cfg.load_epoch * epoch_size
+    _LOG.info("Resuming from %s-%04d (update %d)", prefix, cfg.load_epoch, num_update)
+    return arg, aux, states, cfg.load_epoch, num_update
+
+
+def _check_start(cfg):
+    if cfg.retrain and not cfg.load_epoch:
+        raise ValueError("retrain needs load_epoch (--load-epoch N): the checkpoint whose "
+                         "weights start the new run")
+    if cfg.retrain and cfg.model_prefix and os.path.abspath(cfg.model_prefix) == \
+            os.path.abspath(cfg.load_prefix or cfg.model_prefix):
+        raise ValueError("retrain counts epochs from 0 again and would overwrite the "
+                         "checkpoints %s-NNNN it starts from; give the new run another "
+                         "--model-prefix and the old one as --load-prefix" % cfg.model_prefix)
 
 
 def _copy_back(net, arg, aux):
@@ -303,8 +348,14 @@ def add_fit_args(parser):
     g.add_argument("--clip-gradient", type=float, default=None, help="element-wise clip")
     g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing")
     g.add_argument("--model-prefix", default=None, help="checkpoint prefix")
-    g.add_argument("--load-epoch", type=int, default=None,
-                   help="resume from the checkpoint of this epoch")
+    g.add_argument("--load-epoch", "--model-load-epoch", dest="load_epoch", type=int,
+                   default=None, help="resume exactly from the checkpoint of this epoch (0: "
+                   "start afresh)")
+    g.add_argument("--load-prefix", "--model-load-prefix", dest="load_prefix", default=None,
+                   help="prefix of the checkpoint to start from; default: --model-prefix")
+    g.add_argument("--retrain", action="store_true",
+                   help="take only the weights of --load-epoch and start a new run: epochs, "
+                        "lr schedule (from --lr) and momentum restart (IBN seed)")
     g.add_argument("--disp-batches", "--frequent", "--log-iters", dest="disp_batches",
                    type=int, default=50, help="batches between progress lines")
     g.add_argument("--top-k", type=int, default=5, help="also report top-k accuracy")

@@ -1,21 +1,90 @@
-"""What ``tools/train_cifar.py`` does: parse the seeds' options, build the network and the
-record iterators, shard them over distributed workers and call :func:`fit`."""
+"""What ``tools/train_cifar.py`` and ``tools/train_imagenet.py`` do: parse the seeds' options,
+build the network and the record iterators, shard the training data over distributed workers
+and call :func:`fit`. The two runners differ only in their data options and iterators."""
 import argparse
 import logging
+import os
 
 import mxnet as mx
 
 from ..data.datasets import get_dataset_info
+from ..data.imagenet import (add_imagenet_aug_args, add_imagenet_data_args,
+                             apply_imagenet_presets, count_train_records,
+                             imagenet_iters_from_args)
 from ..data.iterators import iters_from_args
 from ..data.presets import add_aug_args, add_data_args, apply_presets
-from ..model_zoo import add_model_args, get_model, model_options_from_args
+from ..model_zoo import add_model_args, get_model, model_info, model_options_from_args
+from ..utils.checkpoint import save_params
 from .fit import FitConfig, add_fit_args, fit, make_kvstore
 from .logs import configure_logging
 
-__all__ = ["cifar_parser", "parse_cifar_args", "train_cifar"]
+__all__ = ["cifar_parser", "parse_cifar_args", "train_cifar", "imagenet_parser",
+           "parse_imagenet_args", "train_imagenet", "rank_params_file"]
 
 _LOG = logging.getLogger(__name__)
 
+
+def _add_run_args(parser):
+    g = parser.add_argument_group("Run", "log and debugging output")
+    g.add_argument("--log-file", default=None, help="also write the log to this file")
+    g.add_argument("--save-rank-params", metavar="PREFIX", default=None,
+                   help="debug: every worker writes its final parameters to "
+                        "PREFIX-rank<R>.params (checkpoints come from rank 0 only)")
+    return g
+
+
+def rank_params_file(prefix, rank):
+    """The file ``--save-rank-params PREFIX`` makes worker ``rank`` write."""
+    return "%s-rank%d.params" % (prefix, rank)
+
+
+def _train(args, make_train_iter, make_val_iter, num_train, classes=None):
+    """Train as ``args`` say. ``make_train_iter(num_parts, part_index, seed)`` and
+    ``make_val_iter()`` build the iterators; ``num_train()`` is the training-set size."""
+    kv = make_kvstore(args.kv_store)
+    rank, workers = (kv.rank, kv.num_workers) if isinstance(kv, mx.kv.KVStore) else (0, 1)
+    configure_logging(args.log_file, rank if workers > 1 else None)
+    _LOG.info("start with arguments %s", args)
+    try:
+        return _train_worker(args, kv, rank, workers, make_train_iter, make_val_iter,
+                             num_train, classes)
+    except BaseException as err:  # pylint: disable=broad-except
+        if workers < 2:
+            raise
+        # A failed worker that exits normally waits forever in the kvstore's exit barrier for
+        # the others (which wait for its gradients): leave at once so the launcher sees the
+        # failure and stops the job.
+        if isinstance(err, (ValueError, FileNotFoundError)):
+            _LOG.error("worker %d failed: %s", rank, err)
+        else:
+            _LOG.exception("worker %d failed", rank)
+        logging.shutdown()
+        os._exit(1)
+
+
+def _train_worker(args, kv, rank, workers, make_train_iter, make_val_iter, num_train, classes):
+    options = model_options_from_args(args)
+    if classes is not None:
+        options.setdefault("classes", classes)
+    net = get_model(args.model, **options)
+    net.initialize()
+    mx.random.seed(args.seed)
+
+    def make_train(epoch):  # a fresh, epoch-seeded shard: resuming is then exact
+        return make_train_iter(workers, rank, args.seed * 1000 + epoch)
+    cfg = FitConfig.from_args(args)
+    if cfg.num_examples is None:
+        cfg.num_examples = -(-num_train() // workers)
+    module = fit(net, make_train, make_val_iter(), cfg, classes=options.get("classes"),
+                 kvstore=kv)
+    if args.save_rank_params:
+        path = rank_params_file(args.save_rank_params, rank)
+        save_params(module, path)
+        _LOG.info("Saved the final parameters of rank %d to %s", rank, path)
+    return net, module
+
+
+# ---- 32x32 record sets ------------------------------------------------------------------------
 
 def cifar_parser(default_model="igc_plain_cifar"):
     """The argument parser of ``tools/train_cifar.py``: model, data, augmentation, training."""
@@ -26,7 +95,7 @@ def cifar_parser(default_model="igc_plain_cifar"):
     add_data_args(parser)
     add_aug_args(parser)
     add_fit_args(parser)
-    parser.add_argument("--log-file", default=None, help="also write the log to this file")
+    _add_run_args(parser)
     return parser
 
 
@@ -38,24 +107,46 @@ def parse_cifar_args(argv=None, parser=None):
 
 def train_cifar(args):
     """Train as the parsed ``args`` say; returns ``(net, module)``."""
-    kv = make_kvstore(args.kv_store)
-    rank, workers = (kv.rank, kv.num_workers) if isinstance(kv, mx.kv.KVStore) else (0, 1)
-    configure_logging(args.log_file, rank if workers > 1 else None)
-    _LOG.info("start with arguments %s", args)
     info = get_dataset_info(args.dataset)
-    options = model_options_from_args(args)
-    options.setdefault("classes", info.classes)
-    net = get_model(args.model, **options)
-    net.initialize()
-    mx.random.seed(args.seed)
+    return _train(
+        args,
+        lambda parts, index, seed: iters_from_args(args, parts, index, seed)[0],
+        lambda: iters_from_args(args, 1, 0, args.seed)[1],
+        lambda: info.num_train, classes=info.classes)
 
-    def make_train(epoch):  # a fresh, epoch-seeded iterator: resuming is then exact
-        train, _ = iters_from_args(args, num_parts=workers, part_index=rank,
-                                   seed=args.seed * 1000 + epoch)
-        return train
-    _, val = iters_from_args(args, num_parts=1, part_index=0, seed=args.seed)
-    cfg = FitConfig.from_args(args)
-    if cfg.num_examples is None:
-        cfg.num_examples = -(-info.num_train // workers)
-    module = fit(net, make_train, val, cfg, classes=options["classes"], kvstore=kv)
-    return net, module
+
+# ---- ImageNet-style record sets ---------------------------------------------------------------
+
+def imagenet_parser(default_model="igc_resnet18_l16m16"):
+    """The argument parser of ``tools/train_imagenet.py``; defaults follow the seeds (NAG,
+    lr 0.1 divided by 10 at epochs 30, 60, 90, 120 epochs, batch 256, aug level 2)."""
+    parser = argparse.ArgumentParser(
+        description="Train a network of the registry on ImageNet-style RecordIO with the "
+                    "Module trainer.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_model_args(parser, default_model=default_model)
+    add_imagenet_data_args(parser)
+    add_imagenet_aug_args(parser)
+    add_fit_args(parser)
+    _add_run_args(parser)
+    parser.set_defaults(optimizer="nag", num_epochs=120, lr_step_epochs=[30.0, 60.0, 90.0])
+    return parser
+
+
+def parse_imagenet_args(argv=None, parser=None):
+    """Parse with the presets (normalisation, record names, the model's input size) applied
+    as defaults."""
+    parser = parser or imagenet_parser()
+    known, _ = parser.parse_known_args(argv)
+    apply_imagenet_presets(parser, argv, data_shape=model_info(known.model)["input_size"])
+    return parser.parse_args(argv)
+
+
+def train_imagenet(args):
+    """Train as the parsed ``args`` (of :func:`imagenet_parser`) say; returns
+    ``(net, module)``."""
+    return _train(
+        args,
+        lambda parts, index, seed: imagenet_iters_from_args(args, parts, index, seed,
+                                                            val=False)[0],
+        lambda: imagenet_iters_from_args(args, 1, 0, args.seed, train=False)[1],
+        lambda: count_train_records(args))

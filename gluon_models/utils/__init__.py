@@ -1,7 +1,9 @@
-"""Utilities: export / import of networks and their parameter and multiply-add summary."""
-from .export import (build_and_export, default_input_shape, export_model,
-                     load_checkpoint_params, load_exported)
+"""Utilities: export / import of networks, their parameter and multiply-add summary, training
+logs and their curves, network drawings."""
+from .export import (build_and_export, build_model, default_input_shape, export_model,
+                     load_checkpoint_params, load_exported, load_training_checkpoint)
 from .summary import LayerRow, Summary, format_summary, model_summary, summary
 
-__all__ = ["build_and_export", "default_input_shape", "export_model", "load_checkpoint_params",
-           "load_exported", "LayerRow", "Summary", "format_summary", "model_summary", "summary"]
+__all__ = ["build_and_export", "build_model", "default_input_shape", "export_model",
+           "load_checkpoint_params", "load_exported", "load_training_checkpoint", "LayerRow",
+           "Summary", "format_summary", "model_summary", "summary"]

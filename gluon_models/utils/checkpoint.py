@@ -13,7 +13,8 @@ import mxnet as mx
 
 from .fileio import atomic_write
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_params", "last_complete_epoch"]
+__all__ = ["save_checkpoint", "save_params", "load_checkpoint", "read_params",
+           "last_complete_epoch"]
 
 
 def _param_file(prefix, epoch):
@@ -24,21 +25,28 @@ def _states_file(prefix, epoch):
     return "%s-%04d.states" % (prefix, epoch)
 
 
-def save_checkpoint(module, prefix, epoch, symbol=None, meta=None):
-    """Write the symbol, the optimizer states and the parameters of ``module``.
+def save_checkpoint(module, prefix, epoch, symbol=None, meta=None, states=True):
+    """Write the symbol, the optimizer states (unless ``states=False``) and the parameters of
+    ``module``.
 
     ``meta`` (name -> number, e.g. the update count) is stored in the params file under
     ``meta:<name>``, which ``mx.model.load_checkpoint`` ignores.
     """
     symbol = module.symbol if symbol is None else symbol
     atomic_write("%s-symbol.json" % prefix, symbol.save)
-    if module.optimizer_initialized:
+    if states and module.optimizer_initialized:
         atomic_write(_states_file(prefix, epoch), module.save_optimizer_states)
+    save_params(module, _param_file(prefix, epoch), meta)
+
+
+def save_params(module, path, meta=None):
+    """Write the parameters of ``module`` to ``path`` atomically, in the layout of a
+    checkpoint's params file (``arg:``/``aux:`` names, ``meta:<name>`` numbers)."""
     arg, aux = module.get_params()
     blob = {"arg:%s" % k: v.as_in_context(mx.cpu()) for k, v in arg.items()}
     blob.update({"aux:%s" % k: v.as_in_context(mx.cpu()) for k, v in aux.items()})
     blob.update({"meta:%s" % k: mx.nd.array([v], dtype="float64") for k, v in (meta or {}).items()})
-    atomic_write(_param_file(prefix, epoch), lambda tmp: mx.nd.save(tmp, blob))
+    atomic_write(path, lambda tmp: mx.nd.save(tmp, blob))
 
 
 def read_params(path):

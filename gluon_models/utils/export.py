@@ -17,10 +17,10 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..model_zoo import get_model, model_info
-from .checkpoint import read_params
+from .checkpoint import load_checkpoint, read_params
 
-__all__ = ["default_input_shape", "export_model", "build_and_export", "load_exported",
-           "load_checkpoint_params"]
+__all__ = ["default_input_shape", "export_model", "build_and_export", "build_model",
+           "load_exported", "load_training_checkpoint", "load_checkpoint_params"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -158,10 +158,21 @@ def build_and_export(name, prefix, impl="native", input_shape=None, params=None,
     (str, str)
         The symbol file and the parameter file written.
     """
+    net = build_model(name, impl, params, checkpoint, **options)
+    if input_shape is None:
+        input_shape = default_input_shape(name)
+    return export_model(net, prefix, input_shape)
+
+
+def build_model(name, impl="native", params=None, checkpoint=None, ctx=None, **options):
+    """Build the registered model ``name`` on ``ctx`` (default CPU) with the weights of a
+    Gluon ``params`` file or a Module/export ``checkpoint=(prefix, epoch)`` (see
+    :func:`build_and_export`); with neither, the initialiser's."""
     if params is not None and checkpoint is not None:
         raise ValueError("give params or checkpoint, not both")
+    ctx = mx.cpu() if ctx is None else ctx
     net = get_model(name, impl=impl, **options)
-    net.initialize(ctx=mx.cpu())
+    net.initialize(ctx=ctx)
     if params is not None:
         # Gluon would read arg:/aux: keys through its legacy prefix rules and report
         # doubled-prefix names; say what the file is instead.
@@ -170,15 +181,37 @@ def build_and_export(name, prefix, impl="native", input_shape=None, params=None,
             raise ValueError("%s is a Module/export checkpoint (arg:/aux: names); load it "
                              "with checkpoint=(prefix, epoch)" % params)
         try:
-            net.load_parameters(params, ctx=mx.cpu())
+            net.load_parameters(params, ctx=ctx)
         except AssertionError as err:  # Gluon reports missing / mis-shaped names this way
             raise ValueError("cannot load %s into %s: %s" % (params, name, err)) from err
     elif checkpoint is not None:
         ckpt_prefix, ckpt_epoch = checkpoint
         load_checkpoint_params(net, ckpt_prefix, int(ckpt_epoch))
-    if input_shape is None:
-        input_shape = default_input_shape(name)
-    return export_model(net, prefix, input_shape)
+    return net
+
+
+def load_training_checkpoint(prefix, epoch, ctx=None):
+    """The network of a training checkpoint (``prefix-symbol.json`` as the trainer writes it,
+    softmax head and extra losses included, + ``prefix-%04d.params``) as a
+    ``gluon.SymbolBlock`` returning the logits (input ``data``)."""
+    sym, arg, aux, _ = load_checkpoint(prefix, epoch)
+    head = sym[0] if len(sym.list_outputs()) > 1 else sym  # the softmax head comes first
+    if head.list_outputs() != ["softmax_output"]:
+        raise ValueError("%s-symbol.json is not a training checkpoint (its first output is %s, "
+                         "not the softmax head); load an export with load_exported"
+                         % (prefix, head.list_outputs()[0]))
+    logits = head.get_children()[0]
+    with warnings.catch_warnings():  # the input dtype is only known at the first call
+        warnings.filterwarnings("ignore", message="Cannot decide type")
+        net = gluon.SymbolBlock(logits, mx.sym.var("data"))
+    params = net.collect_params()
+    arrays = dict(arg, **aux)
+    missing = set(params.keys()) - set(arrays)
+    if missing:
+        raise ValueError("checkpoint %s-%04d.params lacks parameters of its own symbol: %s"
+                         % (prefix, epoch, _name_list(missing)))
+    params.load_dict({n: arrays[n] for n in params.keys()}, ctx=mx.cpu() if ctx is None else ctx)
+    return net
 
 
 def load_exported(prefix, epoch=0, ctx=None):

@@ -1,0 +1,28 @@
+#!/usr/bin/env python
+"""Train a network of the registry on ImageNet-style RecordIO (`.rec` + `.idx`, by default
+DIR/train.rec and DIR/val.rec as tools/prepare_folder.py writes them) with the Module trainer.
+The seeds' options are accepted, e.g. the FBN ImageNet command's options:
+
+    python tools/train_imagenet.py --network igc_resnet18_l16m16 --data-dir DIR \\
+        --train-rec train_480_q90.rec --val-rec val_256_q90.rec --aug-level 2 \\
+        --batch-size 256 --gpus 0,1,2,3 --lr 0.1 --lr-step 30,60,90 --num-epoches 120 \\
+        --optimizer nag --model-prefix model/igc_l16m16
+
+and the IBN seed's restart `--model-load-epoch 50 --retrain --lr 0.001` (with a new
+--model-prefix and --model-load-prefix the old one). Distributed: start it with
+tools/launch.py and `--kv-store dist_sync`.
+"""
+import sys
+
+from gluon_models.training.runner import parse_imagenet_args, train_imagenet
+
+
+def main(argv=None):
+    try:
+        train_imagenet(parse_imagenet_args(argv))
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit("train_imagenet.py: error: %s" % err)
+
+
+if __name__ == "__main__":
+    main()
