@@ -29,29 +29,39 @@ _LOG = logging.getLogger(__name__)
 
 
 class PadCropIter(mx.io.DataIter):
-    """Zero-pad each image of a normalised batch by ``pad`` pixels and crop it back to its
-    size at a random offset (one offset per image, uniform in ``[0, 2 * pad]`` on each axis).
+    """The 32x32 training augmentation on normalised batches: pad each image by ``pad``
+    pixels with the constant ``fill`` (per channel, in normalised units), crop it back to its
+    size at a random offset (uniform in ``[0, 2 * pad]`` on each axis) and, with ``mirror``,
+    flip it horizontally with probability 1/2. One draw per image, from a
+    ``numpy.random.RandomState(seed)``.
 
-    Used where the padding must be 0 *after* normalisation in every channel, which stock
-    ``ImageRecordIter`` (one ``fill_value`` before normalisation) cannot do. Labels, ``pad``
-    and ``index`` pass through unchanged. The base iterator mirrors before this crops, where
-    IGC crops first; with uniform offsets the two give the same distribution of images.
+    Why not ImageRecordIter's own ``pad``/``rand_crop``/``rand_mirror``: stock 1.9.1 has one
+    ``fill_value`` before normalisation (IGC pads with each channel's mean, i.e. 0 after
+    normalisation), and with ``seed_aug`` (needed for reproducible, exactly resumable runs)
+    it re-seeds the augmentation by the record's slot in the batch, so every batch of an
+    epoch repeats the same crops and flips (tests/data/test_imagenet.py shows it). Labels,
+    ``pad`` and ``index`` pass through unchanged.
 
     Parameters
     ----------
     base : mx.io.DataIter
         Iterator of normalised NCHW batches (one data array).
     pad : int
-        Padding in pixels on each side.
+        Padding in pixels on each side (0: no crop).
     seed : int or sequence of int
-        Seed of the offsets (``numpy.random.RandomState``).
+        Seed of the offsets and flips.
+    fill : float or sequence of float
+        Value of the padding in each channel, after normalisation.
+    mirror : bool
+        Random horizontal flips.
     """
 
-    def __init__(self, base, pad, seed=0):
+    def __init__(self, base, pad, seed=0, fill=0.0, mirror=False):
         super().__init__(base.batch_size)
-        if pad < 1:
-            raise ValueError("pad must be >= 1, got %d" % pad)
-        self.base, self.pad = base, int(pad)
+        if pad < 0:
+            raise ValueError("pad must be >= 0, got %d" % pad)
+        self.base, self.pad, self.mirror = base, int(pad), bool(mirror)
+        self.fill = np.asarray(fill, dtype=np.float32).reshape(-1)
         self._rng = np.random.RandomState(seed)
 
     @property
@@ -71,12 +81,18 @@ class PadCropIter(mx.io.DataIter):
         data = x.asnumpy()
         n, c, h, w = data.shape
         p = self.pad
-        padded = np.zeros((n, c, h + 2 * p, w + 2 * p), data.dtype)
-        padded[:, :, p:p + h, p:p + w] = data
-        oy = self._rng.randint(0, 2 * p + 1, size=n)
-        ox = self._rng.randint(0, 2 * p + 1, size=n)
-        windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))
-        out = windows[np.arange(n), :, oy, ox]  # (n, c, h, w)
+        out = data
+        if p:
+            padded = np.empty((n, c, h + 2 * p, w + 2 * p), data.dtype)
+            padded[...] = np.broadcast_to(self.fill, (c,))[None, :, None, None]
+            padded[:, :, p:p + h, p:p + w] = data
+            oy = self._rng.randint(0, 2 * p + 1, size=n)
+            ox = self._rng.randint(0, 2 * p + 1, size=n)
+            windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))
+            out = windows[np.arange(n), :, oy, ox]  # (n, c, h, w)
+        if self.mirror:
+            flip = self._rng.rand(n) < 0.5
+            out = np.where(flip[:, None, None, None], out[..., ::-1], out)
         return mx.io.DataBatch([mx.nd.array(out, ctx=x.context, dtype=x.dtype)], batch.label,
                                pad=batch.pad, index=batch.index,
                                provide_data=self.provide_data, provide_label=self.provide_label)
@@ -186,14 +202,14 @@ def get_rec_iters(dataset="digits", data_dir=None, batch_size=128, val_batch_siz
                   num_parts=num_parts, part_index=part_index, verbose=False,
                   mean_r=r["mean_rgb"][0], mean_g=r["mean_rgb"][1], mean_b=r["mean_rgb"][2],
                   std_r=r["std_rgb"][0], std_g=r["std_rgb"][1], std_b=r["std_rgb"][2])
-    train_kw = dict(common, path_imgrec=train_rec, path_imgidx=train_idx, batch_size=batch_size,
-                    shuffle=True, seed=seed, seed_aug=seed, rand_mirror=r["mirror"])
-    native_pad = r["pad"] > 0 and r["pad_fill"] != "zero"
-    if native_pad:
-        train_kw.update(pad=r["pad"], fill_value=r["pad_fill"], rand_crop=True)
-    train = mx.io.ImageRecordIter(**train_kw)
-    if r["pad"] > 0 and not native_pad:
-        train = PadCropIter(train, r["pad"], seed=[seed, part_index])
+    train = mx.io.ImageRecordIter(**dict(common, path_imgrec=train_rec, path_imgidx=train_idx,
+                                         batch_size=batch_size, shuffle=True, seed=seed))
+    if r["pad"] > 0 or r["mirror"]:
+        # pad value after normalisation: 0 ("zero"), or the 0-255 fill normalised per channel
+        fill = 0.0 if r["pad_fill"] == "zero" else [
+            (r["pad_fill"] - m) / sd for m, sd in zip(r["mean_rgb"], r["std_rgb"])]
+        train = PadCropIter(train, r["pad"], seed=[seed, part_index], fill=fill,
+                            mirror=r["mirror"])
     val_kw = dict(common, path_imgrec=val_rec, path_imgidx=val_idx,
                   batch_size=val_batch_size or batch_size, shuffle=False, round_batch=True)
     val = FreshIter(functools.partial(mx.io.ImageRecordIter, **val_kw))

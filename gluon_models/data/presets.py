@@ -23,7 +23,8 @@ Why ``pad_fill='zero'`` for IGC: the authors' MXNet fork pads each channel with 
 mean, which is 0 (within half a grey level) after normalisation. Stock MXNet 1.9.1 has a single
 ``fill_value`` for all channels, so :class:`~gluon_models.data.iterators.PadCropIter` pads
 with exact zeros after normalisation instead (the equivalent the spec recommends). An integer
-``pad_fill`` uses ``ImageRecordIter``'s own ``pad``/``fill_value``/``rand_crop``. IGC's
+``pad_fill`` (0-255, before normalisation; FBN's white 255) is normalised per channel. All
+padding, cropping and mirroring is done by ``PadCropIter`` with its own seeded generator. IGC's
 ``aug_type 2`` (random crop and mirror without padding) is ``igc`` with ``pad=0`` on 32x32
 images: only the mirror remains.
 """
