@@ -2,7 +2,7 @@
 import mxnet as mx
 from mxnet.gluon import nn
 
-__all__ = ["ConvBNAct", "he_normal", "fc_uniform", "IMPLS", "check_impl"]
+__all__ = ["ConvBNAct", "he_normal", "fc_uniform", "IMPLS", "check_impl", "is_graph_input"]
 
 IMPLS = ("native", "stock")
 
@@ -12,6 +12,18 @@ def check_impl(impl):
     if impl not in IMPLS:
         raise ValueError("impl must be one of %s, got %r" % (IMPLS, impl))
     return impl
+
+
+def is_graph_input(F, x):
+    """True when ``x`` owns a gradient buffer that the caller may accumulate into.
+
+    Extension operators always overwrite their input gradients (they are not told `req`), so
+    such an input is passed through a stock ``identity`` first, which honours
+    ``grad_req='add'`` (spec platform.md section 2).
+    """
+    if F is mx.nd:
+        return x.grad is not None  # a leaf marked with attach_grad(), maybe grad_req='add'
+    return x.get_children() is None  # a variable of the traced graph
 
 
 def he_normal():
