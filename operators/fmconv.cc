@@ -18,8 +18,12 @@
 // how they cut the work, i.e. in the temporary memory they request:
 //   FMConvolution3  all output channels of a group at once; images in chunks that fit
 //                   `workspace` MB, but never less than one image (the speed version);
-//   FMConvolution1  temporary memory bounded by `workspace` MB: all images with as many output
-//                   channels as fit, else fewer images, down to one image x one channel.
+//   FMConvolution1  temporary memory bounded by `workspace` MB: images in chunks with all
+//                   output channels, or output channels in chunks when the weights dominate
+//                   the traffic or one image does not fit, down to one image x one channel
+//                   (the authors' per-channel loop).
+// Both cap a block at about 2048 columns (images x output positions), which is enough for
+// full-speed GEMMs, so the default workspace only matters for large images.
 // Every temporary buffer is one pool from OpResource::alloc_cpu/alloc_gpu (the same memory on
 // every call), kept below 2 GiB because the size argument is an int.
 //
@@ -215,30 +219,35 @@ int64_t largest_fitting(int64_t hi, int64_t budget, Fn f) {
   return lo;
 }
 
+// Images per block are also capped at kTargetCols / L: about 2048 columns already run the
+// GEMMs at full speed on the CPU (measured at the CIFAR and ImageNet FBN heads), so larger
+// blocks would only cost memory. FMConvolution3 cuts output channels only beyond 2 GiB.
+constexpr int64_t kTargetCols = 2048;
+
 template <Variant V>
 bool make_plan(const Geom& g, const FMParam& p, bool backward, int64_t elem, Plan* plan) {
   const char* op = op_name<V>();
   auto bytes = [&](int64_t nb, int64_t oc) { return block_bytes(g, nb, oc, backward, elem); };
   const int64_t budget = std::min<int64_t>(p.workspace << 20, kMaxPool);
-  int64_t nb, oc;
-  if (V == Variant::kOp3) {
-    oc = g.Og;
-    if (bytes(1, g.Og) <= kMaxPool) {
-      const int64_t b3 = std::max(budget, bytes(1, g.Og));
-      nb = largest_fitting(g.N, b3, [&](int64_t v) { return bytes(v, g.Og); });
-    } else {
-      nb = 1;
-      oc = largest_fitting(g.Og, kMaxPool, [&](int64_t v) { return bytes(1, v); });
-    }
-  } else if (bytes(g.N, g.Og) <= budget) {
-    nb = g.N;
-    oc = g.Og;
-  } else if (bytes(g.N, 1) <= budget) {
-    nb = g.N;
-    oc = largest_fitting(g.Og, budget, [&](int64_t v) { return bytes(g.N, v); });
+  const int64_t max_nb = std::max<int64_t>(1, std::min(g.N, (kTargetCols + g.L - 1) / g.L));
+  // FMConvolution3 never cuts output channels below the 2 GiB limit and may exceed the
+  // workspace by what one image needs; FMConvolution1 stays within the workspace.
+  const int64_t limit = V == Variant::kOp3 ? std::max(budget, std::min(bytes(1, g.Og), kMaxPool))
+                                           : budget;
+  int64_t nb = max_nb, oc = g.Og;
+  if (bytes(max_nb, g.Og) <= limit) {
+    // one block of images holds every output channel
+  } else if (V == Variant::kOp1 && g.Og * g.Fn > 4 * max_nb * g.L) {
+    // Weight-heavy (the ImageNet heads): every image chunk re-reads the group's weights and
+    // its weight gradient, every output-channel chunk re-reads the 4 K x S column buffers,
+    // so keep the images together and cut the output channels.
+    nb = largest_fitting(max_nb, limit, [&](int64_t v) { return bytes(v, 1); });
+    oc = largest_fitting(g.Og, limit, [&](int64_t v) { return bytes(nb, v); });
+  } else if (bytes(1, g.Og) <= limit) {
+    nb = largest_fitting(max_nb, limit, [&](int64_t v) { return bytes(v, g.Og); });
   } else {
-    oc = 1;
-    nb = largest_fitting(g.N, budget, [&](int64_t v) { return bytes(v, 1); });
+    nb = 1;
+    oc = largest_fitting(g.Og, limit, [&](int64_t v) { return bytes(1, v); });
   }
   plan->nb = nb;
   plan->oc = oc;

@@ -276,11 +276,17 @@ def test_symbolic_native_equals_stock():
         np.testing.assert_allclose(results[0][1][n], results[1][1][n], rtol=1e-10, atol=1e-10)
 
 
-# (case, workspace): 0 MB forces one image x one output channel per block; the second case
-# (Z of all images = 2 MB) makes FMConvolution1 cut output channels at workspace=1 (keeping all
-# images), the third makes it cut images (one output channel per block).
-CHUNKED = [(CASES[4], 0), ((4, 16, 16, 16, 16, 32, (1, 1), (1, 1), (0, 0), (1, 1), 1), 1),
-           ((6, 32, 12, 12, 8, 4, (3, 3), (1, 1), (1, 1), (1, 1), 2), 1)]
+# (case, workspace): 0 MB forces FMConvolution1 to one image x one output channel per block
+# (FMConvolution3: one image x all channels); in the second case one image with all 32 output
+# channels needs 1.4 MB, so FMConvolution1 at workspace=1 cuts output channels (24 + 8 in
+# float32); the third cuts images (5 + 1 forward, 3 + 3 backward in float32); in the fourth,
+# 40 images x 64 positions exceed the 2048-column cap at the default workspace (32 + 8 images);
+# in the fifth the weights dominate (O F = 4096 > 4 S), so FMConvolution1 keeps all 4 images
+# and cuts output channels (15 + 15 + 15 + 15 + 4 forward in float32).
+CHUNKED = [(CASES[4], 0), ((2, 16, 16, 16, 32, 40, (1, 1), (1, 1), (0, 0), (1, 1), 1), 1),
+           ((6, 32, 12, 12, 8, 4, (3, 3), (1, 1), (1, 1), (1, 1), 2), 1),
+           ((40, 3, 8, 8, 4, 2, (3, 3), (1, 1), (1, 1), (1, 1), 1), 512),
+           ((4, 8, 8, 8, 64, 64, (1, 1), (1, 1), (0, 0), (1, 1), 1), 1)]
 
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-4)])
