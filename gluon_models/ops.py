@@ -22,7 +22,7 @@ LIB_PATH = os.path.join(_PKG_DIR, "libgluon_models_ops.so")
 _SOURCE_DIR = os.path.join(os.path.dirname(_PKG_DIR), "operators")
 BUILD_HELP = ("build it from the repository root with `pip install -e .` (or `make build`, "
               "which also creates .venv)")
-OPERATORS = ("Reorder",)
+OPERATORS = ("Reorder", "FMConvolution1", "FMConvolution3")
 
 _INFO = None  # set once the library is loaded: MXNet refuses a third registration
 

@@ -2,7 +2,8 @@
 import mxnet as mx
 from mxnet.gluon import nn
 
-__all__ = ["ConvBNAct", "he_normal", "fc_uniform", "IMPLS", "check_impl", "layout_barrier"]
+__all__ = ["ConvBNAct", "he_normal", "fc_uniform", "IMPLS", "check_impl", "is_graph_input",
+           "layout_barrier"]
 
 IMPLS = ("native", "stock")
 
@@ -24,6 +25,18 @@ def layout_barrier(F, x):
     non-MKLDNN op, so its output and its input gradient are plain NCHW; it costs one copy.
     """
     return F.slice_axis(x, axis=1, begin=0, end=None)
+
+
+def is_graph_input(F, x):
+    """True when ``x`` owns a gradient buffer that the caller may accumulate into.
+
+    Extension operators always overwrite their input gradients (they are not told `req`), so
+    such an input is passed through a stock ``identity`` first, which honours
+    ``grad_req='add'`` (spec platform.md section 2).
+    """
+    if F is mx.nd:
+        return x.grad is not None  # a leaf marked with attach_grad(), maybe grad_req='add'
+    return x.get_children() is None  # a variable of the traced graph
 
 
 def he_normal():

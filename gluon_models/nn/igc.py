@@ -7,19 +7,11 @@ groups) and the permutation back ``Reorder(M)``, followed by BatchNorm and optio
 ``impl="stock"``, its twin made of stock reshape / swapaxes / reshape, which gives identical
 results and exports without the operator library.
 """
-import mxnet as mx
 from mxnet.gluon import nn
 
-from .basic import check_impl, he_normal, layout_barrier
+from .basic import check_impl, he_normal, is_graph_input as _is_graph_input, layout_barrier
 
 __all__ = ["reorder", "Reorder", "IGCConv"]
-
-
-def _is_graph_input(F, x):
-    """True when ``x`` owns a gradient buffer that the caller may accumulate into."""
-    if F is mx.nd:
-        return x.grad is not None  # a leaf marked with attach_grad(), maybe grad_req='add'
-    return x.get_children() is None  # a variable of the traced graph
 
 
 def reorder(F, x, branch_factor, impl="native"):
