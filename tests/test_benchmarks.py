@@ -74,3 +74,15 @@ def test_reference_matches_the_spec_examples():
     x = np.arange(6).reshape(1, 6)
     assert bench_reorder.reference(x, 2).ravel().tolist() == [0, 3, 1, 4, 2, 5]
     assert bench_reorder.reference(x, 3).ravel().tolist() == [0, 2, 4, 1, 3, 5]
+
+
+def test_im2rec_benchmark_is_registered_and_its_folder_is_real_jpegs(tmp_path):
+    import cv2
+    from benchmarks import bench_im2rec
+    assert "im2rec" in run.available()
+    bench_im2rec.make_folder(str(tmp_path), images=6, classes=3)
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.jpg"))
+    assert files == ["class0/00000.jpg", "class0/00003.jpg", "class1/00001.jpg",
+                     "class1/00004.jpg", "class2/00002.jpg", "class2/00005.jpg"]
+    img = cv2.imread(str(tmp_path / files[0]))
+    assert img.shape == (240, 320, 3) and 5e3 < (tmp_path / files[0]).stat().st_size < 6e4

@@ -9,31 +9,56 @@ output reads ours (``mx.io.ImageRecordIter``, ``mx.recordio.MXIndexedRecordIO``,
   ``IRHeader(flag, label, id=index, id2=0)`` and the encoded image. A single label is stored in
   the header (``flag = 0``); several labels are stored as float32 after it (``flag`` = their
   number), as im2rec's ``--pack-label`` does;
-* ``.idx``: ``index \\t byte offset`` per record, from ``MXIndexedRecordIO.write_idx``.
+* ``.idx``: ``index \\t byte offset`` per record, the lines ``MXIndexedRecordIO.write_idx``
+  writes.
 
-:func:`write_records` is the one writer behind every converter: it encodes in a process pool,
-writes in input order (so the output does not depend on ``num_workers``), shows a progress bar,
-logs count and rate, and is atomic: the three files are written under temporary names in the
-destination directory and renamed at the very end, ``.rec`` last. An interrupted conversion
-removes its temporary files; one killed outright leaves only
-``.<name>.<ext>.<pid>-<tag>.partial`` files, which no reader mistakes for output and later runs
-ignore (with a warning listing them, until they are deleted).
+:func:`write_records` is the one writer behind every converter: it encodes in a pool of
+workers (processes, or threads where the work releases the GIL), writes in input order (so the
+output does not depend on ``num_workers``), shows a progress bar, logs count and rate, and is
+atomic: the files are written under temporary names in the destination directory and renamed
+at the very end, ``.rec`` last. A conversion that fails with an error removes its temporary
+files (unless it was asked to ``resume``).
+
+Resuming. A run that is killed (or stopped with Ctrl-C) leaves its temporaries,
+``.<name>.<ext>.<pid>-<tag>.partial`` for ``ext`` in ``rec idx lst meta skipped``, which no reader
+mistakes for output. ``write_records(..., resume=True)`` continues such a run instead of starting
+over: it picks the newest partial set of the same prefix whose ``meta`` file holds the same
+signature (encoding, quality, ``write_lst`` and the caller's ``signature``, e.g. a hash of the
+source list and the image options) and that no live process holds (the writer keeps a POSIX lock
+on its ``meta`` file while it runs). It reads the partial ``.rec`` back record by record (the
+RecordIO framing below), keeps the longest prefix of complete records that the ``.idx`` (and
+``.lst``) lines agree with, cuts the three files back to it, skips the input items up to the
+last kept record (items in between that are not in it were skipped by the first run: their
+reasons come from the partial ``skipped`` file) and appends the rest. The result is
+byte-identical to an uninterrupted run. The writer flushes its files after every chunk of
+records, so a killed run loses only the chunks it was encoding. Without ``resume`` a later run
+ignores partial files (with a warning listing them).
+
+The ``.rec`` framing is dmlc's RecordIO, written here in Python so that a partial file can be
+appended to: each record is ``magic (0xced7230a) | lrec | data | zero padding to 4 bytes``,
+``lrec`` = ``cflag << 29 | length``. A 4-aligned occurrence of the magic word inside the data
+splits the record into parts (``cflag`` 1 = first, 2 = middle, 3 = last; the magic word itself
+is dropped and restored by readers); an unsplit record has ``cflag`` 0. The bytes are those of
+``mx.recordio.MXRecordIO`` (tests/data/test_recordio.py holds the two against each other).
 """
 import argparse
 import collections
-import glob
+import functools
 import itertools
+import json
 import logging
 import multiprocessing
 import os
+import re
+import struct
 import sys
 import time
 
 import numpy as np
 
-__all__ = ["WriteResult", "write_records", "read_lst", "record_files", "records_exist",
-           "needs_write", "add_convert_args", "convert_options_from_args", "ENCODINGS",
-           "DEFAULT_QUALITY"]
+__all__ = ["WriteResult", "write_records", "read_lst", "write_lst", "record_files",
+           "records_exist", "needs_write", "partial_runs", "frame_record", "scan_records",
+           "add_convert_args", "convert_options_from_args", "ENCODINGS", "DEFAULT_QUALITY"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -44,11 +69,12 @@ DEFAULT_QUALITY = {".jpg": 95, ".png": 3}
 _QUALITY_RANGE = {".jpg": (1, 100), ".png": (0, 9)}
 
 WriteResult = collections.namedtuple("WriteResult", [
-    "count",    # records written
+    "count",    # records in the output (kept from an interrupted run + written now)
     "skipped",  # [(index, path, reason)] of the items that were skipped
     "seconds",  # wall time of the whole write
-    "rec", "idx", "lst",  # final paths
-])
+    "rec", "idx", "lst",  # final paths (lst is None when the writer was told not to write it)
+    "resumed",  # records kept from an interrupted run (0 for a fresh write)
+], defaults=(0,))
 
 
 def record_files(prefix):
@@ -74,12 +100,15 @@ def needs_write(prefix, overwrite=False):
 def read_lst(path):
     """Read an im2rec ``.lst`` file into ``[(index, (label, ...), path)]``.
 
-    Raises ``DataFormatError`` naming the file and line for a malformed line."""
+    Blank lines are ignored (as im2rec does); fields may carry surrounding spaces and the line a
+    ``\\r\\n`` ending. Raises ``DataFormatError`` naming the file and line for a malformed line."""
     from .datasets import DataFormatError
     out = []
     with open(path) as f:
         for n, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split("\t")
+            if not line.strip():
+                continue
+            parts = [x.strip() for x in line.rstrip("\r\n").split("\t")]
             try:
                 if len(parts) < 3:
                     raise ValueError("expected index, label(s) and path separated by tabs")
@@ -87,6 +116,22 @@ def read_lst(path):
             except ValueError as e:
                 raise DataFormatError("%s line %d: %s: %r" % (path, n, e, line)) from None
     return out
+
+
+def write_lst(path, rows):
+    """Write an im2rec ``.lst``: ``rows`` of ``(index, label or labels, path)``, one line each,
+    ``index \\t label \\t ... \\t path`` with labels as ``%f`` (im2rec's format). Atomic: the
+    file appears complete or not at all."""
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        with open(tmp, "w") as f:
+            for index, label, item_path in rows:
+                f.write("%d\t%s%s\n" % (index, _label_text(label), item_path))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
 
 
 def _normalize_encoding(encoding, quality):
@@ -142,7 +187,8 @@ def _encode_item(index, label, image, encoding, quality):
 
 def _encode_chunk(chunk):
     """Encode a list of ``(index, label, image, path)``; returns ``[(index, label, path,
-    record or None, reason)]`` in the same order."""
+    framed record or None, reason)]`` in the same order. The framing is done here too, so the
+    writing process only writes."""
     cfg = _CFG
     out = []
     for index, label, image, path in chunk:
@@ -152,7 +198,8 @@ def _encode_chunk(chunk):
                 if image is None:
                     out.append((index, label, path, None, "unreadable"))
                     continue
-            rec = _encode_item(index, label, image, cfg["encoding"], cfg["quality"])
+            rec = frame_record(_encode_item(index, label, image, cfg["encoding"],
+                                            cfg["quality"]))
         except Exception as e:  # noqa: BLE001  (reported with the item, or re-raised)
             if not cfg["skip_errors"]:
                 raise RuntimeError("while encoding record %d (%s): %s: %s"
@@ -163,26 +210,30 @@ def _encode_chunk(chunk):
     return out
 
 
-def _chunks(items, size, default_ext):
+def _normalized(items, default_ext):
+    """Each item as ``(index, label, image, path)`` (see :func:`write_records` for the forms)."""
+    for item in items:
+        if len(item) == 3:
+            index, label, image = item
+            path = "%d%s" % (index, default_ext)
+        elif len(item) == 4:
+            index, label, image, path = item
+        else:
+            raise ValueError("an item is (index, label(s), image[, path]), got %d fields"
+                             % len(item))
+        yield int(index), label, image, str(path)
+
+
+def _chunks(items, size):
     it = iter(items)
     while True:
-        chunk = []
-        for item in itertools.islice(it, size):
-            if len(item) == 3:
-                index, label, image = item
-                path = "%d%s" % (index, default_ext)
-            elif len(item) == 4:
-                index, label, image, path = item
-            else:
-                raise ValueError("an item is (index, label(s), image[, path]), got %d fields"
-                                 % len(item))
-            chunk.append((int(index), label, image, str(path)))
+        chunk = list(itertools.islice(it, size))
         if not chunk:
             return
         yield chunk
 
 
-def _encoded(chunks, num_workers, cfg):
+def _encoded(chunks, num_workers, cfg, backend="process"):
     """Encoded chunks in input order, with at most a few chunks per worker in flight (bounded
     memory even when the input is a generator over a million images)."""
     if num_workers <= 1:
@@ -190,21 +241,30 @@ def _encoded(chunks, num_workers, cfg):
         for chunk in chunks:
             yield _encode_chunk(chunk)
         return
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    pool = ctx.Pool(num_workers, initializer=_init_worker, initargs=(cfg,))
+    if backend == "thread":
+        from concurrent.futures import ThreadPoolExecutor
+        _init_worker(cfg)
+        pool = ThreadPoolExecutor(num_workers)
+        submit, get = functools.partial(pool.submit, _encode_chunk), "result"
+    else:
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        pool = ctx.Pool(num_workers, initializer=_init_worker, initargs=(cfg,))
+        submit, get = (lambda chunk: pool.apply_async(_encode_chunk, (chunk,))), "get"
     try:
         pending = collections.deque()
         for chunk in chunks:
-            pending.append(pool.apply_async(_encode_chunk, (chunk,)))
+            pending.append(submit(chunk))
             if len(pending) >= 3 * num_workers:
-                yield pending.popleft().get()
+                yield getattr(pending.popleft(), get)()
         while pending:
-            yield pending.popleft().get()
-        pool.close()
+            yield getattr(pending.popleft(), get)()
     finally:
-        pool.terminate()
-        pool.join()
+        if backend == "thread":
+            pool.shutdown(wait=True, cancel_futures=True)  # a running chunk finishes first
+        else:
+            pool.terminate()
+            pool.join()
 
 
 def _label_text(label):
@@ -212,18 +272,220 @@ def _label_text(label):
     return "".join("%f\t" % v for v in lab)
 
 
-def _progress_bar(total, desc, enabled):
+def _progress_bar(total, desc, enabled, initial=0):
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm comes with gluoncv; without it there is just no bar
         return None
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=not enabled,
-                dynamic_ncols=True, leave=False)
+                dynamic_ncols=True, leave=False, initial=initial)
 
+
+# ------------------------------------------------------------------------------------------
+# RecordIO framing (see the module docstring), and reading a partial file back
+
+_MAGIC = 0xCED7230A
+_MAGIC_WORD = struct.pack("<I", _MAGIC)
+_LENGTH_MASK = (1 << 29) - 1
+_IRHEADER_SIZE = struct.calcsize("IfQQ")  # flag, label, id, id2: 24 bytes
+
+RecordSpan = collections.namedtuple("RecordSpan", ["offset", "end", "id"])
+
+
+def frame_record(payload):
+    """The bytes of one RecordIO record holding ``payload``, laid out as dmlc's writer (and so
+    ``mx.recordio.MXRecordIO.write``) lays them out; see the module docstring."""
+    payload = bytes(payload)
+    size = len(payload)
+    if size > _LENGTH_MASK:
+        raise ValueError("a RecordIO record holds less than 2**29 bytes, got %d" % size)
+    pad = b"\0" * (-size % 4)
+    cuts = []
+    if _MAGIC_WORD in payload:  # rare (~1 in 2**32 per position): only then look for it aligned
+        words = np.frombuffer(payload, dtype="<u4", count=size // 4)
+        cuts = (np.flatnonzero(words == _MAGIC) * 4).tolist()
+    if not cuts:  # the usual case: one part
+        return b"".join((struct.pack("<II", _MAGIC, size), payload, pad))
+    pieces, start = [], 0
+    for k, cut in enumerate(cuts):
+        pieces += [struct.pack("<II", _MAGIC, (1 if k == 0 else 2) << 29 | (cut - start)),
+                   payload[start:cut]]
+        start = cut + 4
+    pieces += [struct.pack("<II", _MAGIC, 3 << 29 | (size - start)), payload[start:], pad]
+    return b"".join(pieces)
+
+
+def scan_records(path):
+    """Read a ``.rec`` back without decoding: the ``RecordSpan(offset, end, id)`` of each
+    complete record from the start, stopping at the first one that is cut short or damaged
+    (what a killed writer leaves at the end). ``id`` is the record's ``IRHeader.id``.
+
+    Only the framing and the first bytes of each record are read, so this is quick even for
+    a file of many gigabytes."""
+    spans = []
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        pos = 0
+        while pos < size:
+            start, head, part, complete = pos, b"", 0, False
+            while True:
+                f.seek(pos)
+                frame = f.read(8)
+                if len(frame) < 8:
+                    break
+                magic, lrec = struct.unpack("<II", frame)
+                cflag, length = lrec >> 29, lrec & _LENGTH_MASK
+                if magic != _MAGIC or cflag > 3 or (part == 0) != (cflag in (0, 1)):
+                    break
+                end = pos + 8 + length + (-length % 4)
+                if end > size:
+                    break
+                if len(head) < _IRHEADER_SIZE:
+                    head += (_MAGIC_WORD if part else b"") + f.read(min(length,
+                                                                       _IRHEADER_SIZE))
+                pos, part = end, part + 1
+                if cflag in (0, 3):
+                    complete = True
+                    break
+            if not complete or len(head) < _IRHEADER_SIZE:
+                break
+            spans.append(RecordSpan(start, pos, struct.unpack_from("<Q", head, 8)[0]))
+    return spans
+
+
+def _complete_lines(path):
+    """The newline-terminated lines of a file (bytes, without the newline); a cut-off last line
+    is dropped."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return data[:data.rfind(b"\n") + 1].split(b"\n")[:-1]
+
+
+# ------------------------------------------------------------------------------------------
+# Partial output of an interrupted run
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, a partial set is taken to be unused
+    fcntl = None
+
+_PARTIAL_EXTS = ("rec", "idx", "lst", "meta", "skipped")
+
+
+def _partial_path(out_dir, base, ext, tag):
+    return os.path.join(out_dir, ".%s.%s.%s.partial" % (base, ext, tag))
+
+
+def _partial_sets(out_dir, base):
+    """``{tag: {ext: path}}`` of the partial files of ``base`` in ``out_dir``."""
+    pattern = re.compile(r"^\.%s\.(%s)\.(\d+-[0-9a-f]{8})\.partial$"
+                         % (re.escape(base), "|".join(_PARTIAL_EXTS)))
+    sets = collections.defaultdict(dict)
+    for fname in os.listdir(out_dir):
+        m = pattern.match(fname)
+        if m:
+            sets[m.group(2)][m.group(1)] = os.path.join(out_dir, fname)
+    return dict(sets)
+
+
+def partial_runs(prefix):
+    """Tags (``<pid>-<hex>``) of the interrupted runs whose partial files lie next to
+    ``prefix``, sorted; ``write_records(prefix, ..., resume=True)`` continues one of them."""
+    prefix = os.path.abspath(prefix)
+    out_dir = os.path.dirname(prefix)
+    if not os.path.isdir(out_dir):
+        return []
+    return sorted(_partial_sets(out_dir, os.path.basename(prefix)))
+
+
+def _try_lock(fh):
+    """Take the POSIX lock of an open file; False when another process holds it. (POSIX
+    locks belong to the process, are not inherited by the worker processes and go away
+    when the process dies, so a killed run never leaves its partial set locked.)"""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.lockf(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def _signature_text(encoding, quality, write_lst, signature):
+    try:
+        return json.dumps({"format": 1, "encoding": encoding, "quality": quality,
+                           "lst": bool(write_lst), "source": signature}, sort_keys=True)
+    except TypeError as e:
+        raise TypeError("signature must be JSON-serialisable: %s" % e) from None
+
+
+_Partial = collections.namedtuple("_Partial", ["tag", "meta", "ids", "skipped"])
+
+
+def _adopt_partial(out_dir, base, sig_text, write_lst, name):
+    """Take over the newest unlocked partial set of ``base`` written with ``sig_text``: cut it
+    back to its longest consistent prefix of complete records and return a ``_Partial`` (its
+    locked meta file, the kept record ids in order, ``{index: reason}`` of the items it
+    skipped), or None when there is none."""
+    sets = _partial_sets(out_dir, base)
+    needed = {"rec", "idx", "meta"} | ({"lst"} if write_lst else set())
+
+    def newest(tag):
+        return max(os.path.getmtime(p) for p in sets[tag].values())
+
+    for tag in sorted((t for t in sets if needed <= set(sets[t])), key=newest, reverse=True):
+        files = sets[tag]
+        try:
+            meta = open(files["meta"], "r+")
+        except OSError:
+            continue
+        if not _try_lock(meta):
+            _LOG.info("%s: partial output %s is in use by a running conversion", name, tag)
+            meta.close()
+            continue
+        if meta.readline().rstrip("\n") != sig_text:
+            meta.close()
+            continue
+        spans = scan_records(files["rec"])
+        idx_lines = _complete_lines(files["idx"])
+        lst_lines = _complete_lines(files["lst"]) if write_lst else None
+        limit = min(len(spans), len(idx_lines),
+                    len(spans) if lst_lines is None else len(lst_lines))
+        n = 0
+        while n < limit:
+            try:
+                key, offset = (int(x) for x in idx_lines[n].split(b"\t"))
+                ok = key == spans[n].id and offset == spans[n].offset and (
+                    lst_lines is None or int(lst_lines[n].split(b"\t", 1)[0]) == key)
+            except ValueError:
+                ok = False
+            if not ok:
+                break
+            n += 1
+        rec_size, rec_end = os.path.getsize(files["rec"]), spans[n - 1].end if n else 0
+        os.truncate(files["rec"], rec_end)
+        os.truncate(files["idx"], sum(len(line) + 1 for line in idx_lines[:n]))
+        if write_lst:
+            os.truncate(files["lst"], sum(len(line) + 1 for line in lst_lines[:n]))
+        skipped = {}
+        if "skipped" in files:
+            for line in _complete_lines(files["skipped"]):
+                parts = line.decode("utf-8", "replace").split("\t", 2)
+                if len(parts) == 3 and parts[0].lstrip("-").isdigit():
+                    skipped[int(parts[0])] = parts[2]
+        _LOG.info("%s: resuming the interrupted run %s: kept its %d complete records, cut off "
+                  "%d trailing bytes of its .rec", name, tag, n, rec_size - rec_end)
+        return _Partial(tag, meta, [s.id for s in spans[:n]], skipped)
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# The writer
 
 def write_records(prefix, items, encoding=".png", quality=None, num_workers=1, total=None,
                   progress=True, chunksize=256, transform=None, skip_errors=False,
-                  log_every=10000):
+                  log_every=10000, write_lst=True, resume=False, signature=None,
+                  backend="process"):
     """Write ``prefix.lst``, ``prefix.rec`` and ``prefix.idx`` from an iterable of images.
 
     Parameters
@@ -242,7 +504,7 @@ def write_records(prefix, items, encoding=".png", quality=None, num_workers=1, t
     quality : int, optional
         JPEG quality 1-100 (default 95) or PNG compression level 0-9 (default 3).
     num_workers : int
-        Encoding processes; ``<= 1`` encodes in this process. The output is identical for
+        Encoding workers; ``<= 1`` encodes in this process. The output is identical for
         every value.
     total : int, optional
         Number of items, for the progress bar (``len(items)`` when it has one).
@@ -258,40 +520,93 @@ def write_records(prefix, items, encoding=".png", quality=None, num_workers=1, t
         Skip (and report) an item whose transform or encoding raises, instead of failing.
     log_every : int
         Log count and rate every this many records.
+    write_lst : bool
+        Write ``prefix.lst`` (the records' index, label(s) and path). im2rec, whose ``.lst``
+        is the input, turns it off.
+    resume : bool
+        Continue the partial output of an interrupted run with the same signature instead of
+        starting over (see the module docstring); with it, an error keeps the partial output
+        too, so the run can be continued once the cause is fixed.
+    signature : JSON-serialisable, optional
+        What identifies the input and options beyond encoding and quality (e.g. a hash of the
+        source list, the resize setting): a partial output is only resumed by a call with the
+        same signature.
+    backend : {'process', 'thread'}
+        How the workers run: a pool of forked processes (each item and its record are copied
+        between processes), or threads of this process, which run in parallel where the work
+        releases the GIL, as OpenCV's decode, resize and encode do (image folders).
 
     Returns
     -------
     WriteResult
         ``count``, ``skipped`` (``[(index, path, reason)]``, also written to
-        ``PREFIX.skipped`` when not empty), ``seconds`` and the three paths.
+        ``PREFIX.skipped`` when not empty), ``seconds``, the paths and ``resumed``.
     """
     encoding, quality = _normalize_encoding(encoding, quality)
-    import mxnet as mx
+    if backend not in ("process", "thread"):
+        raise ValueError("backend must be 'process' or 'thread', got %r" % (backend,))
     name = prefix
     prefix = os.path.abspath(prefix)
-    out_dir = os.path.dirname(prefix)
+    out_dir, base = os.path.split(prefix)
     os.makedirs(out_dir, exist_ok=True)
     final = record_files(prefix)
-    stale = sorted(glob.glob(os.path.join(out_dir, ".%s.*.partial" % glob.escape(
-        os.path.basename(prefix)))))
-    if stale:
-        _LOG.warning("ignoring %d leftover partial file(s) of an interrupted run: %s",
-                     len(stale), ", ".join(os.path.basename(s) for s in stale))
-    tag = "%d-%s" % (os.getpid(), os.urandom(4).hex())
-    temp = [os.path.join(out_dir, ".%s.%s.%s.partial" % (os.path.basename(p)[:-4], p[-3:], tag))
-            for p in final]
+    sig_text = _signature_text(encoding, quality, write_lst, signature)
+    partial = _adopt_partial(out_dir, base, sig_text, write_lst, name) if resume else None
+    others = sorted(t for t in _partial_sets(out_dir, base) if not partial or t != partial.tag)
+    if others:
+        _LOG.warning("%s: ignoring leftover partial output of %d interrupted run(s) (%s)%s", name,
+                     len(others), ", ".join(others),
+                     " with other options or still running" if resume
+                     else "; resume=True continues one")
+    if partial is not None:
+        tag, meta, mode = partial.tag, partial.meta, "a"
+    else:
+        tag, mode = "%d-%s" % (os.getpid(), os.urandom(4).hex()), "w"
+        meta = open(_partial_path(out_dir, base, "meta", tag), "w")
+        _try_lock(meta)
+        meta.write("%s\n%s\n" % (sig_text, json.dumps({"pid": os.getpid(),
+                                                       "started": time.time()})))
+        meta.flush()
+    temp = {ext: _partial_path(out_dir, base, ext, tag) for ext in _PARTIAL_EXTS}
     if total is None and hasattr(items, "__len__"):
         total = len(items)
     cfg = dict(encoding=encoding, quality=quality, transform=transform, skip_errors=skip_errors)
-    bar = _progress_bar(total, os.path.basename(prefix), progress)
     start = time.time()
-    count, skipped, seen = 0, [], set()
-    writer = lst = encoded = None
-    done = False
+    count, kept, skipped, seen = 0, 0, [], set()
+    rec = idx = lst = skip_file = encoded = bar = None
+    done = keep = False
     try:
-        writer = mx.recordio.MXIndexedRecordIO(temp[1], temp[0], "w")
-        lst = open(temp[2], "w")
-        encoded = _encoded(_chunks(items, max(1, int(chunksize)), encoding), int(num_workers), cfg)
+        rec = open(temp["rec"], mode + "b", buffering=1 << 18)
+        pos = os.path.getsize(temp["rec"])
+        idx = open(temp["idx"], mode)
+        lst = open(temp["lst"], mode) if write_lst else None
+        skip_file = open(temp["skipped"], "w")
+        stream = _normalized(items, encoding)
+        if partial is not None and partial.ids:
+            # Walk the items up to the last kept record: those not kept were skipped then.
+            ids, last = partial.ids, partial.ids[-1]
+            for index, label, image, path in stream:
+                if index in seen:
+                    raise ValueError("%s: record index %d appears twice" % (name, index))
+                seen.add(index)
+                if kept < len(ids) and index == ids[kept]:
+                    kept += 1
+                else:
+                    reason = partial.skipped.get(index, "skipped by the interrupted run")
+                    skipped.append((index, path, reason))
+                    skip_file.write("%d\t%s\t%s\n" % (index, path, reason))
+                if index == last:
+                    break
+            if kept < len(ids):
+                raise ValueError("%s: the partial output of an interrupted run (%s) does not "
+                                 "match the items (record %d is missing or out of order); "
+                                 "delete its .%s.*.%s.partial files or write without resume"
+                                 % (name, tag, ids[kept], base, tag))
+            count = kept
+            skip_file.flush()
+        bar = _progress_bar(total, base, progress, initial=len(seen))
+        encoded = _encoded(_chunks(stream, max(1, int(chunksize))), int(num_workers), cfg,
+                           backend)
         for results in encoded:
             for index, label, path, record, reason in results:
                 if index in seen:
@@ -299,45 +614,68 @@ def write_records(prefix, items, encoding=".png", quality=None, num_workers=1, t
                 seen.add(index)
                 if record is None:
                     skipped.append((index, path, reason))
+                    reason = str(reason).replace("\n", " ")
+                    skip_file.write("%d\t%s\t%s\n" % (index, path, reason))
+                    skip_file.flush()  # before any later record can reach the disk
                     continue
-                writer.write_idx(index, record)
-                lst.write("%d\t%s%s\n" % (index, _label_text(label), path))
+                idx.write("%d\t%d\n" % (index, pos))
+                rec.write(record)
+                pos += len(record)
+                if lst is not None:
+                    lst.write("%d\t%s%s\n" % (index, _label_text(label), path))
                 count += 1
                 if log_every and count % log_every == 0:
                     _LOG.info("%s: %d records, %.0f images/s", name, count,
-                              count / max(time.time() - start, 1e-9))
+                              (count - kept) / max(time.time() - start, 1e-9))
+            for f in (rec, idx, lst):  # what a killed run leaves is then at most a chunk old
+                if f is not None:
+                    f.flush()
             if bar is not None:
                 bar.update(len(results))
-        writer.close()
-        lst.close()
+        for f in (rec, idx, lst, skip_file):
+            if f is not None:
+                f.close()
         # Rename .rec last: a .rec whose .idx and .lst are missing or older never appears.
         if os.path.exists(final[0]):
             os.remove(final[0])
-        os.replace(temp[1], final[1])
-        os.replace(temp[2], final[2])
-        os.replace(temp[0], final[0])
+        os.replace(temp["idx"], final[1])
+        if write_lst:
+            os.replace(temp["lst"], final[2])
+        os.replace(temp["rec"], final[0])
         done = True
+    except KeyboardInterrupt:
+        keep = True
+        raise
+    except BaseException:
+        keep = resume
+        raise
     finally:
         if encoded is not None:
             encoded.close()  # stops the worker pool now, also when an error is propagating
         if bar is not None:
             bar.close()
-        if not done:
-            if writer is not None:
-                writer.close()
-            if lst is not None:
-                lst.close()
-            for p in temp:
-                if os.path.exists(p):
-                    os.remove(p)
+        for f in (rec, idx, lst, skip_file):
+            if f is not None:
+                f.close()  # flushes: the kept partial output holds everything encoded so far
+        if done or not keep:
+            for ext in ("rec", "idx", "lst", "skipped", "meta"):
+                if os.path.exists(temp[ext]):
+                    os.remove(temp[ext])
+        elif not done:
+            _LOG.warning("%s: interrupted after %d records; the partial output (%s) is kept: run "
+                         "again with resume to continue", name, count, tag)
+        meta.close()  # releases the lock
     seconds = time.time() - start
-    _LOG.info("%s: wrote %d records (.rec/.idx/.lst) in %.2f s, %.0f images/s%s", name, count,
-              seconds, count / max(seconds, 1e-9),
-              ", skipped %d" % len(skipped) if skipped else "")
+    _LOG.info("%s: wrote %d records (%s) in %.2f s, %.0f images/s%s%s", name, count,
+              ".rec/.idx/.lst" if write_lst else ".rec/.idx", seconds,
+              (count - kept) / max(seconds, 1e-9),
+              ", %d kept from the interrupted run" % kept if partial is not None else "",
+              ", skipped %d (listed in %s.skipped)" % (len(skipped), prefix) if skipped else "")
     _write_skipped(prefix + ".skipped", skipped)
     for index, path, reason in skipped:
         _LOG.warning("%s: skipped record %d (%s): %s", name, index, path, reason)
-    return WriteResult(count, skipped, seconds, *final)
+    return WriteResult(count, skipped, seconds, final[0], final[1],
+                       final[2] if write_lst else None, kept)
 
 
 def _write_skipped(path, skipped):

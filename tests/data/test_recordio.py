@@ -1,5 +1,8 @@
-"""The shared .lst/.rec/.idx writer: im2rec format, order, atomicity, errors."""
+"""The shared .lst/.rec/.idx writer: im2rec format, order, atomicity, errors, resuming."""
 import os
+import struct
+import subprocess
+import sys
 
 import cv2
 import mxnet as mx
@@ -66,16 +69,17 @@ def test_same_output_with_two_workers(tmp_path):
     imgs = random_images(rng, 300)
     labels = rng.randint(0, 10, 300)
     files = []
-    for workers in (1, 2):
-        prefix = str(tmp_path / ("w%d" % workers))
+    for workers, backend in ((1, "process"), (2, "process"), (2, "thread"), (3, "thread")):
+        prefix = str(tmp_path / ("w%d%s" % (workers, backend)))
         write_records(prefix, _items(imgs, labels), num_workers=workers, chunksize=16,
-                      progress=False)
+                      progress=False, backend=backend)
         files.append([open(p, "rb").read() for p in record_files(prefix)])
-    assert files[0] == files[1]  # byte-identical .rec, .idx and .lst, records in index order
+    # byte-identical .rec, .idx and .lst, records in index order
+    assert files[0] == files[1] == files[2] == files[3]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_interrupted_write_leaves_no_output(tmp_path, monkeypatch, workers):
+@pytest.mark.parametrize("workers, backend", [(1, "process"), (2, "process"), (2, "thread")])
+def test_interrupted_write_leaves_no_output(tmp_path, monkeypatch, workers, backend):
     rng = np.random.RandomState(4)
     imgs = random_images(rng, 100)
     real = recordio._encode_item
@@ -91,7 +95,7 @@ def test_interrupted_write_leaves_no_output(tmp_path, monkeypatch, workers):
     prefix = str(tmp_path / "train")
     with pytest.raises(RuntimeError, match="simulated crash"):
         write_records(prefix, _items(imgs, [0] * 100), num_workers=workers, chunksize=8,
-                      progress=False)
+                      progress=False, backend=backend)
     assert os.listdir(tmp_path) == []  # neither final names nor temporaries
     monkeypatch.setattr(recordio, "_encode_item", real)
     # A crash of the source iterator itself is handled the same way.
@@ -102,7 +106,8 @@ def test_interrupted_write_leaves_no_output(tmp_path, monkeypatch, workers):
                 raise OSError("source broke")
             yield i, 0, imgs[i]
     with pytest.raises(OSError, match="source broke"):
-        write_records(prefix, source(), num_workers=workers, progress=False)
+        write_records(prefix, source(), num_workers=workers, progress=False,
+                      backend=backend)
     assert os.listdir(tmp_path) == []
 
 
@@ -143,4 +148,146 @@ def test_errors(tmp_path):
         write_records(str(tmp_path / "d"), [], encoding=".bmp")
     with pytest.raises(ValueError, match="quality"):
         write_records(str(tmp_path / "d"), [], encoding=".png", quality=95)
+    with pytest.raises(ValueError, match="backend"):
+        write_records(str(tmp_path / "d"), [], backend="fiber")
     assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------
+# RecordIO framing and resuming an interrupted write
+
+_MAGIC = struct.pack("<I", 0xCED7230A)
+
+
+def test_framing_is_byte_identical_to_mxrecordio(tmp_path):
+    # Payloads with the magic word at aligned and unaligned offsets, at the ends, repeated.
+    rng = np.random.RandomState(8)
+    payloads = [b"", b"a", b"abcd", _MAGIC, _MAGIC + b"xyz", b"abcd" + _MAGIC,
+                b"ab" + _MAGIC + b"cd", _MAGIC + _MAGIC,
+                b"abcd" + _MAGIC + b"efgh" + _MAGIC + b"ij"]
+    for _ in range(40):
+        b = bytearray(rng.randint(0, 256, rng.randint(24, 400)).astype(np.uint8).tobytes())
+        for _ in range(rng.randint(0, 4)):
+            p = rng.randint(0, len(b) - 3)
+            b[p:p + 4] = _MAGIC
+        payloads.append(bytes(b))
+    path = str(tmp_path / "m.rec")
+    writer = mx.recordio.MXRecordIO(path, "w")
+    for p in payloads:
+        writer.write(p)
+    writer.close()
+    assert b"".join(recordio.frame_record(p) for p in payloads) == open(path, "rb").read()
+
+
+def test_scan_records_stops_at_a_cut_record(tmp_path):
+    payloads = [mx.recordio.pack(mx.recordio.IRHeader(0, 1.0, 10 + i, 0),
+                                 b"x" * (5 + 3 * i) + (_MAGIC if i == 2 else b""))
+                for i in range(5)]
+    framed = [recordio.frame_record(p) for p in payloads]
+    path = str(tmp_path / "s.rec")
+    open(path, "wb").write(b"".join(framed))
+    spans = recordio.scan_records(path)
+    assert [s.id for s in spans] == [10, 11, 12, 13, 14]
+    ends = np.cumsum([len(f) for f in framed]).tolist()
+    assert [s.end for s in spans] == ends and [s.offset for s in spans] == [0] + ends[:-1]
+    for cut in (ends[2] - 1, ends[2] + 3, ends[2] + 9):  # inside record 3 (or its frame)
+        open(path, "wb").write(b"".join(framed)[:cut])
+        assert [s.id for s in recordio.scan_records(path)] == [10, 11, 12][:2 + (cut >= ends[2])]
+    open(path, "wb").write(b"".join(framed)[:ends[1]] + b"\0" * 40)  # garbage after record 2
+    assert [s.id for s in recordio.scan_records(path)] == [10, 11]
+
+
+def _interrupt_at(n):
+    """A transform that stops the run (as Ctrl-C does) at its n-th call."""
+    calls = []
+
+    def transform(image):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return None if image[0, 0, 0] < 20 else image  # the darkest images are "unreadable"
+    return transform
+
+
+def _partials(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".partial"))
+
+
+@pytest.mark.parametrize("cut", ["clean", "mid_record", "mid_line"])
+def test_resume_after_interrupt_is_byte_identical(tmp_path, cut):
+    rng = np.random.RandomState(9)
+    imgs = random_images(rng, 120)
+    imgs[:, 0, 0, 0] = 255
+    imgs[[5, 50, 90], 0, 0, 0] = 0  # skipped items before and after the interruption
+    items = [(1000 + i, (i % 7, i % 3), imgs[i], "f/%d.png" % i) for i in range(120)]
+    keep = _interrupt_at(10**9)
+    ref = write_records(str(tmp_path / "ref" / "t"), items, transform=keep, skip_errors=True,
+                        progress=False, chunksize=8)
+    prefix = str(tmp_path / "out" / "t")
+    with pytest.raises(KeyboardInterrupt):
+        write_records(prefix, items, transform=_interrupt_at(70), skip_errors=True,
+                      progress=False, chunksize=8)
+    partial = _partials(tmp_path / "out")
+    assert [p.split(".")[2] for p in partial] == ["idx", "lst", "meta", "rec", "skipped"]
+    assert not os.path.exists(prefix + ".rec")
+    rec_path = str(tmp_path / "out" / partial[3])
+    if cut == "mid_record":  # as when the process dies with part of a record written
+        size = os.path.getsize(rec_path)
+        os.truncate(rec_path, size - 7)
+    elif cut == "mid_line":
+        idx_path = str(tmp_path / "out" / partial[0])
+        os.truncate(idx_path, os.path.getsize(idx_path) - 3)
+    res = write_records(prefix, items, transform=keep, skip_errors=True, progress=False,
+                        chunksize=8, resume=True)
+    assert 50 <= res.resumed < 70 and res.count == ref.count == 117
+    assert [s[0] for s in res.skipped] == [1005, 1050, 1090]
+    for a, b in zip(record_files(prefix), record_files(str(tmp_path / "ref" / "t"))):
+        assert open(a, "rb").read() == open(b, "rb").read()
+    assert open(prefix + ".skipped").read() == open(str(tmp_path / "ref" / "t.skipped")).read()
+    assert _partials(tmp_path / "out") == []
+
+
+def test_resume_needs_the_same_signature_and_an_unlocked_partial(tmp_path, caplog):
+    imgs = random_images(np.random.RandomState(10), 30)
+    imgs[:, 0, 0, 0] = 255  # none "unreadable"
+    items = [(i, 0, imgs[i]) for i in range(30)]
+    prefix = str(tmp_path / "t")
+    with pytest.raises(KeyboardInterrupt):
+        write_records(prefix, items, transform=_interrupt_at(20), progress=False, chunksize=4,
+                      signature={"source": "a"})
+    # Another signature: a fresh write, the partial set is left alone (and reported).
+    res = write_records(prefix, items, progress=False, resume=True, signature={"source": "b"})
+    assert res.resumed == 0 and res.count == 30 and "leftover" in caplog.text
+    assert len(_partials(tmp_path)) == 5
+    # A partial set locked by a live process is not touched either.
+    meta = [p for p in _partials(tmp_path) if ".meta." in p][0]
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'r+'); "
+        "fcntl.lockf(f.fileno(), fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)"),
+        str(tmp_path / meta)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        res = write_records(prefix, items, progress=False, resume=True, signature={"source": "a"})
+        assert res.resumed == 0 and len(_partials(tmp_path)) == 5
+    finally:
+        holder.kill()
+        holder.wait()
+    res = write_records(prefix, items, progress=False, resume=True, signature={"source": "a"})
+    assert res.resumed > 0 and res.count == 30 and _partials(tmp_path) == []
+
+
+def test_errors_keep_partial_output_only_with_resume(tmp_path):
+    imgs = random_images(np.random.RandomState(11), 20)
+
+    def source(n_ok):
+        for i in range(20):
+            if i == n_ok:
+                raise OSError("source broke")
+            yield i, 0, imgs[i]
+    prefix = str(tmp_path / "t")
+    with pytest.raises(OSError):
+        write_records(prefix, source(12), progress=False, chunksize=2, resume=True)
+    assert len(_partials(tmp_path)) == 5
+    res = write_records(prefix, source(99), progress=False, resume=True)
+    assert res.resumed > 0 and res.count == 20
+    assert [h.id for h, _ in read_records(prefix)] == list(range(20))
