@@ -8,6 +8,13 @@ The seeds' options are accepted, e.g. the FBN ImageNet command's options:
         --batch-size 256 --gpus 0,1,2,3 --lr 0.1 --lr-step 30,60,90 --num-epoches 120 \\
         --optimizer nag --model-prefix model/igc_l16m16
 
+the FBN ResNet-34 command (the FBN networks default to `--norm fbn`, mean subtraction only):
+
+    python tools/train_imagenet.py --network resnet-fmconv --depth 34 --fmconv-factor 50 \\
+        --fmconv-drop 0.5 --fmconv-slowstart 1 --lr 0.1 --lr-step 60,75,90 --num-epoches 120 \\
+        --batch-size 256 --clip-gradient 10 --data-dir DIR --train-rec train_480_q90.rec \\
+        --val-rec val_256_q90.rec --aug-level 2 --model-prefix model/resnet34_fbn
+
 and the IBN seed's restart `--model-load-epoch 50 --retrain --lr 0.001` (with a new
 --model-prefix and --model-load-prefix the old one). Distributed: start it with
 tools/launch.py and `--kv-store dist_sync`.

@@ -7,6 +7,7 @@ keywords (see ``model_info(name)['options']``), so no tool branches on the model
 """
 import argparse
 import ast
+import inspect
 
 from ..nn.basic import IMPLS
 from .registry import model_info, seed_network
@@ -40,7 +41,8 @@ def add_model_args(parser, default_model=None, required=None):
     group.add_argument("--model", "--network", dest="model", default=default_model,
                        required=default_model is None if required is None else required,
                        help="registered model name (gluon_models.list_models()) or a seed "
-                            "script's --network value (e.g. plain_igc, resnet_igc)")
+                            "script's --network value (e.g. plain_igc, resnet_igc, "
+                            "resnet-small-fmconv, inception-bn-fmconv)")
     group.add_argument("--model-opt", dest="model_opts", metavar="KEY=VALUE",
                        action="append", default=[], type=parse_model_opt,
                        help="builder option, repeatable, e.g. --model-opt depth=20")
@@ -48,16 +50,32 @@ def add_model_args(parser, default_model=None, required=None):
                        help="native operators, or their stock-MXNet twins (export anywhere)")
     group.add_argument("--classes", "--num-classes", dest="classes", type=int, default=None,
                        help="number of classes; %(default)s: the model's")
-    group.add_argument("--depth", type=int, default=None, help="network depth (seed flag)")
+    group.add_argument("--depth", type=int, default=None,
+                       help="network depth (seed flag; FBN ImageNet ResNet 18 ... 269)")
     group.add_argument("--primary-partition", type=int, default=None,
                        help="IGC primary partitions L, or a regular network's width")
     group.add_argument("--secondary-partition", type=int, default=None,
                        help="IGC secondary partitions M")
+    group.add_argument("--res-module-num", type=int, default=None,
+                       help="FBN CIFAR ResNet: units per stage n (depth 9n + 2; 18 -> 164, "
+                            "111 -> 1001); seed networks resnet-small[-fmconv]")
+    group.add_argument("--fmconv-factor", type=int, default=None,
+                       help="FB layer: factors per output (num_factor); %(default)s: the "
+                            "model's (CIFAR 20, ImageNet ResNet 50, Inception-BN 20)")
+    group.add_argument("--fmconv-drop", type=float, default=None,
+                       help="FB layer: DropFactor drop rate p; %(default)s: the model's (0.5)")
     return group
 
 
+# Seed flag (argparse dest) -> builder option it sets on a registered model; None: only the
+# seed networks take it (their options functions translate it).
 _SEED_FLAGS = {"depth": "depth", "primary_partition": "primary",
-               "secondary_partition": "secondary"}
+               "secondary_partition": "secondary", "res_module_num": None,
+               "fmconv_factor": "num_factor", "fmconv_drop": "p"}
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
 
 
 def model_options_from_args(args):
@@ -66,16 +84,22 @@ def model_options_from_args(args):
     flags = {k: getattr(args, k, None) for k in _SEED_FLAGS}
     seed = seed_network(args.model)
     if seed is not None:  # a seed's --network value: its flags map onto the builder's options
-        options.update(seed[1](flags["depth"], flags["primary_partition"],
-                               flags["secondary_partition"]))
+        takes = inspect.signature(seed[1]).parameters
+        for flag, value in flags.items():
+            if value is not None and flag not in takes:
+                raise ValueError("%s does not apply to --network %s (it takes: %s)"
+                                 % (_flag(flag), args.model,
+                                    ", ".join(_flag(f) for f in takes) or "no seed flags"))
+        options.update((k, v) for k, v in seed[1](**{f: flags[f] for f in takes}).items()
+                       if v is not None)
     else:
         accepted = model_info(args.model)["options"]
         for flag, key in _SEED_FLAGS.items():
             if flags[flag] is None:
                 continue
             if key not in accepted:
-                raise ValueError("--%s does not apply to model %s (its options: %s)"
-                                 % (flag.replace("_", "-"), args.model, ", ".join(accepted)))
+                raise ValueError("%s does not apply to model %s (its options: %s)"
+                                 % (_flag(flag), args.model, ", ".join(accepted)))
             options[key] = flags[flag]
     for key, value in args.model_opts:
         if key in options:

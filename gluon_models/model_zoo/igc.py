@@ -311,11 +311,15 @@ def _width(primary, secondary):
     return None if primary is None else primary * (secondary or 1)
 
 
-register_seed_network("plain", "plain_cifar",
-                      lambda d, p, s: _options(depth=d, width=_width(p, s)))
-register_seed_network("resnet", "resnet_cifar",
-                      lambda d, p, s: _options(depth=d, width=_width(p, s)))
-register_seed_network("plain_igc", "igc_plain_cifar",
-                      lambda d, p, s: _options(depth=d, primary=p, secondary=s))
-register_seed_network("resnet_igc", "igc_resnet_cifar",
-                      lambda d, p, s: _options(depth=d, primary=p, secondary=s))
+def _regular_seed(depth=None, primary_partition=None, secondary_partition=None):
+    return _options(depth=depth, width=_width(primary_partition, secondary_partition))
+
+
+def _igc_seed(depth=None, primary_partition=None, secondary_partition=None):
+    return _options(depth=depth, primary=primary_partition, secondary=secondary_partition)
+
+
+register_seed_network("plain", "plain_cifar", _regular_seed)
+register_seed_network("resnet", "resnet_cifar", _regular_seed)
+register_seed_network("plain_igc", "igc_plain_cifar", _igc_seed)
+register_seed_network("resnet_igc", "igc_resnet_cifar", _igc_seed)

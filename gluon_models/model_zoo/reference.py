@@ -6,7 +6,7 @@
 * ``label``: the model's name in its source;
 * ``params_m``: parameters in millions as reported in the paper / README table;
 * ``flops_g``: multiply-adds in 10^9 as reported (conv + fc, one image);
-* ``top1_err``: reported top-1 test error, %;
+* ``top1_err``: reported top-1 test error, % (the CIFAR models': CIFAR-10 test error);
 * ``exact_params``: exact learnable-parameter count of the authors' own network definition;
 * ``source``: key of :data:`SOURCES`.
 """
@@ -25,6 +25,17 @@ SOURCES = {
         "IGCNets authors' README command `plain_igc`, depth 38, L = 24, M = 2 on CIFAR-10: "
         "their utility.cal_params prints 0.3172M (log quoted in the authors' issue tracker; "
         "spec igc.md 2.1); 317,242 learnable parameters by the rule of plain_igc.py."),
+    "fbn-cifar": (
+        "FBN (Li et al., ICCV 2017, arXiv 1611.05709), paper / authors' README CIFAR table "
+        "(spec fbn.md 6.1): CIFAR-10 test error. Exact counts: every argument of the authors' "
+        "symbol files with 10 classes (spec fbn.md 6.2); the paper's parameter column (1.7M, "
+        "2.2M, 10.2M, 10.7M, 2.4M) is that of the CIFAR-100 models."),
+    "fbn-imagenet": (
+        "FBN authors' README ImageNet table (spec fbn.md 6.1): single 224 centre-crop top-1 "
+        "error. Exact counts: every argument of the authors' ResNet / Inception-BN symbols "
+        "(spec fbn.md 6.2; ResNet-34/50-FBN with 50 factors, Inception-BN-FBN with the 20 of "
+        "its file); for the ResNets this includes the 3 fixed gammas of `bn_data`, which are "
+        "not learnable, hence 3 more than our count."),
 }
 
 REFERENCE = {
@@ -40,6 +51,30 @@ REFERENCE = {
                                 top1_err=26.95, exact_params=8637900, source="igc-imagenet"),
     "igc_plain_cifar": dict(label="IGC-L24M2, depth 38", params_m=0.3172,
                             exact_params=317242, source="igc-cifar"),
+    "resnet164_cifar": dict(label="ResNet-164", top1_err=5.30, exact_params=1715818,
+                            source="fbn-cifar"),
+    "resnet164_fbn_cifar": dict(label="ResNet-164-FBN", top1_err=5.00, exact_params=1767028,
+                                source="fbn-cifar"),
+    "resnet1001_cifar": dict(label="ResNet-1001", top1_err=4.04, exact_params=10402762,
+                             source="fbn-cifar"),
+    "resnet1001_fbn_cifar": dict(label="ResNet-1001-FBN", top1_err=4.09,
+                                 exact_params=10453972, source="fbn-cifar"),
+    "inception_bn_small_cifar": dict(label="Inception-BN", top1_err=5.82,
+                                     exact_params=1652826, source="fbn-cifar"),
+    "inception_bn_small_fbn_cifar": dict(label="Inception-BN-FBN", top1_err=5.58,
+                                         exact_params=1720036, source="fbn-cifar"),
+    "resnet34_preact": dict(label="ResNet-34", top1_err=27.7, exact_params=21800110,
+                            source="fbn-imagenet"),
+    "resnet34_fbn": dict(label="ResNet-34-FBN", top1_err=26.3, exact_params=47401110,
+                         source="fbn-imagenet"),
+    "resnet50_preact": dict(label="ResNet-50", top1_err=24.7, exact_params=25549486,
+                            source="fbn-imagenet"),
+    "resnet50_fbn": dict(label="ResNet-50-FBN", top1_err=24.0, exact_params=127950486,
+                         source="fbn-imagenet"),
+    "inception_bn": dict(label="Inception-BN", top1_err=27.5, exact_params=11295240,
+                         source="fbn-imagenet"),
+    "inception_bn_fbn": dict(label="Inception-BN-FBN", top1_err=26.4, exact_params=31776240,
+                             source="fbn-imagenet"),
 }
 
 

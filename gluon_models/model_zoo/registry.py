@@ -10,8 +10,8 @@ import inspect
 import re
 import sys
 
-__all__ = ["register_model", "register_seed_network", "seed_network", "get_model",
-           "list_models", "model_info"]
+__all__ = ["register_model", "register_seed_network", "seed_network", "register_data_defaults",
+           "data_defaults", "get_model", "list_models", "model_info"]
 
 _REGISTRY = {}  # name -> (builder, family, input_size)
 
@@ -38,9 +38,12 @@ _SEED_NETWORKS = {}  # the seeds' --network values -> (model name, options from 
 def register_seed_network(seed_name, model, options):
     """Accept a seed script's ``--network`` value as another name of ``model``.
 
-    ``options(depth, primary, secondary)`` turns the seed's ``--depth``,
-    ``--primary-partition`` and ``--secondary-partition`` values (None when not given) into
-    builder keywords of ``model``.
+    ``options(**flags)`` turns the seed flags it names as keyword parameters (``depth``,
+    ``primary_partition``, ``secondary_partition``, ``res_module_num``, ``fmconv_factor``,
+    ``fmconv_drop``: the destinations of :func:`~gluon_models.model_zoo.add_model_args`; each
+    None when not given) into builder keywords of ``model``; keywords whose value is None are
+    dropped (the builder's default applies). A flag it does not name does not apply to this
+    network.
     """
     if seed_name in _SEED_NETWORKS or seed_name in _REGISTRY:
         raise ValueError("seed network name %r is already taken" % seed_name)
@@ -50,6 +53,31 @@ def register_seed_network(seed_name, model, options):
 def seed_network(name):
     """``(model, options_fn)`` for a seed ``--network`` value, else None."""
     return _SEED_NETWORKS.get(str(name))
+
+
+_DATA_DEFAULTS = {}  # family -> data options its authors trained with
+
+
+def register_data_defaults(family, cifar_aug=None, imagenet_norm=None):
+    """The data pipeline a family's authors used, as defaults of the training tools.
+
+    ``cifar_aug`` maps a 32x32 dataset name to the augmentation preset used on it
+    (:data:`gluon_models.data.presets.AUG_PRESETS`; datasets not listed keep their own
+    default); ``imagenet_norm`` is the ImageNet normalisation preset
+    (:data:`gluon_models.data.imagenet.NORMS`).
+    """
+    if family in _DATA_DEFAULTS:
+        raise ValueError("data defaults of family %r are registered twice" % family)
+    _DATA_DEFAULTS[family] = {"cifar_aug": dict(cifar_aug or {}),
+                              "imagenet_norm": imagenet_norm}
+
+
+def data_defaults(name):
+    """``{'cifar_aug': {dataset: preset}, 'imagenet_norm': preset or None}`` of the family of
+    model ``name`` (a registered name or a seed ``--network`` value)."""
+    family = _lookup(name)[1]
+    d = _DATA_DEFAULTS.get(family, {})
+    return {"cifar_aug": dict(d.get("cifar_aug", {})), "imagenet_norm": d.get("imagenet_norm")}
 
 
 def _natural_key(name):

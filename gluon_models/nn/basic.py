@@ -50,10 +50,12 @@ def fc_uniform():
 
 
 class ConvBNAct(nn.HybridBlock):
-    """Convolution (no bias) -> BatchNorm -> optional ReLU.
+    """Convolution -> BatchNorm -> optional activation.
 
-    Children are named ``conv``, ``bn`` and ``relu`` (parameter names ``<prefix>conv_weight``,
-    ``<prefix>bn_gamma``, ...), matching the op names of the seeds' symbols.
+    Children are ``conv``, ``bn`` and ``act`` (parameter names ``<prefix>conv_weight``,
+    ``<prefix>bn_gamma``, ...), matching the op names of the seeds' symbols; the ``*_prefix``
+    arguments rename them where a seed names its layers otherwise (the FBN Inception nets:
+    ``conv_3a_1x1_`` / ``bn_3a_1x1_`` / ``relu_3a_1x1_`` under an empty block prefix).
 
     Parameters
     ----------
@@ -63,26 +65,34 @@ class ConvBNAct(nn.HybridBlock):
         Square convolution geometry.
     groups : int
         Convolution groups.
-    act : bool
-        Apply ReLU after BatchNorm.
+    act : bool or str
+        Activation after BatchNorm: True (ReLU), False/None (none), or an ``act_type`` of
+        ``nn.Activation`` such as ``"tanh"``.
     norm_kwargs : dict, optional
         BatchNorm arguments (``epsilon``, ``momentum``, ...).
+    use_bias : bool
+        Bias on the convolution (the FBN seeds' convolutions have one; IGC's do not).
+    conv_prefix, bn_prefix, act_prefix : str
+        Prefixes of the children (``act_prefix`` default: ``"<act_type>_"``).
     """
 
     def __init__(self, in_channels, channels, kernel, stride=1, padding=0, groups=1, act=True,
-                 norm_kwargs=None, **kwargs):
+                 norm_kwargs=None, use_bias=False, conv_prefix="conv_", bn_prefix="bn_",
+                 act_prefix=None, **kwargs):
         super().__init__(**kwargs)
         norm_kwargs = {} if norm_kwargs is None else norm_kwargs
+        act_type = "relu" if act is True else (act or None)
         with self.name_scope():
             self.conv = nn.Conv2D(channels, kernel, stride, padding, groups=groups,
-                                  use_bias=False, in_channels=in_channels,
-                                  weight_initializer=he_normal(), prefix="conv_")
-            self.bn = nn.BatchNorm(in_channels=channels, prefix="bn_", **norm_kwargs)
-            self.relu = nn.Activation("relu", prefix="relu_") if act else None
+                                  use_bias=use_bias, in_channels=in_channels,
+                                  weight_initializer=he_normal(), prefix=conv_prefix)
+            self.bn = nn.BatchNorm(in_channels=channels, prefix=bn_prefix, **norm_kwargs)
+            self.act = nn.Activation(act_type, prefix=act_prefix or "%s_" % act_type) \
+                if act_type else None
 
     def hybrid_forward(self, F, x):
         if self.conv._kwargs["num_group"] > 1:  # grouped conv next to BN: see layout_barrier
             x = self.bn(layout_barrier(F, self.conv(layout_barrier(F, x))))
         else:
             x = self.bn(self.conv(x))
-        return self.relu(x) if self.relu is not None else x
+        return self.act(x) if self.act is not None else x

@@ -32,7 +32,7 @@ from mxnet.gluon import nn
 from .basic import check_impl, he_normal, is_graph_input
 
 __all__ = ["FactorizedBilinear", "FBConv2D", "fb_quadratic", "dropfactor_mask",
-           "DROPFACTOR_MODES", "FB_OPS"]
+           "fb_parameters", "DROPFACTOR_MODES", "FB_OPS"]
 
 DROPFACTOR_MODES = ("consistent", "authors")
 FB_OPS = (1, 3)
@@ -259,3 +259,16 @@ class FactorizedBilinear(nn.HybridBlock):
         if self.linear is not None:
             y = y + self.linear(x)
         return y
+
+
+def fb_parameters(block):
+    """The parameters of every FB quadratic term (:class:`FBConv2D`) inside ``block``, in
+    order: the ones the authors' ``--fmconv`` learning-rate rule selects by the name prefix
+    ``bilinear`` (spec 5.1; the linear companion convolution is not among them)."""
+    found, stack = [], [block]
+    while stack:
+        b = stack.pop()
+        if isinstance(b, FBConv2D):
+            found.extend(b.params.values())
+        stack.extend(reversed(list(b._children.values())))
+    return found

@@ -20,12 +20,13 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import mxnet as mx
 
+from ..nn.fb import fb_parameters
 from ..utils.checkpoint import load_checkpoint, read_params, save_checkpoint
 from .heads import training_symbol
 from .schedules import SCHEDULES, make_lr_scheduler
 
 __all__ = ["FitConfig", "fit", "evaluate", "add_fit_args", "contexts", "make_optimizer",
-           "make_kvstore", "KVSTORES"]
+           "make_kvstore", "warmup_of", "lr_multipliers", "KVSTORES"]
 
 _LOG = logging.getLogger(__name__)
 KVSTORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
@@ -47,6 +48,9 @@ class FitConfig:
     lr_factor: float = 0.1
     warmup_epochs: float = 0.0
     warmup_lr: float = 0.0
+    fmconv_slowstart: float = 0.0        # FBN slow start: warm-up from fmconv_scale * lr
+    fmconv_scale: float = 0.1
+    fmconv: bool = False                 # lr multiplier fmconv_scale on the FB terms
     clip_gradient: Optional[float] = None
     label_smoothing: float = 0.0
     kv_store: str = "device"
@@ -94,28 +98,64 @@ def make_kvstore(kind, num_devices=1):
     return mx.kv.create(kind) if "dist" in kind or num_devices > 1 else kind
 
 
+def warmup_of(cfg):
+    """``(warmup_epochs, warmup_begin_lr)`` of ``cfg``: FBN's slow start (spec fbn.md 5.4) is a
+    linear warm-up of the global lr from ``fmconv_scale * lr`` over ``fmconv_slowstart``
+    epochs. It counts absolute updates like every schedule here, so unlike the authors'
+    scheduler it is right after a resume (theirs ramps again up to the first lr step when
+    the run resumes after the slow start)."""
+    if not cfg.fmconv_slowstart:
+        return cfg.warmup_epochs, cfg.warmup_lr
+    if cfg.fmconv_slowstart < 0:
+        raise ValueError("fmconv_slowstart must be >= 0, got %r" % cfg.fmconv_slowstart)
+    if cfg.warmup_epochs:
+        raise ValueError("--fmconv-slowstart and --warmup-epochs both set a warm-up; give one")
+    return cfg.fmconv_slowstart, cfg.fmconv_scale * cfg.lr
+
+
+def lr_multipliers(cfg, net):
+    """``{name: lr_mult}`` of the learnable parameters of ``net``: the blocks' own
+    ``lr_mult``, times ``fmconv_scale`` on the FB terms (:func:`~gluon_models.nn.fb_parameters`)
+    when ``cfg.fmconv`` is set and there is no slow start (the authors' rule, spec 5.1)."""
+    params = {p.name: p for p in net.collect_params().values() if p.grad_req != "null"}
+    mult = {n: p.lr_mult for n, p in params.items()}
+    if cfg.fmconv and cfg.fmconv_slowstart:
+        _LOG.info("--fmconv is ignored with --fmconv-slowstart (as in the FBN scripts)")
+    elif cfg.fmconv:
+        fb = [p.name for p in fb_parameters(net) if p.name in params]
+        if not fb:
+            raise ValueError("--fmconv scales the lr of FB layers, but this network has none")
+        for n in fb:
+            mult[n] *= cfg.fmconv_scale
+        _LOG.info("lr multiplier %g on the FB parameters %s", cfg.fmconv_scale, ", ".join(fb))
+    return mult
+
+
 def make_optimizer(cfg, net, rescale_grad, epoch_size, begin_num_update=0):
     """SGD or NAG with the seeds' weight-decay rule and the blocks' lr/wd multipliers.
 
     ``wd_rule="all"`` decays every learnable parameter (BN gamma/beta and biases too), as the
     IGC and FBN seeds do; ``"weights"`` follows MXNet's default (only ``*_weight`` and
     ``*_gamma``). MXNet 1.9.1's ``nag`` keeps the lr inside the momentum buffer, which equals
-    the seeds' NAG while the lr is constant (spec igc.md 3.1).
+    the seeds' NAG while the lr is constant (spec igc.md 3.1). The warm-up and the lr
+    multipliers follow :func:`warmup_of` and :func:`lr_multipliers` (FBN's ``--fmconv*``).
     """
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError("optimizer must be one of %s, got %r" % (OPTIMIZERS, cfg.optimizer))
     if cfg.wd_rule not in ("all", "weights"):
         raise ValueError("wd_rule must be 'all' or 'weights', got %r" % cfg.wd_rule)
+    if cfg.fmconv_scale < 0:
+        raise ValueError("fmconv_scale must be >= 0, got %r" % cfg.fmconv_scale)
+    warmup_epochs, warmup_lr = warmup_of(cfg)
     scheduler = make_lr_scheduler(cfg.lr, epoch_size, cfg.num_epochs, cfg.lr_schedule,
-                                  cfg.lr_step_epochs, cfg.lr_factor, cfg.warmup_epochs,
-                                  cfg.warmup_lr)
+                                  cfg.lr_step_epochs, cfg.lr_factor, warmup_epochs, warmup_lr)
     kwargs = dict(learning_rate=cfg.lr, momentum=cfg.mom, wd=cfg.wd, rescale_grad=rescale_grad,
                   lr_scheduler=scheduler, begin_num_update=begin_num_update)
     if cfg.clip_gradient:
         kwargs["clip_gradient"] = cfg.clip_gradient
     opt = mx.optimizer.create(cfg.optimizer, **kwargs)
     params = {p.name: p for p in net.collect_params().values() if p.grad_req != "null"}
-    opt.set_lr_mult({n: p.lr_mult for n, p in params.items()})
+    opt.set_lr_mult(lr_multipliers(cfg, net))
     wd_mult = {}
     for n, p in params.items():
         decayed = cfg.wd_rule == "all" or n.endswith("_weight") or n.endswith("_gamma")
@@ -214,8 +254,9 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
     batch_size = first.provide_data[0].shape[0]
     num_examples = cfg.num_examples or _count_samples(make_train)
     epoch_size = max(1, -(-num_examples // batch_size))  # batches per epoch (last one padded)
-    if classes is None and hasattr(net, "output"):
-        classes = getattr(net.output, "_units", None)
+    if classes is None:  # FBN nets say it; a Dense classifier knows its width
+        classes = getattr(net, "classes", None) or \
+            getattr(getattr(net, "output", None), "_units", None)
 
     params = {p.name: p for p in net.collect_params().values()}
     arg_names, aux_names = symbol.list_arguments(), symbol.list_auxiliary_states()
@@ -341,6 +382,14 @@ def add_fit_args(parser):
     g.add_argument("--warmup-epochs", type=float, default=0.0,
                    help="linear lr warm-up length in epochs")
     g.add_argument("--warmup-lr", type=float, default=0.0, help="lr at the start of warm-up")
+    g.add_argument("--fmconv-slowstart", type=float, default=0.0, metavar="E",
+                   help="FBN slow start: linear warm-up of the lr from --fmconv-scale * lr "
+                        "over E epochs (a --warmup-epochs / --warmup-lr pair)")
+    g.add_argument("--fmconv-scale", type=float, default=0.1,
+                   help="FBN: the slow start's initial lr ratio, and --fmconv's multiplier")
+    g.add_argument("--fmconv", action="store_true",
+                   help="FBN: lr multiplier --fmconv-scale on the FB layers' quadratic terms "
+                        "(ignored with --fmconv-slowstart, as in the seeds)")
     g.add_argument("--mom", type=float, default=0.9, help="momentum")
     g.add_argument("--wd", type=float, default=1e-4, help="weight decay")
     g.add_argument("--wd-rule", default="all", choices=("all", "weights"),

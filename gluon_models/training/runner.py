@@ -14,6 +14,7 @@ from ..data.imagenet import (add_imagenet_aug_args, add_imagenet_data_args,
 from ..data.iterators import iters_from_args
 from ..data.presets import add_aug_args, add_data_args, apply_presets
 from ..model_zoo import add_model_args, get_model, model_info, model_options_from_args
+from ..model_zoo.registry import data_defaults
 from ..utils.checkpoint import save_params
 from .fit import FitConfig, add_fit_args, fit, make_kvstore
 from .logs import configure_logging
@@ -100,8 +101,15 @@ def cifar_parser(default_model="igc_plain_cifar"):
 
 
 def parse_cifar_args(argv=None, parser=None):
+    """Parse with the presets applied as defaults: the augmentation preset the model's
+    family was trained with on this dataset (e.g. ``fbn`` for the FBN nets on CIFAR), else
+    the dataset's own."""
     parser = parser or cifar_parser()
-    apply_presets(parser, argv)  # the dataset's augmentation preset becomes the defaults
+    known, _ = parser.parse_known_args(argv)
+    aug = data_defaults(known.model)["cifar_aug"].get(known.dataset)
+    if aug is not None:
+        parser.set_defaults(aug=aug)
+    apply_presets(parser, argv)  # the preset becomes the defaults of its options
     return parser.parse_args(argv)
 
 
@@ -133,10 +141,14 @@ def imagenet_parser(default_model="igc_resnet18_l16m16"):
 
 
 def parse_imagenet_args(argv=None, parser=None):
-    """Parse with the presets (normalisation, record names, the model's input size) applied
-    as defaults."""
+    """Parse with the presets (normalisation: the model family's, e.g. ``fbn`` for the FBN
+    nets, else ``--norm``'s default; record names; the model's input size) applied as
+    defaults."""
     parser = parser or imagenet_parser()
     known, _ = parser.parse_known_args(argv)
+    norm = data_defaults(known.model)["imagenet_norm"]
+    if norm is not None:  # the normalisation the model's family was trained with
+        parser.set_defaults(norm=norm)
     apply_imagenet_presets(parser, argv, data_shape=model_info(known.model)["input_size"])
     return parser.parse_args(argv)
 

