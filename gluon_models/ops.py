@@ -5,6 +5,9 @@
 mxnet, raises ImportError saying how to rebuild. After loading, the operators are available
 as ``mx.nd.<Op>`` / ``mx.sym.<Op>`` (and ``F.<Op>`` in hybrid blocks), and symbol files that
 use them load with ``mx.sym.load`` / ``gluon.SymbolBlock.imports``.
+
+The CPU GEMMs run on the OpenBLAS of the scipy-openblas32 wheel (see setup.py), one BLAS thread
+per OpenMP thread (operators/gm_blas.h).
 """
 import ctypes
 import hashlib
@@ -56,6 +59,13 @@ def _read_build_info(path):
     return json.loads(fn().decode())
 
 
+def _read_blas_info(path):
+    """What the linked OpenBLAS reports: ``{"config", "core", "threads"}``."""
+    fn = ctypes.CDLL(path).gluon_models_blas_info
+    fn.restype = ctypes.c_char_p
+    return json.loads(fn().decode())
+
+
 def check_build(built, mxnet_version, source_hash):
     """Raise ImportError unless the library's build info ``built`` matches the installed
     mxnet and, in a source checkout (``source_hash`` not None), the current operators/."""
@@ -82,13 +92,22 @@ def load(path=LIB_PATH):
         _LOG.warning("MXNET_EXEC_ENABLE_ADDTO is set: MXNet may then ask extension operators "
                      "to accumulate gradients in place, which they cannot do (they are not "
                      "told `req`); unset it when training networks with native operators")
-    mx.library.load(path, verbose=False)
+    mx.library.load(path, verbose=False)  # runs initialize(): one BLAS thread per call
+    blas = _read_blas_info(path)
+    name = built.get("blas", "mxnet libopenblas.so.0")
     _INFO = {"path": path, "cpu": True, "cuda": bool(built.get("cuda")),
              "mxnet": built.get("mxnet"), "source_hash": built.get("source_hash"),
+             "blas": name, "blas_core": blas["core"],
+             "blas_threads": blas["threads"],
              "operators": list(OPERATORS)}
     return _INFO
 
 
 def info():
-    """What was built and loaded: ``{'cpu': True, 'cuda': bool, 'operators': [...], ...}``."""
+    """What was built and loaded: ``{'cpu': True, 'cuda': bool, 'operators': [...], ...}``.
+
+    ``blas`` names the BLAS linked at build time (``"scipy-openblas32 <version>"``, or ``"mxnet
+    libopenblas.so.0"`` for the fallback), ``blas_core`` the kernel set it runs on this CPU and
+    ``blas_threads`` its thread count (1: the operators parallelise around it).
+    """
     return dict(load())
