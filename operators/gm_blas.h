@@ -82,10 +82,9 @@ constexpr int64_t kParallelGemmMacs = int64_t(1) << 21;
 constexpr int64_t kGemmPartAlign = 16;
 
 // C = alpha op(A) op(B) + beta C, row-major, op(A) M x K, op(B) K x N (dimensions and leading
-// dimensions must fit the int of the CBLAS interface). Split into up to omp_get_max_threads() parts along
-// the longer of M and N (the operand packed by every part, op(B) resp. op(A), is then the
-// smaller one); each part is one single-threaded BLAS call, so the result does not depend on
-// the thread count beyond the BLAS's own blocking.
+// dimensions must fit the int of the CBLAS interface). Split into up to omp_get_max_threads()
+// parts along the longer of M and N (the operand that every part packs, op(B) resp. op(A), is
+// then the smaller one); each part is one single-threaded BLAS call over the whole K.
 template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
