@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+import sysconfig
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
@@ -172,11 +173,15 @@ def build_library(out_dir, editable=False):
         link += ["-L", cuda_lib, "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
     if sob:
         # scipy-openblas32, found at run time through the rpath: next to the installed package
-        # (site-packages/scipy_openblas32/lib), and for an editable build, where the library
-        # sits in the source tree, at the absolute path it was built against.
+        # (site-packages/scipy_openblas32/lib). An editable build leaves the library in the
+        # source tree, so it also gets absolute paths: the site-packages of the interpreter
+        # that builds it (where pip installs the pinned scipy-openblas32; with build isolation
+        # the copy linked against lives in a temporary build environment) and that copy's.
         link += ["-L", sob[1], "-l:" + sob[2], "-Wl,-rpath,$ORIGIN/../scipy_openblas32/lib"]
         if editable:
-            link.append("-Wl,-rpath," + sob[1])
+            site = os.path.join(sysconfig.get_paths()["purelib"], "scipy_openblas32", "lib")
+            for path in dict.fromkeys([site, sob[1]]):
+                link.append("-Wl,-rpath," + path)
     else:
         # OpenBLAS from the mxnet wheel (already loaded by libmxnet under this SONAME).
         link += ["-L", mx, "-l:libopenblas.so.0"]
