@@ -1,4 +1,4 @@
-"""Benchmark of the FB layer: native FMConvolution3 / FMConvolution1 vs the stock twin.
+"""FB layer: native FMConvolution3 / FMConvolution1 vs the stock twin, one training step.
 
 One training step of ``FactorizedBilinear`` (FB term + linear 1x1 convolution, DropFactor on,
 gradients for the input and every parameter), hybridized with static memory, at the two
@@ -7,10 +7,12 @@ heads of the FBN paper's networks (spec fbn.md 1.5, 4):
 * ``cifar100_resnet164``: batch 128, 256 -> 100 classes, F = 20, 8 x 8
 * ``imagenet_resnet50``:  batch 32, 2048 -> 1000 classes, F = 50, 7 x 7
 
-Measured per variant:
+(the quick run takes the CIFAR head at batch 32). Measured per variant:
 
-* time: median (and min) of ``--repeats`` steps, the variants interleaved round by round so
-  that drifts of the machine hit all of them alike, after one warm-up step each;
+* time: median (and min) of the timed steps, the variants interleaved round by round
+  (:func:`benchmarks.common.time_interleaved`) after a warm-up step each, with the OpenMP
+  threads MXNet gives an operator by default (half the cores) and, in a child process, with
+  ``OMP_NUM_THREADS`` = all cores;
 * peak memory: a fresh subprocess per variant builds the layer and its inputs (parameters,
   parameter gradients, input and its gradient, output gradient), reads the peak RSS
   (``VmHWM``), runs two steps and reports the growth of the peak: the memory the step itself
@@ -19,19 +21,21 @@ Measured per variant:
 * effective GFLOP/s: the step's useful FLOPs ``6 O K S (F + 2)`` (forward, data and weight
   gradients of both paths; the native operator's recomputation of ``Z`` in backward is not
   counted) over the median time, and the same as a fraction of the GFLOP/s of an sgemm of
-  the size of the main product ``Z = W X`` (``(O F) x K`` times ``K x S``, via ``mx.nd.dot``,
-  i.e. the OpenBLAS the native operator calls), timed in the same run. A oneDNN 1x1
-  convolution of the same size (what the stock twin runs) is timed as well.
+  the size of the main product ``Z = W X`` (``(O F) x K`` times ``K x S``) on the BLAS the
+  native operators call, with as many threads as MXNet gives an operator, timed in the same
+  run. ``mx.nd.dot`` (mxnet's own OpenBLAS) and a oneDNN 1x1 convolution of the same size
+  (what the stock twin runs) are timed as well.
 
-Usage: ``python benchmarks/bench_fb.py [--cases cifar100_resnet164,imagenet_resnet50]
-[--repeats 5] [--out benchmarks/results]``. Writes ``bench_fb.json`` and ``bench_fb.md``.
+``python -m benchmarks.run fb [--quick]`` writes ``benchmarks/results/fb.json`` and ``fb.md``.
 """
-import argparse
+import ctypes
+import glob
+import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
 
@@ -39,12 +43,18 @@ import numpy as np  # noqa: E402
 import mxnet as mx  # noqa: E402
 from mxnet import autograd  # noqa: E402
 
-import gluon_models  # noqa: E402,F401
+import gluon_models  # noqa: E402
 from gluon_models.nn import FactorizedBilinear  # noqa: E402
+
+from benchmarks.common import time_interleaved  # noqa: E402
+
+_LOG = logging.getLogger(__name__)
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CASES = {
     "cifar100_resnet164": dict(batch=128, in_channels=256, classes=100, num_factor=20, size=8),
     "imagenet_resnet50": dict(batch=32, in_channels=2048, classes=1000, num_factor=50, size=7),
+    "cifar100_resnet164_b32": dict(batch=32, in_channels=256, classes=100, num_factor=20, size=8),
 }
 # name -> FactorizedBilinear options
 VARIANTS = {
@@ -53,6 +63,10 @@ VARIANTS = {
     "native_op1_ws64": dict(impl="native", op=1, workspace=64),
     "stock": dict(impl="stock"),
 }
+NATIVE = [v for v in VARIANTS if v.startswith("native")]
+FULL = dict(cases=["cifar100_resnet164", "imagenet_resnet50"], repeats=5, warmup=1,
+            threads_variants=["native_op3", "native_op1", "stock"])
+QUICK = dict(cases=["cifar100_resnet164_b32"], repeats=2, warmup=1, threads_variants=[])
 TARGETS = dict(speedup=1.5, memory_ratio=0.5, sgemm_fraction=0.6)
 
 
@@ -84,57 +98,91 @@ def useful_flops(case):
     return 6.0 * c["classes"] * c["in_channels"] * S * (c["num_factor"] + 2)
 
 
-def timed(fn):
-    t = time.perf_counter()
-    fn()
-    mx.nd.waitall()
-    return time.perf_counter() - t
+def omp_threads():
+    """OpenMP threads MXNet gives an operator: it sets them on the main thread at import
+    (``OMP_NUM_THREADS``, else half the cores) and its engine threads use the same number."""
+    try:
+        return int(ctypes.CDLL("libgomp.so.1").omp_get_max_threads())
+    except (OSError, AttributeError):
+        return None
 
 
-def reference_rates(case, repeats):
-    """GFLOP/s of the Z-sized sgemm (OpenBLAS via mx.nd.dot) and of a oneDNN 1x1 conv."""
+class _OperatorsBlas:
+    """sgemm of the BLAS the native operators call, through the same loaded copy (``lib`` is
+    None when they call mxnet's OpenBLAS, the build fallback)."""
+
+    def __init__(self):
+        self.name = gluon_models.ops.info()["blas"]
+        self.lib = None
+        if self.name.startswith("scipy-openblas"):
+            spec = importlib.util.find_spec("scipy_openblas32")  # not imported: no side effects
+            lib_dir = os.path.join(list(spec.submodule_search_locations)[0], "lib")
+            self.lib = ctypes.CDLL(glob.glob(os.path.join(lib_dir, "libscipy_openblas*.so"))[0])
+
+    def sgemm(self, a, b, c, threads):
+        """``c = a @ b`` (float32 C-contiguous numpy arrays) with ``threads`` BLAS threads."""
+        M, K = a.shape
+        N = b.shape[1]
+        self.lib.scipy_openblas_set_num_threads(threads)
+        try:
+            ptr = ctypes.c_void_p
+            self.lib.scipy_cblas_sgemm(101, 111, 111, M, N, K, ctypes.c_float(1.0),
+                                       ptr(a.ctypes.data), K, ptr(b.ctypes.data), N,
+                                       ctypes.c_float(0.0), ptr(c.ctypes.data), N)
+        finally:
+            self.lib.scipy_openblas_set_num_threads(1)  # the operators' setting (gm_blas.h)
+
+
+def reference_rates(case, repeats, threads):
+    """GFLOP/s of the Z-sized sgemm (operators' BLAS; mx.nd.dot) and of a oneDNN 1x1 conv."""
     c = CASES[case]
     O, F, K = c["classes"], c["num_factor"], c["in_channels"]
     S = c["batch"] * c["size"] ** 2
-    a = mx.nd.random.uniform(-1, 1, (O * F, K))
-    b = mx.nd.random.uniform(-1, 1, (K, S))
+    rng = np.random.RandomState(0)
+    a_np = rng.uniform(-1, 1, (O * F, K)).astype(np.float32)
+    b_np = rng.uniform(-1, 1, (K, S)).astype(np.float32)
+    c_np = np.empty((O * F, S), np.float32)
+    a, b = mx.nd.array(a_np), mx.nd.array(b_np)
     x = mx.nd.random.uniform(-1, 1, (c["batch"], K, c["size"], c["size"]))
     w = a.reshape((O * F, K, 1, 1))
+    blas = _OperatorsBlas()
+    timings = time_interleaved({
+        # the mxnet fallback calls mxnet's OpenBLAS, as mx.nd.dot does
+        "sgemm": (lambda: blas.sgemm(a_np, b_np, c_np, threads or 1)) if blas.lib else
+                 (lambda: mx.nd.dot(a, b)),
+        "mx_dot": lambda: mx.nd.dot(a, b),
+        "onednn_conv": lambda: mx.nd.Convolution(x, w, kernel=(1, 1), num_filter=O * F,
+                                                 no_bias=True),
+    }, repeats=repeats, warmup=1, min_time=0.05)
     flops = 2.0 * O * F * K * S
-    gemm = lambda: mx.nd.dot(a, b)  # noqa: E731
-    conv = lambda: mx.nd.Convolution(x, w, kernel=(1, 1), num_filter=O * F, no_bias=True)  # noqa
-    timed(gemm), timed(conv)
-    tg = [timed(gemm) for _ in range(repeats)]
-    tc = [timed(conv) for _ in range(repeats)]
-    return flops / np.median(tg) / 1e9, flops / np.median(tc) / 1e9
+    return {k: flops / (t["median_ms"] / 1e3) / 1e9 for k, t in timings.items()}
 
 
-def measure_time(case, variants, repeats):
+def measure_time(case, variants, repeats, warmup):
+    """Per variant: ``median_s``, ``min_s``, ``times_s`` of one training step."""
     built = {v: build(case, v) for v in variants}
-    for v in variants:  # every variant gets the native variant's parameters
-        src = built[variants[0]][0].collect_params()
+    src = built[variants[0]][0].collect_params()
+    for v in variants[1:]:  # every variant gets the first variant's parameters
         for name, p in built[v][0].collect_params().items():
             p.set_data(src[name].data())
-    for v in variants:
-        step(*built[v])  # warm-up (allocations, static memory planning)
-    times = {v: [] for v in variants}
-    sgemm, conv = [], []
-    for _ in range(repeats):
-        for v in variants:
-            times[v].append(timed(lambda: step(*built[v])))
-        g, c = reference_rates(case, 1)
-        sgemm.append(g)
-        conv.append(c)
-    return times, float(np.median(sgemm)), float(np.median(conv))
+    timings = time_interleaved({v: (lambda v=v: step(*built[v])) for v in variants},
+                               repeats=repeats, warmup=warmup, min_time=0)
+    return {v: {"median_s": t["median_ms"] / 1e3, "min_s": t["min_ms"] / 1e3,
+                "times_s": [s / 1e3 for s in t["times_ms"]]} for v, t in timings.items()}
+
+
+def _child(args, env=None, timeout=3600):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_fb"] + args,
+                          capture_output=True, text=True, cwd=_REPO, timeout=timeout,
+                          env=dict(os.environ, **(env or {})))
+    if proc.returncode != 0:
+        raise RuntimeError("bench_fb child %s failed:\n%s" % (args, proc.stderr[-3000:]))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def measure_memory(case, variant):
     """Growth of the peak RSS over two steps, in MB, measured in a fresh process."""
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-child",
-                           case, variant], capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise RuntimeError("memory child %s/%s failed:\n%s" % (case, variant, proc.stderr[-3000:]))
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return _child(["--memory-child", case, variant])
 
 
 def memory_child(case, variant):
@@ -151,76 +199,172 @@ def memory_child(case, variant):
                           params_mb=param_mb)))
 
 
-def run(cases, variants, repeats):
-    rows = []
-    for case in cases:
-        times, sgemm, conv = measure_time(case, variants, repeats)
+def time_child(case, variants, repeats, warmup):
+    print(json.dumps({"omp_threads": omp_threads(),
+                      "times": measure_time(case, variants.split(","), int(repeats),
+                                            int(warmup))}))
+
+
+def _verdict(rows, key, target, what, higher_is_better=True):
+    ok = (lambda r: r[key] >= target) if higher_is_better else (lambda r: r[key] <= target)
+    worst = (min if higher_is_better else max)(rows, key=lambda r: r[key])
+    missed = [r for r in rows if not ok(r)]
+    return {"met": not missed, "what": what, "target": target, "cases": len(rows),
+            "worst": worst[key], "worst_case": "%s %s" % (worst["case"], worst["variant"]),
+            "missed": ["%s %s (%.2f)" % (r["case"], r["variant"], r[key]) for r in missed]}
+
+
+def _verdict_line(v, fmt):
+    if v["met"]:
+        return "%s: met by all %d; worst %s (%s)." % (v["what"], v["cases"], fmt(v["worst"]),
+                                                       v["worst_case"])
+    return "%s: **missed** by %d of %d: %s." % (v["what"], len(v["missed"]), v["cases"],
+                                               ", ".join(v["missed"]))
+
+
+def _x(v):
+    return "%.2fx" % v
+
+
+def run(quick=False):
+    """Run the FB benchmark; returns the results dict (see benchmarks.common)."""
+    settings = QUICK if quick else FULL
+    variants = list(VARIANTS)
+    threads = omp_threads()
+    cores = len(os.sched_getaffinity(0))
+    load_before = os.getloadavg()
+    rows, refs, thread_rows = [], [], []
+    for case in settings["cases"]:
+        times = measure_time(case, variants, settings["repeats"], settings["warmup"])
+        rates = reference_rates(case, max(3, settings["repeats"]), threads)
+        refs.append(dict(case=case, omp_threads=threads, **rates))
         mem = {v: measure_memory(case, v) for v in variants}
         flops = useful_flops(case)
-        stock_t = np.median(times["stock"]) if "stock" in times else None
-        stock_m = mem["stock"]["peak_growth_mb"] if "stock" in mem else None
         for v in variants:
-            t = float(np.median(times[v]))
-            row = dict(case=case, variant=v, median_s=t, min_s=float(np.min(times[v])),
-                       times_s=[float(s) for s in times[v]],
+            t = times[v]["median_s"]
+            row = dict(case=case, variant=v, **times[v],
                        peak_growth_mb=mem[v]["peak_growth_mb"], params_mb=mem[v]["params_mb"],
-                       gflops=flops / t / 1e9, sgemm_gflops=sgemm, onednn_conv_gflops=conv)
-            row["sgemm_fraction"] = row["gflops"] / sgemm
-            if stock_t is not None:
-                row["speedup_vs_stock"] = float(stock_t / t)
-                row["memory_vs_stock"] = row["peak_growth_mb"] / stock_m
+                       gflops=flops / t / 1e9, sgemm_gflops=rates["sgemm"])
+            row["sgemm_fraction"] = row["gflops"] / rates["sgemm"]
+            row["speedup_vs_stock"] = times["stock"]["median_s"] / t
+            row["memory_vs_stock"] = row["peak_growth_mb"] / mem["stock"]["peak_growth_mb"]
             rows.append(row)
-    return rows
+            _LOG.info("%s %-16s %.3f s  %.2fx stock  %.0f MB  %.1f GFLOP/s", case, v, t,
+                      row["speedup_vs_stock"], row["peak_growth_mb"], row["gflops"])
+        tv = settings["threads_variants"]
+        if tv and cores > 1 and threads != cores:
+            child = _child(["--time-child", case, ",".join(tv), str(settings["repeats"]),
+                            str(settings["warmup"])], env={"OMP_NUM_THREADS": str(cores)})
+            for v in tv:
+                t = child["times"][v]["median_s"]
+                thread_rows.append(dict(case=case, variant=v, omp_threads=child["omp_threads"],
+                                        **child["times"][v], gflops=flops / t / 1e9,
+                                        speedup_vs_stock=child["times"]["stock"]["median_s"] / t))
+    load_after = os.getloadavg()
 
+    native_rows = [r for r in rows if r["variant"] in NATIVE]
+    verdicts = {
+        "speedup": _verdict(native_rows, "speedup_vs_stock", TARGETS["speedup"],
+                            "native >= %.1fx the stock twin's speed" % TARGETS["speedup"]),
+        "memory_ratio": _verdict(native_rows, "memory_vs_stock", TARGETS["memory_ratio"],
+                                 "native peak growth <= %.1fx the stock twin's"
+                                 % TARGETS["memory_ratio"], higher_is_better=False),
+        "sgemm_fraction": _verdict(native_rows, "sgemm_fraction", TARGETS["sgemm_fraction"],
+                                   "native >= %d%% of the sgemm GFLOP/s"
+                                   % (100 * TARGETS["sgemm_fraction"])),
+    }
+    native_threads = [r for r in thread_rows if r["variant"] in NATIVE]
+    if native_threads:
+        verdicts["speedup_all_cores"] = _verdict(
+            native_threads, "speedup_vs_stock", TARGETS["speedup"],
+            "with OMP_NUM_THREADS=%d: native >= %.1fx the stock twin's speed"
+            % (cores, TARGETS["speedup"]))
 
-def markdown(rows):
-    lines = ["| case | variant | median s (min) | speed vs stock | peak growth MB | "
-             "memory vs stock | eff. GFLOP/s | of sgemm | sgemm / oneDNN conv GFLOP/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append("| %s | %s | %.3f (%.3f) | %.2fx | %.0f | %.2f | %.1f | %.0f%% | %.0f / %.0f |"
-                     % (r["case"], r["variant"], r["median_s"], r["min_s"],
-                        r.get("speedup_vs_stock", float("nan")), r["peak_growth_mb"],
-                        r.get("memory_vs_stock", float("nan")), r["gflops"],
-                        100 * r["sgemm_fraction"], r["sgemm_gflops"], r["onednn_conv_gflops"]))
-    lines.append("")
-    lines.append("Targets for the native variants: speed >= %.1fx the stock twin, peak growth "
-                 "<= %.1fx, >= %d%% of the sgemm GFLOP/s." % (
-                     TARGETS["speedup"], TARGETS["memory_ratio"],
-                     100 * TARGETS["sgemm_fraction"]))
-    return "\n".join(lines) + "\n"
+    info = gluon_models.ops.info()
+    blas = "%s (%s kernels)" % (info["blas"], info["blas_core"])
+    tables = [
+        {"title": "Training step, %s OpenMP thread(s) per operator (MXNet's default)" % threads,
+         "columns": ["case", "variant", "median s (min)", "speed vs stock", "peak growth MB",
+                     "memory vs stock", "eff. GFLOP/s", "of sgemm"],
+         "rows": [[r["case"], r["variant"], "%.3f (%.3f)" % (r["median_s"], r["min_s"]),
+                   _x(r["speedup_vs_stock"]), "%.0f" % r["peak_growth_mb"],
+                   "%.2f" % r["memory_vs_stock"], "%.1f" % r["gflops"],
+                   "%.0f%%" % (100 * r["sgemm_fraction"])] for r in rows]},
+        {"title": "Reference rates (Z-sized product), GFLOP/s",
+         "note": "*sgemm*: the BLAS the native operators call, %s, with as many BLAS threads "
+                 "as MXNet gives an operator; *mx.nd.dot*: mxnet's own OpenBLAS 0.3.13; "
+                 "*oneDNN conv*: `mx.nd.Convolution` 1x1 of the same size, what the stock "
+                 "twin runs." % blas,
+         "columns": ["case", "threads", "sgemm", "mx.nd.dot", "oneDNN conv"],
+         "rows": [[r["case"], r["omp_threads"], "%.0f" % r["sgemm"], "%.0f" % r["mx_dot"],
+                   "%.0f" % r["onednn_conv"]] for r in refs]},
+    ]
+    if thread_rows:
+        tables.append({
+            "title": "Training step with OMP_NUM_THREADS=%d (all cores)" % cores,
+            "note": "Measured in a child process (MXNet reads the variable at start-up). The "
+                    "native operators cut each GEMM into one single-threaded BLAS call per "
+                    "thread; oneDNN parallelises the stock twin's convolutions.",
+            "columns": ["case", "variant", "median s (min)", "speed vs stock",
+                        "eff. GFLOP/s"],
+            "rows": [[r["case"], r["variant"], "%.3f (%.3f)" % (r["median_s"], r["min_s"]),
+                      _x(r["speedup_vs_stock"]), "%.1f" % r["gflops"]] for r in thread_rows]})
+    notes = [_verdict_line(verdicts["speedup"], _x),
+             _verdict_line(verdicts["memory_ratio"], lambda v: "%.2f" % v),
+             _verdict_line(verdicts["sgemm_fraction"], lambda v: "%.0f%%" % (100 * v))]
+    if "speedup_all_cores" in verdicts:
+        notes.append(_verdict_line(verdicts["speedup_all_cores"], _x))
+    notes += [
+        "Native operators' BLAS: %s, %s BLAS thread(s) per call; an inherited "
+        "OPENBLAS_CORETYPE (%s) is not applied to it (gluon_models/ops.py)."
+        % (blas, info["blas_threads"], info.get("blas_coretype_set_aside")),
+        "Load average (1 min) before / after the run: %.2f / %.2f. The machine may be shared; "
+        "a load near the core count means other processes took CPU time from these timings."
+        % (load_before[0], load_after[0]),
+    ]
+    return {
+        "name": "fb",
+        "title": "FB layer: native FMConvolution3 / FMConvolution1 vs the stock twin "
+                 "(one training step)",
+        "description": (
+            "`FactorizedBilinear` (FB term + linear 1x1 convolution, DropFactor on, gradients "
+            "for the input and every parameter), hybridized with static memory, float32, CPU. "
+            "Heads: *cifar100_resnet164* batch 128, 256 -> 100 classes, F = 20, 8x8; "
+            "*imagenet_resnet50* batch 32, 2048 -> 1000 classes, F = 50, 7x7 (the quick run: "
+            "the CIFAR head at batch 32). Times: median (min) of %d interleaved steps after %d "
+            "warm-up step(s). *peak growth*: growth of the peak RSS over two steps in a fresh "
+            "process (what the step needs beyond its inputs and parameters). *eff. GFLOP/s*: "
+            "useful FLOPs 6 O K S (F + 2) per step over the median time; *of sgemm*: that "
+            "over the GFLOP/s of a Z-sized sgemm (O F x K times K x S) on the operators' BLAS. "
+            "Variants: *native_op3* / *native_op1* = `FMConvolution3` / `FMConvolution1` "
+            "(default workspace 512 MB), *native_op1_ws64* = `FMConvolution1` with "
+            "workspace=64, *stock* = the twin of stock operators."
+            % (settings["repeats"], settings["warmup"])),
+        "settings": dict(settings, omp_threads=threads, cores=cores,
+                         load_before=list(load_before), load_after=list(load_after)),
+        "targets": TARGETS,
+        "verdicts": verdicts,
+        "rows": rows,
+        "reference_rates": refs,
+        "threads_rows": thread_rows,
+        "tables": tables,
+        "notes": notes,
+    }
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--cases", default=",".join(CASES), help="comma list of " + ", ".join(CASES))
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help="comma list of " + ", ".join(VARIANTS))
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                      "results"), help="output folder")
-    parser.add_argument("--memory-child", nargs=2, metavar=("CASE", "VARIANT"),
-                        help=argparse.SUPPRESS)
+    import argparse
+    parser = argparse.ArgumentParser(description="Child processes of the FB benchmark; run "
+                                     "the benchmark with `python -m benchmarks.run fb`.")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--memory-child", nargs=2, metavar=("CASE", "VARIANT"))
+    group.add_argument("--time-child", nargs=4, metavar=("CASE", "VARIANTS", "REPEATS",
+                                                         "WARMUP"))
     args = parser.parse_args(argv)
     if args.memory_child:
         memory_child(*args.memory_child)
-        return
-    cases, variants = args.cases.split(","), args.variants.split(",")
-    for name, table in (("case", CASES), ("variant", VARIANTS)):
-        bad = [v for v in (cases if name == "case" else variants) if v not in table]
-        if bad:
-            parser.error("unknown %s(s) %s; choose from %s" % (name, bad, list(table)))
-    rows = run(cases, variants, args.repeats)
-    os.makedirs(args.out, exist_ok=True)
-    info = dict(mxnet=mx.__version__, cpus=os.cpu_count(), repeats=args.repeats,
-                operators=gluon_models.ops.info())
-    with open(os.path.join(args.out, "bench_fb.json"), "w") as fh:
-        json.dump(dict(info=info, rows=rows), fh, indent=1)
-    table = markdown(rows)
-    with open(os.path.join(args.out, "bench_fb.md"), "w") as fh:
-        fh.write("# FB layer: native vs stock twin (one training step)\n\n" + table)
-    print(table)
+    else:
+        time_child(*args.time_child)
 
 
 if __name__ == "__main__":

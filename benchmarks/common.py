@@ -164,7 +164,8 @@ def machine_facts():
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
         # engine, threading and allocator settings that change these numbers
         "env": {k: v for k, v in sorted(os.environ.items())
-                if k.startswith(("MXNET_", "OMP_", "KMP_", "MALLOC_", "GOMP_"))},
+                if k.startswith(("MXNET_", "OMP_", "KMP_", "MALLOC_", "GOMP_", "OPENBLAS_",
+                                 "GLUON_MODELS_"))},
         "mxnet": mx.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),

@@ -40,20 +40,12 @@
 #include <climits>
 #include <cstring>
 
+#include "gm_blas.h"  // gm::gemm: the BLAS setup.py linked, cut across the OpenMP threads
 #include "gm_common.h"
 #include "gm_cuda.h"  // gm_fm_geom; the launchers are only called when GM_WITH_CUDA is set
 
 using mxnet::ext::MXTensor;
 using mxnet::ext::OpResource;
-
-extern "C" {
-// OpenBLAS of the mxnet wheel (platform.md section 5): RowMajor=101, NoTrans=111, Trans=112.
-void cblas_sgemm(int order, int trans_a, int trans_b, int M, int N, int K, float alpha,
-                 const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
-void cblas_dgemm(int order, int trans_a, int trans_b, int M, int N, int K, double alpha,
-                 const double* A, int lda, const double* B, int ldb, double beta, double* C,
-                 int ldc);
-}
 
 namespace {
 
@@ -273,20 +265,6 @@ struct Carver {
 };
 
 // ---- pure CPU kernels -----------------------------------------------------------------------
-inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  cblas_sgemm(101, ta ? 112 : 111, tb ? 112 : 111, static_cast<int>(M), static_cast<int>(N),
-              static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb),
-              beta, C, static_cast<int>(ldc));
-}
-inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
-                 const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
-                 double* C, int64_t ldc) {
-  cblas_dgemm(101, ta ? 112 : 111, tb ? 112 : 111, static_cast<int>(M), static_cast<int>(N),
-              static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb),
-              beta, C, static_cast<int>(ldc));
-}
-
 bool plain_cols(const Geom& g) {  // 1x1, stride 1, no pad: a column block is a channel slice
   return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
 }
@@ -297,7 +275,7 @@ struct CpuBackend {
 
   void gemm_(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
              const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-    gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gm::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
 
   void im2col(const Geom& g, const T* x, int64_t n0, int64_t nb, int64_t gi, T* X, T* XX) {

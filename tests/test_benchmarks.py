@@ -1,14 +1,15 @@
-"""Smoke test of the benchmarks: the Reorder benchmark in quick mode, into a tmp directory."""
+"""Smoke test of the benchmarks: the Reorder and FB benchmarks in quick mode, into a tmp
+directory."""
 import json
 
 import numpy as np
 import pytest
 
-from benchmarks import bench_reorder, run
+from benchmarks import bench_fb, bench_reorder, run
 
 
-def test_registry_lists_reorder():
-    assert "reorder" in run.available()
+def test_registry_lists_the_benchmarks():
+    assert {"reorder", "fb"} <= set(run.available())
 
 
 def test_unknown_benchmark_is_an_error_naming_it(tmp_path, capsys):
@@ -86,3 +87,30 @@ def test_im2rec_benchmark_is_registered_and_its_folder_is_real_jpegs(tmp_path):
                      "class1/00004.jpg", "class2/00002.jpg", "class2/00005.jpg"]
     img = cv2.imread(str(tmp_path / files[0]))
     assert img.shape == (240, 320, 3) and 5e3 < (tmp_path / files[0]).stat().st_size < 6e4
+
+
+def test_fb_quick_writes_json_and_markdown(tmp_path):
+    # about 10 s: the CIFAR head at batch 32, 2 timed steps, one memory child per variant
+    written = run.main(["fb", "--quick", "--out-dir", str(tmp_path)])
+    assert written["fb"] == (str(tmp_path / "fb.json"), str(tmp_path / "fb.md"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fb.json", "fb.md"]
+    with open(tmp_path / "fb.json") as fh:
+        res = json.load(fh)
+    assert res["name"] == "fb" and res["quick"] is True and res["elapsed_s"] > 0
+    assert res["machine"]["operators"]["blas"] and res["machine"]["operators"]["blas_core"]
+    assert set(res["verdicts"]) == {"speedup", "memory_ratio", "sgemm_fraction"}
+    assert [(r["case"], r["variant"]) for r in res["rows"]] == [
+        (c, v) for c in bench_fb.QUICK["cases"] for v in bench_fb.VARIANTS]
+    for r in res["rows"]:
+        assert 0 < r["min_s"] <= r["median_s"]
+        assert len(r["times_s"]) == bench_fb.QUICK["repeats"]
+        assert r["peak_growth_mb"] > 0 and r["gflops"] > 0 and r["sgemm_fraction"] > 0
+    stock = [r for r in res["rows"] if r["variant"] == "stock"][0]
+    assert stock["speedup_vs_stock"] == 1 and stock["memory_vs_stock"] == 1
+    ref = res["reference_rates"][0]
+    assert ref["sgemm"] > 0 and ref["mx_dot"] > 0 and ref["onednn_conv"] > 0
+    with open(tmp_path / "fb.md") as fh:
+        md = fh.read()
+    assert md.startswith("# FB layer")
+    assert "| case | variant | median s (min) | speed vs stock |" in md
+    assert "Reference rates" in md and "mode: quick" in md

@@ -438,3 +438,57 @@ def test_fmconv1_temporary_memory_is_bounded_by_workspace():
     grown = json.loads(proc.stdout.strip().splitlines()[-1])
     assert grown["op1"] < 2 * 8 + 3 + 8, grown
     assert grown["op3"] > 250, grown
+
+
+# GEMMs large enough to be cut into one part per OpenMP thread (operators/gm_blas.h: at least
+# 2^21 multiply-adds and 32 rows or columns). MXNet hands an operator OMP_NUM_THREADS threads
+# (by default it takes half the cores, one on a 2-core machine, so the other tests call every
+# GEMM whole). Each case cuts a different way: A cuts columns of the forward and backward GEMMs
+# (S = 512 > M = 64); B cuts rows of Z = W X and of dW (M = O F = 1024 > S = 128); C cuts rows
+# of the transposed W^T P (K = 576 > S = 16) and columns of P X^T (K > O F = 256), groups 2.
+SPLIT = [(8, 32, 8, 8, 8, 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+         (2, 32, 8, 8, 64, 16, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+         (1, 128, 4, 4, 32, 16, (3, 3), (1, 1), (1, 1), (1, 1), 2)]
+def split_results(path):
+    """Outputs and gradients of every SPLIT case, both operators and dtypes, saved to ``path``
+    (run in a subprocess with OMP_NUM_THREADS set: MXNet reads it when it starts)."""
+    res = {}
+    for i, case in enumerate(SPLIT):
+        inp, gy = split_inputs(case)
+        for op in (1, 3):
+            for dtype in ("float64", "float32"):
+                y, g = run_op(op, inp, gy, dtype, **attrs(case))
+                res["%d_%d_%s_y" % (i, op, dtype)] = y
+                for n, v in g.items():
+                    res["%d_%d_%s_%s" % (i, op, dtype, n)] = v
+    np.savez(path, **res)
+
+
+def split_inputs(case):
+    inp = make_inputs(case, "dropfactor")
+    y = np_fmconv(inp["data"], inp["weight"], inp["bias"], inp["factor_mask"], *case[6:])
+    return inp, np.random.RandomState(3).uniform(-1, 1, y.shape)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_gemms_cut_across_threads_match_numpy(threads, tmp_path):
+    code = ("import sys; sys.path.insert(0, 'tests/ops'); import test_fmconv; "
+            "test_fmconv.split_results(sys.argv[1])")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.npz")],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = np.load(tmp_path / "r.npz")
+    for i, case in enumerate(SPLIT):
+        inp, gy = split_inputs(case)
+        y_ref, g_ref = np_fmconv(inp["data"], inp["weight"], inp["bias"], inp["factor_mask"],
+                                 *case[6:], gy=gy)
+        for op in (1, 3):
+            for dtype, tol in (("float64", 1e-10), ("float32", 1e-4)):
+                key = "%d_%d_%s_" % (i, op, dtype)
+                np.testing.assert_allclose(res[key + "y"], y_ref, rtol=tol,
+                                           atol=tol * np.abs(y_ref).max(), err_msg=key)
+                for n in ("data", "weight", "bias"):
+                    np.testing.assert_allclose(res[key + n], g_ref[n], rtol=tol,
+                                               atol=tol * max(1, np.abs(g_ref[n]).max()),
+                                               err_msg=key + n)

@@ -1,5 +1,7 @@
 """The operator library: found, checked, loaded once and quietly, reports what was built."""
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -78,3 +80,45 @@ def test_source_hash_matches_setup_py():
         assert namespace["source_hash"](namespace["operator_sources"]()) == ops._source_hash()
     finally:
         sys.path.remove(ROOT)
+
+
+SCIPY_BLAS = ops.info()["blas"].startswith("scipy-openblas32 ")
+
+
+def test_info_reports_the_blas():
+    info = ops.info()
+    assert info["blas"].startswith(("scipy-openblas32 ", "mxnet libopenblas.so.0"))
+    assert isinstance(info["blas_core"], str) and info["blas_core"]
+    if SCIPY_BLAS:  # one BLAS thread per call: the operators cut their GEMMs across OpenMP
+        assert info["blas_threads"] == 1
+
+
+@pytest.mark.skipif(not SCIPY_BLAS, reason="built against mxnet's OpenBLAS")
+def test_library_links_only_prefixed_blas_symbols():
+    if shutil.which("nm") is None:
+        pytest.skip("no nm")
+    undefined = subprocess.run(["nm", "-D", "--undefined-only", ops.LIB_PATH], check=True,
+                               capture_output=True, text=True).stdout.split()
+    blas = [s for s in undefined if "blas" in s.lower() or "gemm" in s.lower()]
+    assert blas and all(s.startswith("scipy_") for s in blas), blas
+
+
+@pytest.mark.skipif(not SCIPY_BLAS, reason="built against mxnet's OpenBLAS")
+def test_inherited_coretype_is_set_aside_and_restored():
+    code = ("import os, json, gluon_models; i = gluon_models.ops.info(); "
+            "print(json.dumps([os.environ.get('OPENBLAS_CORETYPE'), i['blas_core'], "
+            "i['blas_coretype_set_aside'], i['blas_coretype_forced']]))")
+    env = dict(os.environ, MXNET_SUBGRAPH_VERBOSE="0", OPENBLAS_CORETYPE="Nehalem")
+    env.pop(ops.CORETYPE_VAR, None)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    kept, core, aside, forced = json.loads(run.stdout.strip().splitlines()[-1])
+    assert kept == "Nehalem" and aside == "Nehalem" and forced is None
+    assert core != "Nehalem"  # OpenBLAS detected this CPU (newer than a 2008 Nehalem) itself
+    env[ops.CORETYPE_VAR] = "Nehalem"  # forcing a core type for the operators' OpenBLAS
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == ["Nehalem", "Nehalem", None,
+                                                               "Nehalem"]
