@@ -682,23 +682,20 @@ gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<uns
   return gm::MX_SUCCESS;
 }
 
-template <Variant V, typename T>
-gm::MXReturnValue dispatch_forward(const Geom& g, const FMParam& p, std::vector<MXTensor>& in,
-                                   MXTensor& out, const OpResource& res) {
-  const char* op = op_name<V>();
-  Plan pl;
-  if (!make_plan<V>(g, p, false, sizeof(T), &pl)) return gm::MX_FAIL;
-  const T* bias = p.no_bias ? nullptr : in[2].data<T>();
-  const T* m = in[p.mask_slot()].data<T>();
-  if (in[0].ctx.dev_type == "gpu") {
+// Allocates `bytes` of workspace on the device the tensors live on and runs
+// `body(backend, pool)` there; one place for the device switch of both passes.
+template <typename T, typename Body>
+gm::MXReturnValue on_device(const char* op, bool gpu, size_t bytes, const OpResource& res,
+                            Body body) {
+  if (gpu) {
 #ifdef GM_WITH_CUDA
-    void* pool = res.alloc_gpu(static_cast<int>(pl.bytes));
+    void* pool = res.alloc_gpu(static_cast<int>(bytes));
     if (!pool) {
-      MX_ERROR_MSG << op << ": cannot allocate " << (pl.bytes >> 20) << " MB of GPU workspace";
+      MX_ERROR_MSG << op << ": cannot allocate " << (bytes >> 20) << " MB of GPU workspace";
       return gm::MX_FAIL;
     }
     GpuBackend<T> be{res.get_cuda_stream()};
-    run_forward<T>(be, g, pl, in[0].data<T>(), in[1].data<T>(), bias, m, out.data<T>(), pool);
+    body(be, pool);
     if (!be.ok()) {
       MX_ERROR_MSG << op << ": CUDA error " << gm_cuda_error_string(be.err);
       return gm::MX_FAIL;
@@ -709,14 +706,27 @@ gm::MXReturnValue dispatch_forward(const Geom& g, const FMParam& p, std::vector<
     return gm::MX_FAIL;
 #endif
   }
-  void* pool = res.alloc_cpu(static_cast<int>(pl.bytes));
+  void* pool = res.alloc_cpu(static_cast<int>(bytes));
   if (!pool) {
-    MX_ERROR_MSG << op << ": cannot allocate " << (pl.bytes >> 20) << " MB of workspace";
+    MX_ERROR_MSG << op << ": cannot allocate " << (bytes >> 20) << " MB of workspace";
     return gm::MX_FAIL;
   }
   CpuBackend<T> be;
-  run_forward<T>(be, g, pl, in[0].data<T>(), in[1].data<T>(), bias, m, out.data<T>(), pool);
+  body(be, pool);
   return gm::MX_SUCCESS;
+}
+
+template <Variant V, typename T>
+gm::MXReturnValue dispatch_forward(const Geom& g, const FMParam& p, std::vector<MXTensor>& in,
+                                   MXTensor& out, const OpResource& res) {
+  Plan pl;
+  if (!make_plan<V>(g, p, false, sizeof(T), &pl)) return gm::MX_FAIL;
+  const T* bias = p.no_bias ? nullptr : in[2].data<T>();
+  const T* m = in[p.mask_slot()].data<T>();
+  return on_device<T>(op_name<V>(), in[0].ctx.dev_type == "gpu", pl.bytes, res,
+                      [&](auto& be, void* pool) {
+    run_forward<T>(be, g, pl, in[0].data<T>(), in[1].data<T>(), bias, m, out.data<T>(), pool);
+  });
 }
 
 // inputs: [data, weight, bias (unless no_bias), factor_mask]; outputs: [out]
@@ -736,7 +746,6 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
 template <Variant V, typename T>
 gm::MXReturnValue dispatch_backward(const Geom& g, const FMParam& p, std::vector<MXTensor>& in,
                                     std::vector<MXTensor>& out, const OpResource& res) {
-  const char* op = op_name<V>();
   Plan pl;
   if (!make_plan<V>(g, p, true, sizeof(T), &pl)) return gm::MX_FAIL;
   // in[0] = grad_out, in[1..] = forward inputs; out = one gradient per forward input.
@@ -748,33 +757,10 @@ gm::MXReturnValue dispatch_backward(const Geom& g, const FMParam& p, std::vector
   T* dw = out[1].data<T>();
   T* db = p.no_bias ? nullptr : out[2].data<T>();
   T* dm = out[p.mask_slot()].data<T>();
-  if (in[1].ctx.dev_type == "gpu") {
-#ifdef GM_WITH_CUDA
-    void* pool = res.alloc_gpu(static_cast<int>(pl.bytes));
-    if (!pool) {
-      MX_ERROR_MSG << op << ": cannot allocate " << (pl.bytes >> 20) << " MB of GPU workspace";
-      return gm::MX_FAIL;
-    }
-    GpuBackend<T> be{res.get_cuda_stream()};
+  return on_device<T>(op_name<V>(), in[1].ctx.dev_type == "gpu", pl.bytes, res,
+                      [&](auto& be, void* pool) {
     run_backward<T>(be, g, pl, p.legacy_data_grad, gy, x, w, m, dx, dw, db, dm, pool);
-    if (!be.ok()) {
-      MX_ERROR_MSG << op << ": CUDA error " << gm_cuda_error_string(be.err);
-      return gm::MX_FAIL;
-    }
-    return gm::MX_SUCCESS;
-#else
-    MX_ERROR_MSG << op << ": this operator library was built without CUDA";
-    return gm::MX_FAIL;
-#endif
-  }
-  void* pool = res.alloc_cpu(static_cast<int>(pl.bytes));
-  if (!pool) {
-    MX_ERROR_MSG << op << ": cannot allocate " << (pl.bytes >> 20) << " MB of workspace";
-    return gm::MX_FAIL;
-  }
-  CpuBackend<T> be;
-  run_backward<T>(be, g, pl, p.legacy_data_grad, gy, x, w, m, dx, dw, db, dm, pool);
-  return gm::MX_SUCCESS;
+  });
 }
 
 // inputs:  [grad_out, data, weight, bias (unless no_bias), factor_mask, out]
