@@ -3,10 +3,8 @@
 train an IGC network with the Module trainer on the CPU, export it, reload the export with
 gluon.SymbolBlock.imports and print its validation top-1 accuracy (`make demo`)."""
 import argparse
-import logging
-import sys
-
 from gluon_models.training.demo import run_demo
+from gluon_models.training.logs import configure_logging
 
 
 def main(argv=None):
@@ -14,8 +12,8 @@ def main(argv=None):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--workdir", default="runs/demo", help="where everything is written")
     args, extra = parser.parse_known_args(argv)  # the rest goes to train_cifar's parser
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
-    r = run_demo(args.workdir, extra)
+    configure_logging()
+    r = run_demo(args.workdir, extra, setup_logging=configure_logging)
     print("\nDemo finished in %.0f s (training %.0f s, %d epochs)." % (
         r["total_seconds"], r["train_seconds"], r["epochs"]))
     print("  training log:      %s\n  last checkpoint:   %s\n  exported network:  %s\n"

@@ -17,12 +17,13 @@ Without --data-dir the embedded digits are used (prepared on first use).
 """
 import sys
 
+from gluon_models.training.logs import configure_logging
 from gluon_models.training.runner import parse_cifar_args, train_cifar
 
 
 def main(argv=None):
     try:
-        train_cifar(parse_cifar_args(argv))
+        train_cifar(parse_cifar_args(argv), setup_logging=configure_logging)
     except (ValueError, FileNotFoundError) as err:
         sys.exit("train_cifar.py: error: %s" % err)
 

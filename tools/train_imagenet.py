@@ -21,12 +21,13 @@ tools/launch.py and `--kv-store dist_sync`.
 """
 import sys
 
+from gluon_models.training.logs import configure_logging
 from gluon_models.training.runner import parse_imagenet_args, train_imagenet
 
 
 def main(argv=None):
     try:
-        train_imagenet(parse_imagenet_args(argv))
+        train_imagenet(parse_imagenet_args(argv), setup_logging=configure_logging)
     except (ValueError, FileNotFoundError) as err:
         sys.exit("train_imagenet.py: error: %s" % err)
 

@@ -24,8 +24,9 @@ DEMO_TRAINING = ["--num-epochs", "12", "--batch-size", "64", "--lr", "0.1",
                  "--lr-step-epochs", "8,11", "--kv-store", "local", "--disp-batches", "10"]
 
 
-def run_demo(workdir, extra_args=()):
-    """Run every step in ``workdir``; returns a dict of what was written and measured."""
+def run_demo(workdir, extra_args=(), setup_logging=None):
+    """Run every step in ``workdir``; returns a dict of what was written and measured.
+    ``setup_logging(log_file, rank)``: the tool's logging set-up for the training log."""
     workdir = os.path.abspath(workdir)
     t0 = time.time()
     data_dir = os.path.join(workdir, "data", "digits")
@@ -39,7 +40,7 @@ def run_demo(workdir, extra_args=()):
     _LOG.info("[2/4] training %s (%s epochs) on the CPU; log %s, checkpoints %s-NNNN.*",
               args.model, args.num_epochs, log_file, prefix)
     t_train = time.time()
-    train_cifar(args)
+    train_cifar(args, setup_logging=setup_logging)
     t_train = time.time() - t_train
     export_prefix = os.path.join(workdir, "export", "igc_resnet_cifar")
     _LOG.info("[3/4] exporting the trained network to %s-symbol.json / -0000.params",

@@ -20,7 +20,6 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import mxnet as mx
 
-from ..nn.fb import fb_parameters
 from ..utils.checkpoint import load_checkpoint, read_params, save_checkpoint
 from .heads import training_symbol
 from .schedules import SCHEDULES, make_lr_scheduler
@@ -48,9 +47,7 @@ class FitConfig:
     lr_factor: float = 0.1
     warmup_epochs: float = 0.0
     warmup_lr: float = 0.0
-    fmconv_slowstart: float = 0.0        # FBN slow start: warm-up from fmconv_scale * lr
-    fmconv_scale: float = 0.1
-    fmconv: bool = False                 # lr multiplier fmconv_scale on the FB terms
+    rules: Sequence = ()                 # OptimizerRule objects (a family's recipe)
     clip_gradient: Optional[float] = None
     label_smoothing: float = 0.0
     kv_store: str = "device"
@@ -99,35 +96,25 @@ def make_kvstore(kind, num_devices=1):
 
 
 def warmup_of(cfg):
-    """``(warmup_epochs, warmup_begin_lr)`` of ``cfg``: FBN's slow start (spec fbn.md 5.4) is a
-    linear warm-up of the global lr from ``fmconv_scale * lr`` over ``fmconv_slowstart``
-    epochs. It counts absolute updates like every schedule here, so unlike the authors'
-    scheduler it is right after a resume (theirs ramps again up to the first lr step when
-    the run resumes after the slow start)."""
-    if not cfg.fmconv_slowstart:
+    """``(warmup_epochs, warmup_begin_lr)`` of ``cfg``: its own warm-up, or the one a rule of
+    ``cfg.rules`` asks for (e.g. FBN's slow start); two warm-ups are an error. Schedules count
+    absolute updates, so a warm-up is right after a resume too."""
+    asked = [(r, w) for r, w in ((r, r.warmup(cfg)) for r in cfg.rules) if w is not None]
+    if not asked:
         return cfg.warmup_epochs, cfg.warmup_lr
-    if cfg.fmconv_slowstart < 0:
-        raise ValueError("fmconv_slowstart must be >= 0, got %r" % cfg.fmconv_slowstart)
-    if cfg.warmup_epochs:
-        raise ValueError("--fmconv-slowstart and --warmup-epochs both set a warm-up; give one")
-    return cfg.fmconv_slowstart, cfg.fmconv_scale * cfg.lr
+    if len(asked) > 1 or cfg.warmup_epochs:
+        raise ValueError("more than one warm-up is requested (%s); give one"
+                         % ", ".join(["--warmup-epochs"] * bool(cfg.warmup_epochs)
+                                     + [type(r).__name__ for r, _ in asked]))
+    return asked[0][1]
 
 
 def lr_multipliers(cfg, net):
     """``{name: lr_mult}`` of the learnable parameters of ``net``: the blocks' own
-    ``lr_mult``, times ``fmconv_scale`` on the FB terms (:func:`~gluon_models.nn.fb_parameters`)
-    when ``cfg.fmconv`` is set and there is no slow start (the authors' rule, spec 5.1)."""
-    params = {p.name: p for p in net.collect_params().values() if p.grad_req != "null"}
-    mult = {n: p.lr_mult for n, p in params.items()}
-    if cfg.fmconv and cfg.fmconv_slowstart:
-        _LOG.info("--fmconv is ignored with --fmconv-slowstart (as in the FBN scripts)")
-    elif cfg.fmconv:
-        fb = [p.name for p in fb_parameters(net) if p.name in params]
-        if not fb:
-            raise ValueError("--fmconv scales the lr of FB layers, but this network has none")
-        for n in fb:
-            mult[n] *= cfg.fmconv_scale
-        _LOG.info("lr multiplier %g on the FB parameters %s", cfg.fmconv_scale, ", ".join(fb))
+    ``lr_mult``, adjusted by every rule of ``cfg.rules``."""
+    mult = {p.name: p.lr_mult for p in net.collect_params().values() if p.grad_req != "null"}
+    for rule in cfg.rules:
+        rule.lr_mult(net, mult)
     return mult
 
 
@@ -138,14 +125,14 @@ def make_optimizer(cfg, net, rescale_grad, epoch_size, begin_num_update=0):
     IGC and FBN seeds do; ``"weights"`` follows MXNet's default (only ``*_weight`` and
     ``*_gamma``). MXNet 1.9.1's ``nag`` keeps the lr inside the momentum buffer, which equals
     the seeds' NAG while the lr is constant (spec igc.md 3.1). The warm-up and the lr
-    multipliers follow :func:`warmup_of` and :func:`lr_multipliers` (FBN's ``--fmconv*``).
+    multipliers follow :func:`warmup_of` and :func:`lr_multipliers` (the rules in
+    ``cfg.rules``). Frozen parameters (``grad_req='null'``) are not the optimizer's: ``fit``
+    binds them as fixed, so neither their gradient nor their weight decay moves them.
     """
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError("optimizer must be one of %s, got %r" % (OPTIMIZERS, cfg.optimizer))
     if cfg.wd_rule not in ("all", "weights"):
         raise ValueError("wd_rule must be 'all' or 'weights', got %r" % cfg.wd_rule)
-    if cfg.fmconv_scale < 0:
-        raise ValueError("fmconv_scale must be >= 0, got %r" % cfg.fmconv_scale)
     warmup_epochs, warmup_lr = warmup_of(cfg)
     scheduler = make_lr_scheduler(cfg.lr, epoch_size, cfg.num_epochs, cfg.lr_schedule,
                                   cfg.lr_step_epochs, cfg.lr_factor, warmup_epochs, warmup_lr)
@@ -254,9 +241,8 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
     batch_size = first.provide_data[0].shape[0]
     num_examples = cfg.num_examples or _count_samples(make_train)
     epoch_size = max(1, -(-num_examples // batch_size))  # batches per epoch (last one padded)
-    if classes is None:  # FBN nets say it; a Dense classifier knows its width
-        classes = getattr(net, "classes", None) or \
-            getattr(getattr(net, "output", None), "_units", None)
+    if classes is None:  # the width of the logits, from the graph
+        classes = _output_width(net, first.provide_data[0].shape)
 
     params = {p.name: p for p in net.collect_params().values()}
     arg_names, aux_names = symbol.list_arguments(), symbol.list_auxiliary_states()
@@ -268,8 +254,12 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
             cfg, arg_names, aux_names, epoch_size)
 
     label_names = [n for n in arg_names if n.endswith("label")]
+    # Frozen parameters (grad_req 'null', e.g. a fine-tuned network's stem) must not train:
+    # Module computes no gradient for fixed parameters and its optimizer never updates them.
+    fixed = [p.name for p in net.collect_params().values()
+             if p.grad_req == "null" and p.name in arg_names]
     mod = mx.mod.Module(symbol, data_names=["data"], label_names=label_names, context=ctx,
-                        logger=_LOG)
+                        logger=_LOG, fixed_param_names=fixed)
     mod.bind(data_shapes=first.provide_data, label_shapes=first.provide_label,
              for_training=True)
     mod.init_params(arg_params=arg_params, aux_params=aux_params, allow_missing=False)
@@ -315,6 +305,13 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
                 _LOG.info("Epoch[%d] Validation-%s=%f", epoch, name, value)
     _copy_back(net, *mod.get_params())
     return mod
+
+
+def _output_width(net, data_shape):
+    out = net(mx.sym.var("data"))
+    out = out[0] if isinstance(out, (list, tuple)) else out
+    _, shapes, _ = out.infer_shape(data=data_shape)
+    return shapes[0][-1]
 
 
 def _load_start(cfg, arg_names, aux_names, epoch_size):
@@ -382,14 +379,6 @@ def add_fit_args(parser):
     g.add_argument("--warmup-epochs", type=float, default=0.0,
                    help="linear lr warm-up length in epochs")
     g.add_argument("--warmup-lr", type=float, default=0.0, help="lr at the start of warm-up")
-    g.add_argument("--fmconv-slowstart", type=float, default=0.0, metavar="E",
-                   help="FBN slow start: linear warm-up of the lr from --fmconv-scale * lr "
-                        "over E epochs (a --warmup-epochs / --warmup-lr pair)")
-    g.add_argument("--fmconv-scale", type=float, default=0.1,
-                   help="FBN: the slow start's initial lr ratio, and --fmconv's multiplier")
-    g.add_argument("--fmconv", action="store_true",
-                   help="FBN: lr multiplier --fmconv-scale on the FB layers' quadratic terms "
-                        "(ignored with --fmconv-slowstart, as in the seeds)")
     g.add_argument("--mom", type=float, default=0.9, help="momentum")
     g.add_argument("--wd", type=float, default=1e-4, help="weight decay")
     g.add_argument("--wd-rule", default="all", choices=("all", "weights"),
@@ -408,5 +397,12 @@ def add_fit_args(parser):
     g.add_argument("--disp-batches", "--frequent", "--log-iters", dest="disp_batches",
                    type=int, default=50, help="batches between progress lines")
     g.add_argument("--top-k", type=int, default=5, help="also report top-k accuracy")
-    g.add_argument("--seed", type=int, default=0, help="random seed")
+    g.add_argument("--seed", type=int, default=0, help="random seed of the initialisation, "
+                   "the data order, the augmentation and dropout")
+    from ..model_zoo.registry import families  # the registry imports no training code
+    for fam in families():  # each family's own training flags (its authors' recipe)
+        for dest, kwargs in fam.train_flags.items():
+            g.add_argument("--" + dest.replace("_", "-"), dest=dest,
+                           **dict(kwargs, help="%s: %s" % (fam.name.upper(),
+                                                           kwargs.get("help", ""))))
     return g

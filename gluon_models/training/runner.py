@@ -2,9 +2,11 @@
 build the network and the record iterators, shard the training data over distributed workers
 and call :func:`fit`. The two runners differ only in their data options and iterators."""
 import argparse
+import dataclasses
 import logging
 import os
 
+import numpy as np
 import mxnet as mx
 
 from ..data.datasets import get_dataset_info
@@ -14,12 +16,11 @@ from ..data.imagenet import (add_imagenet_aug_args, add_imagenet_data_args,
 from ..data.iterators import iters_from_args
 from ..data.presets import add_aug_args, add_data_args, apply_presets
 from ..model_zoo import add_model_args, get_model, model_info, model_options_from_args
-from ..model_zoo.registry import data_defaults
+from ..model_zoo.registry import data_defaults, optimizer_rules
 from ..utils.checkpoint import save_params
 from .fit import FitConfig, add_fit_args, fit, make_kvstore
-from .logs import configure_logging
 
-__all__ = ["cifar_parser", "parse_cifar_args", "train_cifar", "imagenet_parser",
+__all__ = ["fit_config", "cifar_parser", "parse_cifar_args", "train_cifar", "imagenet_parser",
            "parse_imagenet_args", "train_imagenet", "rank_params_file"]
 
 _LOG = logging.getLogger(__name__)
@@ -39,12 +40,15 @@ def rank_params_file(prefix, rank):
     return "%s-rank%d.params" % (prefix, rank)
 
 
-def _train(args, make_train_iter, make_val_iter, num_train, classes=None):
+def _train(args, make_train_iter, make_val_iter, num_train, classes=None, setup_logging=None):
     """Train as ``args`` say. ``make_train_iter(num_parts, part_index, seed)`` and
-    ``make_val_iter()`` build the iterators; ``num_train()`` is the training-set size."""
+    ``make_val_iter()`` build the iterators; ``num_train()`` is the training-set size.
+    ``setup_logging(log_file, rank)`` is the tool's logging set-up (the library leaves the
+    root logger alone), called once the worker's rank is known (None: one worker)."""
     kv = make_kvstore(args.kv_store)
     rank, workers = (kv.rank, kv.num_workers) if isinstance(kv, mx.kv.KVStore) else (0, 1)
-    configure_logging(args.log_file, rank if workers > 1 else None)
+    if setup_logging is not None:
+        setup_logging(args.log_file, rank if workers > 1 else None)
     _LOG.info("start with arguments %s", args)
     try:
         return _train_worker(args, kv, rank, workers, make_train_iter, make_val_iter,
@@ -68,12 +72,14 @@ def _train_worker(args, kv, rank, workers, make_train_iter, make_val_iter, num_t
     if classes is not None:
         options.setdefault("classes", classes)
     net = get_model(args.model, **options)
-    net.initialize()
+    # --seed decides the initial weights too (the blocks' initialisers draw from these RNGs)
     mx.random.seed(args.seed)
+    np.random.seed(args.seed)
+    net.initialize()
 
     def make_train(epoch):  # a fresh, epoch-seeded shard: resuming is then exact
         return make_train_iter(workers, rank, args.seed * 1000 + epoch)
-    cfg = FitConfig.from_args(args)
+    cfg = fit_config(args)
     if cfg.num_examples is None:
         cfg.num_examples = -(-num_train() // workers)
     module = fit(net, make_train, make_val_iter(), cfg, classes=options.get("classes"),
@@ -83,6 +89,12 @@ def _train_worker(args, kv, rank, workers, make_train_iter, make_val_iter, num_t
         save_params(module, path)
         _LOG.info("Saved the final parameters of rank %d to %s", rank, path)
     return net, module
+
+
+def fit_config(args):
+    """The :class:`FitConfig` of parsed training ``args``, with the optimizer rules of the
+    families' training flags (e.g. FBN's slow start) that the arguments ask for."""
+    return dataclasses.replace(FitConfig.from_args(args), rules=optimizer_rules(args))
 
 
 # ---- 32x32 record sets ------------------------------------------------------------------------
@@ -113,14 +125,15 @@ def parse_cifar_args(argv=None, parser=None):
     return parser.parse_args(argv)
 
 
-def train_cifar(args):
-    """Train as the parsed ``args`` say; returns ``(net, module)``."""
+def train_cifar(args, setup_logging=None):
+    """Train as the parsed ``args`` say; returns ``(net, module)``. ``setup_logging(log_file,
+    rank)``: the calling tool's logging set-up."""
     info = get_dataset_info(args.dataset)
     return _train(
         args,
         lambda parts, index, seed: iters_from_args(args, parts, index, seed)[0],
         lambda: iters_from_args(args, 1, 0, args.seed)[1],
-        lambda: info.num_train, classes=info.classes)
+        lambda: info.num_train, classes=info.classes, setup_logging=setup_logging)
 
 
 # ---- ImageNet-style record sets ---------------------------------------------------------------
@@ -153,12 +166,12 @@ def parse_imagenet_args(argv=None, parser=None):
     return parser.parse_args(argv)
 
 
-def train_imagenet(args):
+def train_imagenet(args, setup_logging=None):
     """Train as the parsed ``args`` (of :func:`imagenet_parser`) say; returns
-    ``(net, module)``."""
+    ``(net, module)``. ``setup_logging(log_file, rank)``: the calling tool's logging set-up."""
     return _train(
         args,
         lambda parts, index, seed: imagenet_iters_from_args(args, parts, index, seed,
                                                             val=False)[0],
         lambda: imagenet_iters_from_args(args, 1, 0, args.seed, train=False)[1],
-        lambda: count_train_records(args))
+        lambda: count_train_records(args), setup_logging=setup_logging)

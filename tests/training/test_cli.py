@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from gluon_models.training.demo import run_demo
+from gluon_models.training.logs import configure_logging
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -50,7 +51,7 @@ def test_train_cifar_cli_errors_are_clear(tmp_path):
 
 def test_demo_pipeline(tmp_path):
     """The demo, shortened to 3 epochs: the reloaded export scores what the trainer saw."""
-    r = run_demo(str(tmp_path), ["--num-epochs", "3"])
+    r = run_demo(str(tmp_path), ["--num-epochs", "3"], setup_logging=configure_logging)
     for key in ("symbol", "params", "log", "checkpoint"):
         assert os.path.exists(r[key])
     log = open(r["log"]).read()

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import mxnet as mx
 
+import gluon_models
+
 from gluon_models.training import (FitConfig, fit, last_complete_epoch, load_checkpoint,
                                    make_optimizer, save_checkpoint, training_symbol)
 from gluon_models.training.fit import contexts, evaluate
@@ -206,3 +208,40 @@ def test_label_smoothing_and_extra_losses():
     assert len(mod.get_outputs()) == 2
     with pytest.raises(ValueError, match="label_smoothing"):
         training_symbol(net, label_smoothing=1.5)
+
+
+def test_frozen_parameters_do_not_train():
+    """grad_req='null' (here the stem, frozen by the builder's ``freeze``) keeps a parameter
+    exactly as it was: neither its gradient nor weight decay reaches it (Module binds it as
+    fixed). Before, a frozen stem moved by up to 0.087 in one epoch."""
+    mx.random.seed(7)
+    net = gluon_models.get_model("igc_resnet_cifar", depth=8, primary=4, secondary=2,
+                                 classes=S.CLASSES, freeze=1)
+    net.initialize()
+    frozen = {p.name for p in net.features[0].collect_params().values()
+              if p.grad_req == "null" and "running" not in p.name}
+    assert len(frozen) == 3  # conv weight, BN gamma and beta
+    before = {n: p.data().asnumpy().copy() for n, p in net.collect_params().items()}
+    fit(net, S.make_train, None, _cfg(num_epochs=1, wd=1e-2))
+    moved = {n for n, p in net.collect_params().items()
+             if not np.array_equal(p.data().asnumpy(), before[n])}
+    assert not frozen & moved
+    assert net.output.weight.name in moved and net.features[1].conv1.conv1.weight.name in moved
+
+
+def test_seed_decides_the_initial_weights(tmp_path):
+    """--seed reaches the initialisation: the runner seeds before it initialises the net."""
+    from gluon_models.training.runner import parse_cifar_args, train_cifar
+    argv = ["--network", "resnet_igc", "--depth", "8", "--primary-partition", "2",
+            "--secondary-partition", "2", "--num-epochs", "0", "--kv-store", "local",
+            "--data-dir", str(tmp_path / "digits")]
+
+    def initial(seed, before):
+        mx.random.seed(before)  # whatever the RNGs held before must not matter
+        np.random.seed(before)
+        net, _ = train_cifar(parse_cifar_args(argv + ["--seed", str(seed)]))
+        return {k: p.data().asnumpy() for k, p in net.collect_params().items()}
+    first, again, other = initial(1, 11), initial(1, 22), initial(2, 11)
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert not np.array_equal(first[[k for k in first if k.endswith("conv_weight")][0]],
+                              other[[k for k in first if k.endswith("conv_weight")][0]])
