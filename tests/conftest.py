@@ -18,3 +18,11 @@ def _seed():
     np.random.seed(0)
     mx.random.seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def readme_model_table():
+    """The generated README model table, built once per session (it summarises every
+    registered network, the 1001-layer ones included)."""
+    from gluon_models.utils.model_table import model_table
+    return model_table()

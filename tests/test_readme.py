@@ -7,8 +7,8 @@ from gluon_models.utils.model_table import check_model_table
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_readme_model_table_is_current():
-    ok, message = check_model_table(os.path.join(ROOT, "README.md"))
+def test_readme_model_table_is_current(readme_model_table):
+    ok, message = check_model_table(os.path.join(ROOT, "README.md"), readme_model_table)
     assert ok, message + " (run: python tools/model_table.py --output README.md)"
 
 

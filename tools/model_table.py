@@ -8,6 +8,7 @@ Prints the table; `--output FILE` writes it (replacing the marked block of an ex
 import argparse
 import sys
 
+from gluon_models import list_models
 from gluon_models.utils.model_table import check_model_table, model_table, write_model_table
 
 
@@ -17,8 +18,10 @@ def main():
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--output", metavar="FILE", help="write the table into FILE")
     action.add_argument("--check", metavar="FILE", help="compare FILE's table, exit 1 if stale")
+    parser.add_argument("--filter", default="*",
+                        help="only the models whose names match this fnmatch pattern")
     args = parser.parse_args()
-    table = model_table()
+    table = model_table(list_models(args.filter))
     if args.check:
         ok, message = check_model_table(args.check, table)
         print(message, file=sys.stdout if ok else sys.stderr)

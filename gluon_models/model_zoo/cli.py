@@ -1,5 +1,5 @@
 """The model arguments shared by every command line: ``--model``, ``--model-opt``, ``--impl``,
-``--classes``.
+``--classes``, and the seed flags the families declare.
 
 A tool calls :func:`add_model_args` on its parser and builds the network with
 ``get_model(args.model, **model_options_from_args(args))``; options are the builder's own
@@ -10,7 +10,7 @@ import ast
 import inspect
 
 from ..nn.basic import IMPLS
-from .registry import model_info, seed_network
+from .registry import families, model_info, seed_network
 
 __all__ = ["add_model_args", "model_options_from_args", "parse_model_opt"]
 
@@ -32,8 +32,24 @@ def parse_model_opt(text):
         return key, raw
 
 
+def _model_flags():
+    """dest -> (add_argument keywords, {family: option}, help) over every registered family."""
+    flags = {}
+    for fam in families():
+        for dest, (kwargs, option) in fam.model_flags.items():
+            kw, owners, helps = flags.setdefault(dest, (dict(kwargs), {}, []))
+            if kw.get("type") != kwargs.get("type"):
+                raise ValueError("families declare the flag %s with different types"
+                                 % _flag(dest))
+            owners[fam.name] = option
+            helps.append("%s: %s" % (fam.name.upper(), kwargs.get("help", "")))
+    return {dest: (kw, owners, "; ".join(helps)) for dest, (kw, owners, helps) in flags.items()}
+
+
 def add_model_args(parser, default_model=None, required=None):
-    """Add the "Model" argument group to ``parser`` and return it.
+    """Add the "Model" argument group to ``parser`` and return it: ``--model``, ``--model-opt``,
+    ``--impl``, ``--classes`` and the seed scripts' model flags every family declares
+    (:func:`~gluon_models.model_zoo.registry.register_family`).
 
     ``--model`` is required unless ``default_model`` is given or ``required=False``.
     """
@@ -50,28 +66,9 @@ def add_model_args(parser, default_model=None, required=None):
                        help="native operators, or their stock-MXNet twins (export anywhere)")
     group.add_argument("--classes", "--num-classes", dest="classes", type=int, default=None,
                        help="number of classes; %(default)s: the model's")
-    group.add_argument("--depth", type=int, default=None,
-                       help="network depth (seed flag; FBN ImageNet ResNet 18 ... 269)")
-    group.add_argument("--primary-partition", type=int, default=None,
-                       help="IGC primary partitions L, or a regular network's width")
-    group.add_argument("--secondary-partition", type=int, default=None,
-                       help="IGC secondary partitions M")
-    group.add_argument("--res-module-num", type=int, default=None,
-                       help="FBN CIFAR ResNet: units per stage n (depth 9n + 2; 18 -> 164, "
-                            "111 -> 1001); seed networks resnet-small[-fmconv]")
-    group.add_argument("--fmconv-factor", type=int, default=None,
-                       help="FB layer: factors per output (num_factor); %(default)s: the "
-                            "model's (CIFAR 20, ImageNet ResNet 50, Inception-BN 20)")
-    group.add_argument("--fmconv-drop", type=float, default=None,
-                       help="FB layer: DropFactor drop rate p; %(default)s: the model's (0.5)")
+    for dest, (kwargs, _, text) in _model_flags().items():
+        group.add_argument(_flag(dest), dest=dest, default=None, **dict(kwargs, help=text))
     return group
-
-
-# Seed flag (argparse dest) -> builder option it sets on a registered model; None: only the
-# seed networks take it (their options functions translate it).
-_SEED_FLAGS = {"depth": "depth", "primary_partition": "primary",
-               "secondary_partition": "secondary", "res_module_num": None,
-               "fmconv_factor": "num_factor", "fmconv_drop": "p"}
 
 
 def _flag(name):
@@ -81,26 +78,28 @@ def _flag(name):
 def model_options_from_args(args):
     """The builder keywords selected by the arguments of :func:`add_model_args`."""
     options = {}
-    flags = {k: getattr(args, k, None) for k in _SEED_FLAGS}
+    declared = _model_flags()
+    flags = {k: getattr(args, k, None) for k in declared}
     seed = seed_network(args.model)
     if seed is not None:  # a seed's --network value: its flags map onto the builder's options
-        takes = inspect.signature(seed[1]).parameters
+        takes = inspect.signature(seed).parameters
         for flag, value in flags.items():
             if value is not None and flag not in takes:
                 raise ValueError("%s does not apply to --network %s (it takes: %s)"
                                  % (_flag(flag), args.model,
                                     ", ".join(_flag(f) for f in takes) or "no seed flags"))
-        options.update((k, v) for k, v in seed[1](**{f: flags[f] for f in takes}).items()
+        options.update((k, v) for k, v in seed(**{f: flags[f] for f in takes}).items()
                        if v is not None)
     else:
-        accepted = model_info(args.model)["options"]
-        for flag, key in _SEED_FLAGS.items():
-            if flags[flag] is None:
+        info = model_info(args.model)
+        for flag, value in flags.items():
+            if value is None:
                 continue
-            if key not in accepted:
+            key = declared[flag][1].get(info["family"])
+            if key not in info["options"]:
                 raise ValueError("%s does not apply to model %s (its options: %s)"
-                                 % (_flag(flag), args.model, ", ".join(accepted)))
-            options[key] = flags[flag]
+                                 % (_flag(flag), args.model, ", ".join(info["options"])))
+            options[key] = value
     for key, value in args.model_opts:
         if key in options:
             raise ValueError("--model-opt %s is given twice" % key)

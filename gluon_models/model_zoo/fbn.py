@@ -14,14 +14,20 @@ and without the FB layer:
 Name tokens: the depth; ``fbn`` the FB head; ``preact`` the pre-activation ResNet without it;
 ``small`` the CIFAR Inception-BN; ``_cifar`` 32 x 32 inputs (none: ImageNet, 224 x 224).
 
-The FB head (spec 4) replaces the classifier: the last activation becomes tanh, and an FB layer
-(:class:`~gluon_models.nn.FactorizedBilinear`: the FB quadratic term plus a linear 1 x 1
-convolution, both with ``classes`` outputs) is applied to the final feature map *before* the
-average pooling. ``features`` ends at that activated feature map (the plain networks add the
-pooling and Flatten to it), ``output`` is the classifier: ``fc1`` (Dense) or :class:`FBHead`
-(FB layer, pooling, Flatten). DropFactor (``p``, ``dropfactor_mode``) and the operator
-(``op``: the authors use ``FMConvolution3`` on CIFAR and ``FMConvolution1`` on ImageNet) are
-options of the FB builders.
+Every network is a :class:`~gluon_models.model_zoo.compose.Classifier`: ``features`` ends at
+the activated final feature map; the plain networks' ``representation`` is the authors'
+average pooling (``gavp``) and their ``output`` the classifier ``fc1``. The FB head (spec 4) is
+the representation ``fb`` (:class:`~gluon_models.nn.FBHead`): the last activation of the trunk
+becomes tanh, and an FB layer (:class:`~gluon_models.nn.FactorizedBilinear`: the FB quadratic
+term plus a linear 1 x 1 convolution, both with ``classes`` outputs) is applied to the final
+feature map *before* the average pooling; it gives the class scores, so ``output`` is the
+identity. DropFactor (``p``, ``dropfactor_mode``) and the operator (``op``: the authors use
+``FMConvolution3`` on CIFAR and ``FMConvolution1`` on ImageNet) are options of the FB
+variants. The FB head goes onto any backbone as ``representation="fb"``.
+
+The family's training recipe is declared here too: the seeds' ``--network`` values and flags,
+the slow start and ``--fmconv`` learning-rate rule (:class:`FBNRule`), and the data
+pipeline (mean subtraction, white padding on CIFAR).
 
 Parameter names are the authors' under the model prefix (spec 4.5), so their checkpoints map
 by name (with MXNet's ``moving_mean``/``moving_var`` as Gluon's ``running_mean``/``running_var``):
@@ -46,14 +52,24 @@ epsilon is 1e-5 (the authors' 2e-5), and its names differ; neither the parameter
 6.2 nor the authors' checkpoints would match. gluoncv has no CIFAR bottleneck ResNet with biased
 convolutions and the stride on the first 1 x 1 convolution, and no BN-Inception.
 """
+import logging
+
 from mxnet.gluon import nn
 from mxnet.gluon.contrib.nn import HybridConcurrent
 
 from ..nn.basic import ConvBNAct, check_impl, he_normal
-from ..nn.fb import DROPFACTOR_MODES, FB_OPS, FactorizedBilinear
-from .registry import register_data_defaults, register_model, register_seed_network
+from ..nn.fb import FBHead, fb_parameters
+from ..training.rules import OptimizerRule
+from .compose import Classifier, register_representation
+from .registry import register_family, register_model, register_seed_network
 
-__all__ = ["FBNNet", "FBHead", "PreActUnit", "cifar_resnet_units", "RESNET_UNITS"]
+__all__ = ["PreActUnit", "FBNRule", "cifar_resnet_units", "preact_resnet_cifar",
+           "preact_resnet", "RESNET_UNITS"]
+
+_LOG = logging.getLogger(__name__)
+
+# The FB head goes onto any backbone by name (it gives the class scores itself).
+register_representation("fb", FBHead)
 
 # BatchNorm of the CIFAR nets and of Inception-BN: eps 1e-10 + 1e-5, momentum 0.9 (spec 4.1,
 # 4.2, 4.4); of the ImageNet ResNets: eps 2e-5 (spec 4.3).
@@ -154,94 +170,12 @@ class PreActUnit(nn.HybridBlock):
         return y + (self.sc(a) if self.sc is not None else x)
 
 
-class FBHead(nn.HybridBlock):
-    """The FBN classifier (spec 4): ``Flatten(pool(FB(x)))`` on the final (tanh) feature map.
-
-    ``FB`` is a 1 x 1 :class:`~gluon_models.nn.FactorizedBilinear` with ``classes`` outputs:
-    the FB quadratic term (parameters ``<fb_prefix>weight`` ``(classes, num_factor, C, 1, 1)``
-    and ``<fb_prefix>bias``) plus the linear convolution (``<linear_prefix>weight``
-    ``(classes, C, 1, 1)``, ``<linear_prefix>bias``); ``pool`` is the network's average pooling.
-    """
-
-    def __init__(self, in_channels, classes, pool, num_factor, p, dropfactor_mode, impl, op,
-                 fb_prefix, linear_prefix, **kwargs):
-        super().__init__(**kwargs)
-        with self.name_scope():
-            self.fb = FactorizedBilinear(classes, num_factor, in_channels, p=p,
-                                         dropfactor_mode=dropfactor_mode, impl=impl, op=op,
-                                         fb_prefix=fb_prefix, linear_prefix=linear_prefix,
-                                         prefix="")
-            self.pool = pool
-            self.flatten = nn.Flatten(prefix="flatten1_")
-
-    def hybrid_forward(self, F, x):
-        return self.flatten(self.pool(self.fb(x)))
-
-
-class FBNNet(nn.HybridBlock):
-    """A network of the FBN seed: ``features`` -> ``output``.
-
-    ``make_layers()`` (called inside the network's name scope, so every parameter name starts
-    with the network's prefix) returns ``(layers, channels, names)``: the trunk up to the
-    activated final feature map, its channels, and the names of the head's layers (``fc``,
-    ``fb``, ``linear``). Without ``fb`` the plain head follows the authors' baselines:
-    ``features`` = trunk, ``pool``, Flatten; ``output`` = Dense ``fc1``. With ``fb`` (a dict of
-    ``num_factor, p, dropfactor_mode, impl, op``), ``output`` is an :class:`FBHead`.
-
-    Parameters
-    ----------
-    make_layers : callable
-        See above.
-    classes : int
-        Number of classes.
-    pool : callable
-        Makes the pooling layer of the head.
-    fb : dict or None
-        FB layer options, or None for the plain classifier.
-    """
-
-    def __init__(self, make_layers, classes, pool, fb=None, **kwargs):
-        super().__init__(**kwargs)
-        self.classes = classes
-        with self.name_scope():
-            layers, channels, names = make_layers()
-            self.features = nn.HybridSequential(prefix="")
-            for layer in layers:
-                self.features.add(layer)
-            if fb is None:
-                self.features.add(pool(), nn.Flatten(prefix="flatten_"))
-                self.output = nn.Dense(classes, in_units=channels,
-                                       weight_initializer=he_normal(), prefix=names["fc"])
-            else:
-                self.output = FBHead(channels, classes, pool(), fb_prefix=names["fb"],
-                                     linear_prefix=names["linear"], prefix="", **fb)
-
-    def hybrid_forward(self, F, x):
-        return self.output(self.features(x))
-
-
 # ---- checks -----------------------------------------------------------------------------------
 
 def _check_positive(**values):
     for k, v in values.items():
         if int(v) != v or v < 1:
             raise ValueError("%s must be a positive integer, got %r" % (k, v))
-
-
-def _fb_options(fbn, num_factor, p, dropfactor_mode, impl, op):
-    """The FB head options (None for the plain head), validated when the net is built."""
-    check_impl(impl)
-    if not fbn:
-        return None
-    _check_positive(num_factor=num_factor)
-    if not 0 <= p < 1:
-        raise ValueError("p (the DropFactor drop rate) must be in [0, 1), got %r" % (p,))
-    if dropfactor_mode not in DROPFACTOR_MODES:
-        raise ValueError("dropfactor_mode must be one of %s, got %r"
-                         % (DROPFACTOR_MODES, dropfactor_mode))
-    if op not in FB_OPS:
-        raise ValueError("op must be one of %s, got %r" % (FB_OPS, op))
-    return dict(num_factor=num_factor, p=p, dropfactor_mode=dropfactor_mode, impl=impl, op=op)
 
 
 # ---- CIFAR: pre-activation bottleneck ResNet (spec 4.1) -----------------------------------------
@@ -254,9 +188,10 @@ def cifar_resnet_units(depth):
     return (int(depth) - 2) // 9
 
 
-def _cifar_resnet_layers(n, act):
-    """Stem 3 x 3 (16), three stages of ``n`` bottleneck units of widths 64, 128, 256 (the first
+def _cifar_resnet_layers(depth, act):
+    """Stem 3 x 3 (16), three stages of ``n = (depth - 2) / 9`` bottleneck units of widths 64, 128, 256 (the first
     unit of each stage projects, with stride 2 from the second stage on), BN, ``act``."""
+    n = cifar_resnet_units(depth)
     names = _AutoNames()  # creation order of the authors' ResModule
     norm = dict(epsilon=_EPS, momentum=_MOMENTUM)
     layers = [nn.Conv2D(16, 3, 1, 1, in_channels=3, weight_initializer=he_normal(),
@@ -280,47 +215,6 @@ def _cifar_resnet_layers(n, act):
     return layers, in_c, {"fc": "fc1_", "fb": "bilinear_", "linear": names("convolution")}
 
 
-@register_model(family="fbn", input_size=32)
-def preact_resnet_cifar(depth=164, fbn=False, num_factor=20, p=0.5,
-                        dropfactor_mode="consistent", op=3, classes=10, impl="native"):
-    """CIFAR pre-activation bottleneck ResNet of ``depth = 9n + 2`` (authors'
-    ``symbol_resnet-small[-fmconv].py``), plain or with the FB head (``fbn``).
-
-    ``num_factor``, ``p`` (DropFactor drop rate), ``dropfactor_mode`` and ``op`` configure the
-    FB layer (ignored without ``fbn``). Prefix ``resnet<depth>[_fbn]_cifar_``.
-    """
-    n = cifar_resnet_units(depth)
-    _check_positive(classes=classes)
-    fb = _fb_options(fbn, num_factor, p, dropfactor_mode, impl, op)
-    return FBNNet(lambda: _cifar_resnet_layers(n, "tanh" if fbn else "relu"), classes,
-                  lambda: nn.AvgPool2D(8, 1, prefix="global_pool_"), fb,
-                  prefix="resnet%d%s_cifar_" % (depth, "_fbn" if fbn else ""))
-
-
-@register_model(family="fbn", input_size=32)
-def resnet164_cifar(classes=10, impl="native"):
-    """Pre-activation ResNet-164 (n = 18)."""
-    return preact_resnet_cifar(164, False, classes=classes, impl=impl)
-
-
-@register_model(family="fbn", input_size=32)
-def resnet164_fbn_cifar(num_factor=20, p=0.5, dropfactor_mode="consistent", op=3, classes=10,
-                        impl="native"):
-    """ResNet-164 with the FB head (FMConvolution3, 20 factors, p 0.5 as the authors)."""
-    return preact_resnet_cifar(164, True, num_factor, p, dropfactor_mode, op, classes, impl)
-
-
-@register_model(family="fbn", input_size=32)
-def resnet1001_cifar(classes=10, impl="native"):
-    """Pre-activation ResNet-1001 (n = 111)."""
-    return preact_resnet_cifar(1001, False, classes=classes, impl=impl)
-
-
-@register_model(family="fbn", input_size=32)
-def resnet1001_fbn_cifar(num_factor=20, p=0.5, dropfactor_mode="consistent", op=3, classes=10,
-                         impl="native"):
-    """ResNet-1001 with the FB head."""
-    return preact_resnet_cifar(1001, True, num_factor, p, dropfactor_mode, op, classes, impl)
 
 
 # ---- CIFAR: Inception-BN-small (spec 4.2) -----------------------------------------------------
@@ -359,25 +253,6 @@ def _inception_small_layers(act):
     return layers, in_c, {"fc": "fc1_", "fb": "bilinear1_", "linear": "conv_fc_"}
 
 
-def _inception_small(fb, classes, prefix):
-    _check_positive(classes=classes)
-    return FBNNet(lambda: _inception_small_layers("relu" if fb is None else "tanh"), classes,
-                  lambda: nn.AvgPool2D(8, 1, prefix="global_pool_"), fb, prefix=prefix)
-
-
-@register_model(family="fbn", input_size=32)
-def inception_bn_small_cifar(classes=10, impl="native"):
-    """CIFAR Inception-BN-small (authors' ``symbol_inception-bn-small.py``)."""
-    check_impl(impl)
-    return _inception_small(None, classes, "inception_bn_small_cifar_")
-
-
-@register_model(family="fbn", input_size=32)
-def inception_bn_small_fbn_cifar(num_factor=20, p=0.5, dropfactor_mode="consistent", op=3,
-                                 classes=10, impl="native"):
-    """Inception-BN-small with the FB head (tanh in both branches of in5b)."""
-    return _inception_small(_fb_options(True, num_factor, p, dropfactor_mode, impl, op),
-                            classes, "inception_bn_small_fbn_cifar_")
 
 
 # ---- ImageNet: pre-activation ResNet (spec 4.3) -----------------------------------------------
@@ -405,52 +280,6 @@ def _imagenet_resnet_layers(depth, act):
     return layers, in_c, {"fc": "fc1_", "fb": "bilinear1_", "linear": "fc_"}
 
 
-@register_model(family="fbn")
-def preact_resnet(depth=50, fbn=False, num_factor=50, p=0.5, dropfactor_mode="consistent", op=1,
-                  classes=1000, impl="native"):
-    """ImageNet pre-activation ResNet (authors' ``symbol_resnet-fmconv.py``), plain or with the
-    FB head (``fbn``); ``depth`` one of 18, 34, 50, 101, 152, 200, 269.
-
-    The plain head is the one left commented out in the authors' file (global average
-    pooling, ``fc1``); the FB head pools 7 x 7 (stride 1) after the FB layer. The authors'
-    script defaults to 20 factors but their ResNet commands pass 50 (spec 5.2, 5.6): 50 here.
-    Prefix ``resnet<depth>_preact_`` or ``resnet<depth>_fbn_``.
-    """
-    if depth not in RESNET_UNITS:
-        raise ValueError("ImageNet ResNet depth must be one of %s, got %r"
-                         % (sorted(RESNET_UNITS), depth))
-    _check_positive(classes=classes)
-    fb = _fb_options(fbn, num_factor, p, dropfactor_mode, impl, op)
-    pool = (lambda: nn.AvgPool2D(7, 1, prefix="global_pool_")) if fbn else \
-        (lambda: nn.GlobalAvgPool2D(prefix="pool1_"))
-    return FBNNet(lambda: _imagenet_resnet_layers(depth, "tanh" if fbn else "relu"), classes,
-                  pool, fb, prefix="resnet%d_%s_" % (depth, "fbn" if fbn else "preact"))
-
-
-@register_model(family="fbn")
-def resnet34_preact(classes=1000, impl="native"):
-    """Pre-activation ResNet-34 (basic units), the ResNet-34-FBN baseline."""
-    return preact_resnet(34, False, classes=classes, impl=impl)
-
-
-@register_model(family="fbn")
-def resnet34_fbn(num_factor=50, p=0.5, dropfactor_mode="consistent", op=1, classes=1000,
-                 impl="native"):
-    """ResNet-34 with the FB head (FMConvolution1, 50 factors, as the authors' command)."""
-    return preact_resnet(34, True, num_factor, p, dropfactor_mode, op, classes, impl)
-
-
-@register_model(family="fbn")
-def resnet50_preact(classes=1000, impl="native"):
-    """Pre-activation ResNet-50 (bottleneck units), the ResNet-50-FBN baseline."""
-    return preact_resnet(50, False, classes=classes, impl=impl)
-
-
-@register_model(family="fbn")
-def resnet50_fbn(num_factor=50, p=0.5, dropfactor_mode="consistent", op=1, classes=1000,
-                 impl="native"):
-    """ResNet-50 with the FB head (FMConvolution1, 50 factors)."""
-    return preact_resnet(50, True, num_factor, p, dropfactor_mode, op, classes, impl)
 
 
 # ---- ImageNet: Inception-BN (spec 4.4) ---------------------------------------------------------
@@ -516,25 +345,198 @@ def _inception_bn_layers(act):
     return layers, in_c, {"fc": "fc1_", "fb": "bilinear1_", "linear": "fc_"}
 
 
-def _inception_bn(fb, classes, prefix):
+# ---- specification: name -> (trunk, its arguments, the authors' pooling, options) ----------------
+
+# The authors' pooling, with its op name: 8 x 8 stride 1 on the CIFAR nets, global on the
+# ImageNet ResNets without the FB head (the head left commented out in the authors' file),
+# 7 x 7 stride 1 with the FB head and on Inception-BN.
+_CIFAR_POOL = dict(pool_size=8, strides=1, pool_prefix="global_pool_")
+_RESNET_POOL = dict(pool_size=None, pool_prefix="pool1_")
+_IMAGENET_POOL = dict(pool_size=7, strides=1, pool_prefix="global_pool_")
+
+# The FB head's options; defaults CIFAR F = 20 with FMConvolution3, ImageNet ResNets F = 50
+# (the authors' commands pass 50; their script's default is 20), Inception-BN F = 20 (hard
+# coded in the authors' file), FMConvolution1 on ImageNet; p = 0.5 everywhere (spec 5.2, 5.6).
+_FB_CIFAR = dict(representation="fb", num_factor=20, p=0.5, dropfactor_mode="consistent", op=3)
+_FB_RESNET = dict(_FB_CIFAR, num_factor=50, op=1)
+_FB_INCEPTION = dict(_FB_CIFAR, op=1)
+_FB_KEYS = ("num_factor", "p", "dropfactor_mode", "op")
+
+_SPECS = {
+    "resnet164_cifar": (_cifar_resnet_layers, dict(depth=164), _CIFAR_POOL, dict(classes=10)),
+    "resnet164_fbn_cifar": (_cifar_resnet_layers, dict(depth=164), _CIFAR_POOL,
+                            dict(_FB_CIFAR, classes=10)),
+    "resnet1001_cifar": (_cifar_resnet_layers, dict(depth=1001), _CIFAR_POOL, dict(classes=10)),
+    "resnet1001_fbn_cifar": (_cifar_resnet_layers, dict(depth=1001), _CIFAR_POOL,
+                             dict(_FB_CIFAR, classes=10)),
+    "inception_bn_small_cifar": (_inception_small_layers, {}, _CIFAR_POOL, dict(classes=10)),
+    "inception_bn_small_fbn_cifar": (_inception_small_layers, {}, _CIFAR_POOL,
+                                     dict(_FB_CIFAR, classes=10)),
+    "resnet34_preact": (_imagenet_resnet_layers, dict(depth=34), _RESNET_POOL,
+                        dict(classes=1000)),
+    "resnet34_fbn": (_imagenet_resnet_layers, dict(depth=34), _IMAGENET_POOL,
+                     dict(_FB_RESNET, classes=1000)),
+    "resnet50_preact": (_imagenet_resnet_layers, dict(depth=50), _RESNET_POOL,
+                        dict(classes=1000)),
+    "resnet50_fbn": (_imagenet_resnet_layers, dict(depth=50), _IMAGENET_POOL,
+                     dict(_FB_RESNET, classes=1000)),
+    "inception_bn": (_inception_bn_layers, {}, _IMAGENET_POOL, dict(classes=1000)),
+    "inception_bn_fbn": (_inception_bn_layers, {}, _IMAGENET_POOL,
+                         dict(_FB_INCEPTION, classes=1000)),
+}
+
+# Options every network takes besides its row: the operator implementation, the
+# representation (default: the authors' pooling, or the FB head) with its options, frozen
+# feature children.
+_COMMON = dict(impl="native", representation="gavp", representation_options=None, freeze=0)
+
+
+def _options(variant):
+    return dict(_COMMON, **_SPECS[variant][3])
+
+
+def _build(trunk, fixed, pool, cfg, prefix):
+    """The network of ``trunk(**fixed, act=...)`` with the options ``cfg`` (a full spec row)."""
+    cfg = dict(cfg)
+    impl = check_impl(cfg.pop("impl"))
+    classes, freeze = cfg.pop("classes"), cfg.pop("freeze")
+    representation, rep_options = cfg.pop("representation"), cfg.pop("representation_options")
+    fb = {k: cfg.pop(k) for k in _FB_KEYS if k in cfg}
+    if cfg:
+        raise TypeError("unknown option(s) %s" % ", ".join(sorted(cfg)))
     _check_positive(classes=classes)
-    return FBNNet(lambda: _inception_bn_layers("relu" if fb is None else "tanh"), classes,
-                  lambda: nn.AvgPool2D(7, 1, prefix="global_pool_"), fb, prefix=prefix)
+    built = {}
+
+    def features():
+        # the FB head reads a tanh-activated map (spec 4), the plain classifier a ReLU one
+        layers, channels, built["names"] = trunk(act="tanh" if representation == "fb"
+                                                 else "relu", **fixed)
+        seq = nn.HybridSequential(prefix="")
+        seq.add(*layers)
+        return seq, channels
+
+    def head_options():  # called once the trunk has said the authors' names of its head
+        names, user = built["names"], rep_options or {}
+        if representation == "gavp":
+            return dict(pool, prefix="", **user)
+        if representation == "fb":
+            return dict(dict(fb, impl=impl, pool_size=pool["pool_size"],
+                             strides=pool.get("strides", 1), fb_prefix=names["fb"],
+                             linear_prefix=names["linear"], prefix=""), **user)
+        return user
+
+    def output(in_units, n):
+        return nn.Dense(n, in_units=in_units, weight_initializer=he_normal(),
+                        prefix=built["names"]["fc"])
+    return Classifier(features, classes, representation, head_options, output, freeze,
+                      prefix=prefix)
 
 
-@register_model(family="fbn")
-def inception_bn(classes=1000, impl="native"):
+def _create(variant, **kwargs):
+    """Build ``variant`` with its spec-table options overridden by ``kwargs``."""
+    trunk, fixed, pool, _ = _SPECS[variant]
+    return _build(trunk, fixed, pool, dict(_options(variant), **kwargs), variant + "_")
+
+
+# ---- variants -------------------------------------------------------------------------------------
+
+@register_model("fbn", input_size=32, options=_options("resnet164_cifar"))
+def resnet164_cifar(**kwargs):
+    """Pre-activation ResNet-164 (n = 18)."""
+    return _create("resnet164_cifar", **kwargs)
+
+
+@register_model("fbn", input_size=32, options=_options("resnet164_fbn_cifar"))
+def resnet164_fbn_cifar(**kwargs):
+    """ResNet-164 with the FB head (FMConvolution3, 20 factors, p 0.5 as the authors)."""
+    return _create("resnet164_fbn_cifar", **kwargs)
+
+
+@register_model("fbn", input_size=32, options=_options("resnet1001_cifar"))
+def resnet1001_cifar(**kwargs):
+    """Pre-activation ResNet-1001 (n = 111)."""
+    return _create("resnet1001_cifar", **kwargs)
+
+
+@register_model("fbn", input_size=32, options=_options("resnet1001_fbn_cifar"))
+def resnet1001_fbn_cifar(**kwargs):
+    """ResNet-1001 with the FB head."""
+    return _create("resnet1001_fbn_cifar", **kwargs)
+
+
+@register_model("fbn", input_size=32, options=_options("inception_bn_small_cifar"))
+def inception_bn_small_cifar(**kwargs):
+    """CIFAR Inception-BN-small (authors' ``symbol_inception-bn-small.py``)."""
+    return _create("inception_bn_small_cifar", **kwargs)
+
+
+@register_model("fbn", input_size=32, options=_options("inception_bn_small_fbn_cifar"))
+def inception_bn_small_fbn_cifar(**kwargs):
+    """Inception-BN-small with the FB head (tanh in both branches of in5b)."""
+    return _create("inception_bn_small_fbn_cifar", **kwargs)
+
+
+@register_model("fbn", options=_options("resnet34_preact"))
+def resnet34_preact(**kwargs):
+    """Pre-activation ResNet-34 (basic units), the ResNet-34-FBN baseline."""
+    return _create("resnet34_preact", **kwargs)
+
+
+@register_model("fbn", options=_options("resnet34_fbn"))
+def resnet34_fbn(**kwargs):
+    """ResNet-34 with the FB head (FMConvolution1, 50 factors, as the authors' command)."""
+    return _create("resnet34_fbn", **kwargs)
+
+
+@register_model("fbn", options=_options("resnet50_preact"))
+def resnet50_preact(**kwargs):
+    """Pre-activation ResNet-50 (bottleneck units), the ResNet-50-FBN baseline."""
+    return _create("resnet50_preact", **kwargs)
+
+
+@register_model("fbn", options=_options("resnet50_fbn"))
+def resnet50_fbn(**kwargs):
+    """ResNet-50 with the FB head (FMConvolution1, 50 factors)."""
+    return _create("resnet50_fbn", **kwargs)
+
+
+@register_model("fbn", options=_options("inception_bn"))
+def inception_bn(**kwargs):
     """Inception-BN (authors' ``imagenet/symbol_inception-bn.py``)."""
-    check_impl(impl)
-    return _inception_bn(None, classes, "inception_bn_")
+    return _create("inception_bn", **kwargs)
 
 
-@register_model(family="fbn")
-def inception_bn_fbn(num_factor=20, p=0.5, dropfactor_mode="consistent", op=1, classes=1000,
-                     impl="native"):
+@register_model("fbn", options=_options("inception_bn_fbn"))
+def inception_bn_fbn(**kwargs):
     """Inception-BN with the FB head (20 factors, p 0.5: hard-coded in the authors' file)."""
-    return _inception_bn(_fb_options(True, num_factor, p, dropfactor_mode, impl, op), classes,
-                         "inception_bn_fbn_")
+    return _create("inception_bn_fbn", **kwargs)
+
+
+# ---- generic builders (any depth; functions, not registered models: their defaults would be
+# the named variants again) ---------------------------------------------------------------------
+
+def preact_resnet_cifar(depth=164, fbn=False, classes=10, **kwargs):
+    """CIFAR pre-activation bottleneck ResNet of ``depth = 9n + 2`` (authors'
+    ``symbol_resnet-small[-fmconv].py``), plain or with the FB head (``fbn``); ``kwargs`` as
+    the named variants (``num_factor``, ``p``, ... with ``fbn``). Prefix
+    ``resnet<depth>[_fbn]_cifar_``."""
+    cifar_resnet_units(depth)
+    cfg = dict(_COMMON, classes=classes, **(_FB_CIFAR if fbn else {}))
+    return _build(_cifar_resnet_layers, dict(depth=depth), _CIFAR_POOL, dict(cfg, **kwargs),
+                  "resnet%d%s_cifar_" % (depth, "_fbn" if fbn else ""))
+
+
+def preact_resnet(depth=50, fbn=False, classes=1000, **kwargs):
+    """ImageNet pre-activation ResNet (authors' ``symbol_resnet-fmconv.py``), plain or with the
+    FB head (``fbn``); ``depth`` one of 18, 34, 50, 101, 152, 200, 269. Prefix
+    ``resnet<depth>_preact_`` or ``resnet<depth>_fbn_``."""
+    if depth not in RESNET_UNITS:
+        raise ValueError("ImageNet ResNet depth must be one of %s, got %r"
+                         % (sorted(RESNET_UNITS), depth))
+    cfg = dict(_COMMON, classes=classes, **(_FB_RESNET if fbn else {}))
+    return _build(_imagenet_resnet_layers, dict(depth=depth),
+                  _IMAGENET_POOL if fbn else _RESNET_POOL, dict(cfg, **kwargs),
+                  "resnet%d_%s_" % (depth, "fbn" if fbn else "preact"))
 
 
 # ---- the FBN seed's --network values (spec 5.1, 5.2) and data pipeline (spec 5.5) --------------
@@ -576,21 +578,88 @@ def _no_flags():
     return {}
 
 
-register_seed_network("resnet-small", "preact_resnet_cifar", _resnet_small)
-register_seed_network("resnet-small-fmconv", "preact_resnet_cifar", _resnet_small_fmconv)
+register_seed_network("resnet-small", preact_resnet_cifar, _resnet_small, "fbn", 32)
+register_seed_network("resnet-small-fmconv", preact_resnet_cifar, _resnet_small_fmconv, "fbn", 32)
 register_seed_network("inception-bn-small", "inception_bn_small_cifar", _no_flags)
 register_seed_network("inception-bn-small-fmconv", "inception_bn_small_fbn_cifar", _fmconv)
-register_seed_network("resnet-fmconv", "preact_resnet", _resnet_fmconv)
+register_seed_network("resnet-fmconv", preact_resnet, _resnet_fmconv, "fbn")
 # The repository has no plain ImageNet ResNet symbol (its baseline is the same trunk with the
 # head commented out); `resnet` is the IGC seed's CIFAR ResNet, hence this name.
-register_seed_network("resnet-preact", "preact_resnet", _resnet_plain)
+register_seed_network("resnet-preact", preact_resnet, _resnet_plain, "fbn")
 register_seed_network("inception-bn", "inception_bn", _no_flags)
 # The authors' file hard-codes 20 factors and p 0.5 and ignores these flags; their command
 # passes exactly those values, so the flags are honoured here.
 register_seed_network("inception-bn-fmconv", "inception_bn_fbn", _fmconv)
 
-# Both FBN scripts subtract the ImageNet means only (no std); CIFAR pads with white before
-# that (spec 5.5). These become the defaults of train_cifar.py on CIFAR-10/100 and of
-# train_imagenet.py for every network of the family.
-register_data_defaults("fbn", cifar_aug={"cifar10": "fbn", "cifar100": "fbn"},
-                       imagenet_norm="fbn")
+
+# ---- the FBN training recipe (spec 5.1, 5.4) ---------------------------------------------------
+
+class FBNRule(OptimizerRule):
+    """The FBN scripts' optimizer rules.
+
+    ``slowstart`` E > 0: a linear warm-up of the global lr from ``scale * lr`` over E epochs
+    (the "slow start", spec 5.4). It counts absolute updates like every schedule here, so
+    unlike the authors' scheduler it is right after a resume (theirs ramps again up to the
+    first lr step when the run resumes after the slow start). ``fmconv``: lr multiplier
+    ``scale`` on the FB quadratic terms (:func:`~gluon_models.nn.fb_parameters`; spec 5.1),
+    ignored with a slow start as in the authors' scripts.
+    """
+
+    def __init__(self, slowstart=0.0, scale=0.1, fmconv=False):
+        if slowstart < 0:
+            raise ValueError("fmconv_slowstart must be >= 0, got %r" % (slowstart,))
+        if scale < 0:
+            raise ValueError("fmconv_scale must be >= 0, got %r" % (scale,))
+        self.slowstart, self.scale, self.fmconv = float(slowstart), float(scale), bool(fmconv)
+
+    def warmup(self, cfg):
+        return (self.slowstart, self.scale * cfg.lr) if self.slowstart else None
+
+    def lr_mult(self, net, mult):
+        if self.fmconv and self.slowstart:
+            _LOG.info("--fmconv is ignored with --fmconv-slowstart (as in the FBN scripts)")
+        elif self.fmconv:
+            fb = [p.name for p in fb_parameters(net) if p.name in mult]
+            if not fb:
+                raise ValueError("--fmconv scales the lr of FB layers, but this network has "
+                                 "none")
+            for name in fb:
+                mult[name] *= self.scale
+            _LOG.info("lr multiplier %g on the FB parameters %s", self.scale, ", ".join(fb))
+
+
+def _rules(args):
+    rule = FBNRule(getattr(args, "fmconv_slowstart", 0.0), getattr(args, "fmconv_scale", 0.1),
+                   getattr(args, "fmconv", False))
+    return [rule] if rule.slowstart or rule.fmconv else []
+
+
+register_family(
+    "fbn",
+    # Both FBN scripts subtract the ImageNet means only (no std); CIFAR pads with white before
+    # that (spec 5.5): the defaults of train_cifar.py on CIFAR-10/100 and of train_imagenet.py.
+    cifar_aug={"cifar10": "fbn", "cifar100": "fbn"}, imagenet_norm="fbn",
+    model_flags={
+        "depth": (dict(type=int, help="network depth (CIFAR 9n + 2; ImageNet ResNet 18 ... "
+                                      "269)"), "depth"),
+        "res_module_num": (dict(type=int, help="CIFAR ResNet units per stage n (depth 9n + 2; "
+                                               "18 -> 164, 111 -> 1001); seed networks "
+                                               "resnet-small[-fmconv]"), None),
+        "fmconv_factor": (dict(type=int, help="FB layer factors per output (num_factor); "
+                                              "default: the model's (CIFAR 20, ImageNet ResNet "
+                                              "50, Inception-BN 20)"), "num_factor"),
+        "fmconv_drop": (dict(type=float, help="FB layer DropFactor drop rate p; default: the "
+                                              "model's (0.5)"), "p"),
+    },
+    train_flags={
+        "fmconv_slowstart": dict(type=float, default=0.0, metavar="E",
+                                 help="slow start: linear warm-up of the lr from "
+                                      "--fmconv-scale * lr over E epochs"),
+        "fmconv_scale": dict(type=float, default=0.1,
+                             help="the slow start's initial lr ratio, and --fmconv's "
+                                  "multiplier"),
+        "fmconv": dict(action="store_true",
+                       help="lr multiplier --fmconv-scale on the FB layers' quadratic terms "
+                            "(ignored with --fmconv-slowstart, as in the seeds)"),
+    },
+    optimizer_rules=_rules)

@@ -14,14 +14,21 @@ numbers of primary (``L``) and secondary (``M``) partitions of the first stage.
 Block names follow the authors' symbols: stem ``g0``, stage ``s`` block ``i`` is
 ``g<s>_b<i>`` with layers ``conv1``/``conv2`` (an IGC layer has children ``conv1``,
 ``reorder1``, ``conv2``, ``reorder2``, ``bn``, ``relu``) and projection ``proj``.
+
+Every network is a :class:`~gluon_models.model_zoo.compose.Classifier`: ``features`` (stem and
+stages), ``representation`` (the authors' average pooling: 8 x 8 stride 1 on the plain CIFAR
+nets, global on the CIFAR ResNets, 7 x 7 stride 1 on the ImageNet nets) and ``output`` (the
+classifier ``fc_score``). Any registered representation replaces the pooling
+(``representation=...``).
 """
 from mxnet.gluon import nn
 
 from ..nn.basic import ConvBNAct, check_impl, fc_uniform
 from ..nn.igc import IGCConv
-from .registry import register_model, register_seed_network
+from .compose import Classifier
+from .registry import register_family, register_model, register_seed_network
 
-__all__ = ["IGCNet", "ResidualBlock", "cifar_resnet_blocks"]
+__all__ = ["ResidualBlock", "cifar_resnet_blocks"]
 
 _EPS = 2e-5  # BatchNorm epsilon in every seed network
 
@@ -52,31 +59,6 @@ class ResidualBlock(nn.HybridBlock):
         return self.relu(shortcut + self.conv2(self.conv1(x)))
 
 
-class IGCNet(nn.HybridBlock):
-    """A network of the IGC seed: ``features`` (stem, stages, pooling, flatten) -> ``output``.
-
-    Built by the registered builders below; ``features`` is a HybridSequential of the stem
-    blocks, the stage blocks, the pooling layer and Flatten, ``output`` the fully connected
-    classifier (named ``fc_score`` as in the authors' symbols). ``make_layers()`` returns
-    ``(layers, feature_channels)``; it is called inside the network's name scope so every
-    parameter name starts with the network's prefix.
-    """
-
-    def __init__(self, make_layers, classes, **kwargs):
-        super().__init__(**kwargs)
-        with self.name_scope():
-            layers, feat_channels = make_layers()
-            self.features = nn.HybridSequential(prefix="")
-            for layer in layers:
-                self.features.add(layer)
-            self.features.add(nn.Flatten(prefix="flatten_"))
-            self.output = nn.Dense(classes, in_units=feat_channels,
-                                   weight_initializer=fc_uniform(), prefix="fc_score_")
-
-    def hybrid_forward(self, F, x):
-        return self.output(self.features(x))
-
-
 # ---- layer factories ------------------------------------------------------------------------
 
 def _regular(in_c, out_c, stride, act, norm, prefix, impl):
@@ -97,11 +79,11 @@ def _norm(momentum):
 
 def _check_positive(**values):
     for k, v in values.items():
-        if int(v) != v or v < 1:
+        if v is not None and (int(v) != v or v < 1):
             raise ValueError("%s must be a positive integer, got %r" % (k, v))
 
 
-# ---- CIFAR / SVHN -------------------------------------------------------------------------
+# ---- trunks: (layers, channels) of the features, built inside the network's name scope ----
 
 def _plain_depth(depth):
     if (depth - 2) % 3 or depth < 5:
@@ -122,12 +104,16 @@ def cifar_resnet_blocks(depth):
     return tuple(blocks)
 
 
-def _cifar_plain(depth, width, classes, layer, impl, prefix):
+def _cifar_plain(impl, depth, width=None, primary=None, secondary=None):
+    """Authors' ``plain.py`` (regular layers of first-stage width ``width``) or
+    ``plain_igc.py`` (IGC layers: ``primary`` groups in all stages, ``secondary * 2**s``
+    secondary groups, width L*M)."""
     n = _plain_depth(depth)
-    return IGCNet(lambda: _cifar_plain_layers(n, width, layer, impl), classes, prefix=prefix)
-
-
-def _cifar_plain_layers(n, width, layer, impl):
+    if primary is None:
+        layer = lambda s: _regular  # noqa: E731
+    else:
+        width = primary * secondary
+        layer = lambda s: _igc(primary, secondary << s)  # noqa: E731
     norm = _norm(0.99)  # plain.py / plain_igc.py use BN momentum 0.99
     layers = [ConvBNAct(3, width, 3, 1, 1, norm_kwargs=norm, prefix="g0_")]
     in_c = width
@@ -138,18 +124,24 @@ def _cifar_plain_layers(n, width, layer, impl):
             layers.append(layer(s)(in_c, out_c, stride, True, norm,
                                    "g%d_b%d_" % (s + 1, i + 1), impl))
             in_c = out_c
-    # 8 x 8 average pooling with stride 1 (not global): global only for 32 x 32 inputs.
-    layers.append(nn.AvgPool2D(8, 1, prefix="pool_"))
     return layers, in_c
 
 
-def _cifar_resnet(depth, width, classes, layers_of, proj_groups, impl, prefix):
+def _cifar_resnet(impl, depth, width=None, primary=None, secondary=None):
+    """Authors' ``resnet.py`` (regular basic blocks, 1 x 1 stride-2 projections) or
+    ``resnet_igc.py``: first IGC of a block ``primary`` / ``kin // primary`` groups, second
+    ``primary`` / ``kout // primary``; each second Reorder uses the secondary group count,
+    which is not the inverse of the first in the first block of stages 2 and 3 (as the authors
+    wrote it, spec igc.md 1.5); projections 1 x 1 stride 2 with ``primary`` groups."""
     blocks = cifar_resnet_blocks(depth)
-    return IGCNet(lambda: _cifar_resnet_layers(blocks, width, layers_of, proj_groups, impl),
-                  classes, prefix=prefix)
+    if primary is None:
+        layers_of, proj_groups = (lambda i, o: (_regular, _regular)), 1
+    else:
+        width, proj_groups = primary * secondary, primary
 
-
-def _cifar_resnet_layers(blocks, width, layers_of, proj_groups, impl):
+        def layers_of(in_c, out_c):
+            return (_igc(primary, in_c // primary, in_c // primary),
+                    _igc(primary, out_c // primary, out_c // primary))
     norm = _norm(0.9)
     layers = [ConvBNAct(3, width, 3, 1, 1, norm_kwargs=norm, prefix="g0_")]
     in_c = width
@@ -161,148 +153,159 @@ def _cifar_resnet_layers(blocks, width, layers_of, proj_groups, impl):
             layers.append(ResidualBlock(in_c, out_c, stride, make1, make2, proj_groups, norm,
                                         impl, prefix="g%d_b%d_" % (s + 1, i + 1)))
             in_c = out_c
-    layers.append(nn.GlobalAvgPool2D(prefix="pool_"))
     return layers, in_c
 
 
-@register_model(family="igc", input_size=32)
-def plain_cifar(depth=38, width=48, classes=10, impl="native"):
-    """Plain CIFAR network of regular 3 x 3 conv-bn-relu layers (authors' ``plain.py``).
+def _resnet18(impl, width=None, primary=None, secondary=None, double=None):
+    """ResNet-18 of first-stage width ``width``, or IGC ResNet-18 by the published rules (spec
+    igc.md 2.3): ``double="m"``: stem = widths[0] = L*M, widths L*M*2**s, L primary groups
+    everywhere, M*2**s secondary groups (IGC-L4M32, IGC-L16M16); ``double="l"``: stem L*M/2,
+    widths L*M*2**s, L*2**s primary groups, M secondary groups (IGC-L100M2).
 
-    ``depth = 3n + 2`` (stem + 3 stages of n layers + fc); stage widths ``width``, 2x, 4x.
+    Four stages of two basic blocks on a 7 x 7/2 stem and 3 x 3/2 max pooling; a block whose
+    width changes gets a 1 x 1 projection with the stage's primary groups, stride 2 from
+    stage 2 on (stride 1 in stage 1, as in IGC-L100M2).
     """
-    check_impl(impl)
-    _check_positive(depth=depth, width=width, classes=classes)
-    return _cifar_plain(depth, width, classes, lambda s: _regular, impl, "plain_cifar_")
-
-
-@register_model(family="igc", input_size=32)
-def igc_plain_cifar(depth=38, primary=24, secondary=2, classes=10, impl="native"):
-    """Plain CIFAR IGC network (authors' ``plain_igc.py``): every layer an IGC block with
-    ``primary`` groups in all stages and ``secondary * 2**s`` secondary groups.
-
-    The README's IGC-L24M2, depth 38, has 317,242 parameters on CIFAR-10.
-    """
-    check_impl(impl)
-    _check_positive(depth=depth, primary=primary, secondary=secondary, classes=classes)
-    return _cifar_plain(depth, primary * secondary, classes,
-                        lambda s: _igc(primary, secondary << s), impl, "igc_plain_cifar_")
-
-
-@register_model(family="igc", input_size=32)
-def resnet_cifar(depth=20, width=48, classes=10, impl="native"):
-    """CIFAR ResNet of basic blocks (authors' ``resnet.py``); 1 x 1 stride-2 projections
-    where the width doubles, global average pooling."""
-    check_impl(impl)
-    _check_positive(depth=depth, width=width, classes=classes)
-    return _cifar_resnet(depth, width, classes, lambda i, o: (_regular, _regular), 1, impl,
-                         "resnet_cifar_")
-
-
-@register_model(family="igc", input_size=32)
-def igc_resnet_cifar(depth=20, primary=24, secondary=2, classes=10, impl="native"):
-    """CIFAR ResNet of IGC blocks (authors' ``resnet_igc.py``), width ``primary*secondary``.
-
-    First IGC of a block: ``primary`` / ``kin // primary`` groups, second IGC: ``primary`` /
-    ``kout // primary``; each second Reorder uses the secondary group count, which is not
-    the inverse of the first in the first block of stages 2 and 3 (as the authors wrote it,
-    spec igc.md 1.5). Projections are 1 x 1 stride-2 convolutions with ``primary`` groups.
-    """
-    check_impl(impl)
-    _check_positive(depth=depth, primary=primary, secondary=secondary, classes=classes)
-
-    def layers_of(in_c, out_c):
-        return (_igc(primary, in_c // primary, in_c // primary),
-                _igc(primary, out_c // primary, out_c // primary))
-    return _cifar_resnet(depth, primary * secondary, classes, layers_of, primary, impl,
-                         "igc_resnet_cifar_")
-
-
-# ---- ImageNet ResNet-18 family ------------------------------------------------------------
-
-def _imagenet_resnet18(stem, widths, primary, secondary, classes, impl, prefix):
-    return IGCNet(lambda: _imagenet_resnet18_layers(stem, widths, primary, secondary, impl),
-                  classes, prefix=prefix)
-
-
-def _imagenet_resnet18_layers(stem, widths, primary, secondary, impl):
-    """Four stages of two basic blocks on a 7 x 7/2 stem and 3 x 3/2 max pooling.
-
-    ``primary``/``secondary``: per-stage group counts of the IGC layers, or None for regular
-    3 x 3 convolutions. A block whose width changes gets a 1 x 1 projection with the stage's
-    primary groups, stride 2 from stage 2 on (stride 1 in stage 1, as in IGC-L100M2).
-    """
+    if primary is None:
+        widths, stem, prim, sec = [width << s for s in range(4)], width, None, None
+    else:
+        widths = [primary * secondary << s for s in range(4)]
+        if double == "m":
+            stem, prim, sec = widths[0], [primary] * 4, [secondary << s for s in range(4)]
+        else:
+            stem, prim, sec = widths[0] // 2, [primary << s for s in range(4)], [secondary] * 4
     norm = _norm(0.9)
     layers = [ConvBNAct(3, stem, 7, 2, 3, norm_kwargs=norm, prefix="g0_"),
               nn.MaxPool2D(3, 2, 1, prefix="g0_pool_")]
     in_c = stem
     for s, out_c in enumerate(widths):
-        make = _regular if primary is None else _igc(primary[s], secondary[s])
-        groups = 1 if primary is None else primary[s]
+        make = _regular if prim is None else _igc(prim[s], sec[s])
+        groups = 1 if prim is None else prim[s]
         for i in range(2):
             stride = 2 if s > 0 and i == 0 else 1
             layers.append(ResidualBlock(in_c, out_c, stride, make, make, groups, norm, impl,
                                         prefix="g%d_b%d_" % (s + 1, i + 1)))
             in_c = out_c
-    layers.append(nn.AvgPool2D(7, 1, prefix="global_pool_"))  # 7 x 7, stride 1, as published
     return layers, in_c
 
 
-def _resnet18(width, classes, impl, prefix):
-    check_impl(impl)
-    return _imagenet_resnet18(width, [width << s for s in range(4)], None, None, classes,
-                              impl, prefix)
+# ---- specification: name -> (trunk, fixed arguments, authors' pooling, options) ------------------
+
+# The authors' pooling is the default representation's window: 8 x 8 stride 1 on the plain
+# CIFAR nets (global only for 32 x 32 inputs), global on the CIFAR ResNets, 7 x 7 stride 1 on
+# the ImageNet nets, as published.
+_PLAIN_POOL = dict(pool_size=8, strides=1, pool_prefix="pool_")
+_GLOBAL_POOL = dict(pool_size=None, pool_prefix="pool_")
+_IMAGENET_POOL = dict(pool_size=7, strides=1, pool_prefix="global_pool_")
+_CIFAR = dict(depth=38, primary=24, secondary=2, classes=10)
+
+_SPECS = {
+    "plain_cifar": (_cifar_plain, {}, _PLAIN_POOL, dict(depth=38, width=48, classes=10)),
+    "igc_plain_cifar": (_cifar_plain, {}, _PLAIN_POOL, _CIFAR),
+    "resnet_cifar": (_cifar_resnet, {}, _GLOBAL_POOL, dict(depth=20, width=48, classes=10)),
+    "igc_resnet_cifar": (_cifar_resnet, {}, _GLOBAL_POOL, dict(_CIFAR, depth=20)),
+    "resnet18_w64": (_resnet18, dict(width=64), _IMAGENET_POOL, dict(classes=1000)),
+    "resnet18_w69": (_resnet18, dict(width=69), _IMAGENET_POOL, dict(classes=1000)),
+    "igc_resnet18_l4m32": (_resnet18, dict(primary=4, secondary=32, double="m"),
+                           _IMAGENET_POOL, dict(classes=1000)),
+    "igc_resnet18_l16m16": (_resnet18, dict(primary=16, secondary=16, double="m"),
+                            _IMAGENET_POOL, dict(classes=1000)),
+    "igc_resnet18_l100m2": (_resnet18, dict(primary=100, secondary=2, double="l"),
+                            _IMAGENET_POOL, dict(classes=1000)),
+}
+
+# Options every network takes besides its row: the operator implementation, the
+# representation (default: the authors' pooling) with its options, frozen feature children.
+_COMMON = dict(impl="native", representation="gavp", representation_options=None, freeze=0)
 
 
-def _igc_resnet18(primary, secondary, double, classes, impl, prefix):
-    """IGC ResNet-18 by the published rules (spec igc.md 2.3).
-
-    ``double="m"``: stem = widths[0] = L*M, widths L*M*2**s, L primary groups everywhere,
-    M*2**s secondary groups (IGC-L4M32, IGC-L16M16). ``double="l"``: stem L*M/2, widths
-    L*M*2**s, L*2**s primary groups, M secondary groups (IGC-L100M2).
-    """
-    check_impl(impl)
-    widths = [primary * secondary << s for s in range(4)]
-    if double == "m":
-        stem, prim, sec = widths[0], [primary] * 4, [secondary << s for s in range(4)]
-    else:
-        stem, prim, sec = widths[0] // 2, [primary << s for s in range(4)], [secondary] * 4
-    return _imagenet_resnet18(stem, widths, prim, sec, classes, impl, prefix)
+def _options(variant):
+    return dict(_COMMON, **_SPECS[variant][3])
 
 
-@register_model(family="igc")
-def resnet18_w64(classes=1000, impl="native"):
+def _create(variant, **kwargs):
+    """Build ``variant`` with its spec-table options overridden by ``kwargs``."""
+    trunk, fixed, pool, _ = _SPECS[variant]
+    cfg = dict(_options(variant), **kwargs)
+    impl = check_impl(cfg.pop("impl"))
+    classes, freeze = cfg.pop("classes"), cfg.pop("freeze")
+    representation, rep_options = cfg.pop("representation"), cfg.pop("representation_options")
+    _check_positive(classes=classes, **cfg)
+    if representation == "gavp":
+        rep_options = dict(pool, prefix="", **(rep_options or {}))
+
+    def features():
+        layers, channels = trunk(impl, **fixed, **cfg)
+        seq = nn.HybridSequential(prefix="")
+        seq.add(*layers)
+        return seq, channels
+
+    def output(in_units, n):
+        return nn.Dense(n, in_units=in_units, weight_initializer=fc_uniform(),
+                        prefix="fc_score_")
+    return Classifier(features, classes, representation, rep_options, output, freeze,
+                      prefix=variant + "_")
+
+
+# ---- variants -------------------------------------------------------------------------------------
+
+@register_model("igc", input_size=32, options=_options("plain_cifar"))
+def plain_cifar(**kwargs):
+    """Plain CIFAR network of regular 3 x 3 conv-bn-relu layers (``plain.py``), depth 3n + 2."""
+    return _create("plain_cifar", **kwargs)
+
+
+@register_model("igc", input_size=32, options=_options("igc_plain_cifar"))
+def igc_plain_cifar(**kwargs):
+    """Plain IGC network (``plain_igc.py``); IGC-L24M2 depth 38: 317,242 params on CIFAR-10."""
+    return _create("igc_plain_cifar", **kwargs)
+
+
+@register_model("igc", input_size=32, options=_options("resnet_cifar"))
+def resnet_cifar(**kwargs):
+    """CIFAR ResNet of basic blocks (``resnet.py``)."""
+    return _create("resnet_cifar", **kwargs)
+
+
+@register_model("igc", input_size=32, options=_options("igc_resnet_cifar"))
+def igc_resnet_cifar(**kwargs):
+    """CIFAR ResNet of IGC blocks (``resnet_igc.py``), width ``primary * secondary``."""
+    return _create("igc_resnet_cifar", **kwargs)
+
+
+@register_model("igc", options=_options("resnet18_w64"))
+def resnet18_w64(**kwargs):
     """ResNet-18, first-stage width 64 (authors' ``ResNet18-w64`` symbol)."""
-    return _resnet18(64, classes, impl, "resnet18_w64_")
+    return _create("resnet18_w64", **kwargs)
 
 
-@register_model(family="igc")
-def resnet18_w69(classes=1000, impl="native"):
+@register_model("igc", options=_options("resnet18_w69"))
+def resnet18_w69(**kwargs):
     """ResNet-18, first-stage width 69 (authors' ``ResNet18-w69`` symbol)."""
-    return _resnet18(69, classes, impl, "resnet18_w69_")
+    return _create("resnet18_w69", **kwargs)
 
 
-@register_model(family="igc")
-def igc_resnet18_l4m32(classes=1000, impl="native"):
+@register_model("igc", options=_options("igc_resnet18_l4m32"))
+def igc_resnet18_l4m32(**kwargs):
     """IGC-L4M32+Ident.: L = 4 primary partitions, M = 32 doubling per stage."""
-    return _igc_resnet18(4, 32, "m", classes, impl, "igc_resnet18_l4m32_")
+    return _create("igc_resnet18_l4m32", **kwargs)
 
 
-@register_model(family="igc")
-def igc_resnet18_l16m16(classes=1000, impl="native"):
+@register_model("igc", options=_options("igc_resnet18_l16m16"))
+def igc_resnet18_l16m16(**kwargs):
     """IGC-L16M16+Ident.: L = 16 primary partitions, M = 16 doubling per stage."""
-    return _igc_resnet18(16, 16, "m", classes, impl, "igc_resnet18_l16m16_")
+    return _create("igc_resnet18_l16m16", **kwargs)
 
 
-@register_model(family="igc")
-def igc_resnet18_l100m2(classes=1000, impl="native"):
+@register_model("igc", options=_options("igc_resnet18_l100m2"))
+def igc_resnet18_l100m2(**kwargs):
     """IGC-L100M2+Ident.: L = 100 primary partitions doubling per stage, M = 2."""
-    return _igc_resnet18(100, 2, "l", classes, impl, "igc_resnet18_l100m2_")
+    return _create("igc_resnet18_l100m2", **kwargs)
 
 
-# ---- the IGC seed's `train_model.py --network` values (spec igc.md 3.1) ---------------------
+# ---- the IGC seed's `train_model.py --network` values and flags (spec igc.md 3.1) ---------------
 
-def _options(**values):
+def _drop_none(**values):
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -312,14 +315,24 @@ def _width(primary, secondary):
 
 
 def _regular_seed(depth=None, primary_partition=None, secondary_partition=None):
-    return _options(depth=depth, width=_width(primary_partition, secondary_partition))
+    return _drop_none(depth=depth, width=_width(primary_partition, secondary_partition))
 
 
 def _igc_seed(depth=None, primary_partition=None, secondary_partition=None):
-    return _options(depth=depth, primary=primary_partition, secondary=secondary_partition)
+    return _drop_none(depth=depth, primary=primary_partition, secondary=secondary_partition)
 
 
 register_seed_network("plain", "plain_cifar", _regular_seed)
 register_seed_network("resnet", "resnet_cifar", _regular_seed)
 register_seed_network("plain_igc", "igc_plain_cifar", _igc_seed)
 register_seed_network("resnet_igc", "igc_resnet_cifar", _igc_seed)
+
+register_family(
+    "igc",
+    model_flags={
+        "depth": (dict(type=int, help="network depth"), "depth"),
+        "primary_partition": (dict(type=int, help="IGC primary partitions L, or a regular "
+                                                  "network's width"), "primary"),
+        "secondary_partition": (dict(type=int, help="IGC secondary partitions M"),
+                                "secondary"),
+    })

@@ -31,7 +31,7 @@ from mxnet.gluon import nn
 
 from .basic import check_impl, he_normal, is_graph_input
 
-__all__ = ["FactorizedBilinear", "FBConv2D", "fb_quadratic", "dropfactor_mask",
+__all__ = ["FactorizedBilinear", "FBConv2D", "FBHead", "fb_quadratic", "dropfactor_mask",
            "fb_parameters", "DROPFACTOR_MODES", "FB_OPS"]
 
 DROPFACTOR_MODES = ("consistent", "authors")
@@ -259,6 +259,50 @@ class FactorizedBilinear(nn.HybridBlock):
         if self.linear is not None:
             y = y + self.linear(x)
         return y
+
+
+class FBHead(nn.HybridBlock):
+    """The FBN classifier as a representation (spec 4): ``Flatten(pool(FB(x)))`` on the final
+    (tanh) feature map, giving the class scores (``output_dim = classes``, ``logits = True``:
+    a network needs no further classifier after it).
+
+    ``FB`` is a 1 x 1 :class:`FactorizedBilinear` with ``classes`` outputs: the FB quadratic
+    term (parameters ``<fb_prefix>weight`` ``(classes, num_factor, C, 1, 1)`` and
+    ``<fb_prefix>bias``) plus the linear convolution (``<linear_prefix>weight``
+    ``(classes, C, 1, 1)``, ``<linear_prefix>bias``); ``pool`` is average pooling, global or
+    (as the authors' symbols write it) a fixed ``pool_size`` window with stride ``strides``.
+
+    Parameters
+    ----------
+    in_channels, classes : int
+        Channels of the feature map; outputs.
+    num_factor, p, dropfactor_mode, impl, op
+        The FB layer's options (:class:`FactorizedBilinear`).
+    pool_size, strides : int
+        Fixed pooling window, or None for global average pooling.
+    fb_prefix, linear_prefix, pool_prefix, flatten_prefix : str
+        Prefixes of the children (the authors' names).
+    """
+
+    logits = True
+
+    def __init__(self, in_channels, classes, num_factor=20, p=0.5, dropfactor_mode="consistent",
+                 impl="native", op=3, pool_size=None, strides=1, fb_prefix="bilinear_",
+                 linear_prefix="fc_", pool_prefix="global_pool_", flatten_prefix="flatten1_",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.output_dim = int(classes)
+        with self.name_scope():
+            self.fb = FactorizedBilinear(classes, num_factor, in_channels, p=p,
+                                         dropfactor_mode=dropfactor_mode, impl=impl, op=op,
+                                         fb_prefix=fb_prefix, linear_prefix=linear_prefix,
+                                         prefix="")
+            self.pool = nn.GlobalAvgPool2D(prefix=pool_prefix) if pool_size is None else \
+                nn.AvgPool2D(pool_size, strides, prefix=pool_prefix)
+            self.flatten = nn.Flatten(prefix=flatten_prefix)
+
+    def hybrid_forward(self, F, x):
+        return self.flatten(self.pool(self.fb(x)))
 
 
 def fb_parameters(block):

@@ -9,6 +9,7 @@ import mxnet as mx
 from mxnet import autograd
 
 import gluon_models
+from gluon_models.model_zoo import fbn
 from gluon_models.model_zoo import add_model_args, model_options_from_args
 from gluon_models.model_zoo.fbn import cifar_resnet_units
 from gluon_models.model_zoo.reference import REFERENCE
@@ -79,7 +80,7 @@ def test_parameter_counts(name, options, total, weights):
 @pytest.mark.parametrize("name,classes,count", FB_LAYER)
 def test_fb_layer_alone(name, classes, count):
     net = gluon_models.get_model(name, classes=classes)
-    fb = net.output.fb.bilinear
+    fb = net.representation.fb.bilinear
     assert sum(_size(p) for p in fb.params.values()) == count
     assert [p.name for p in gluon_models.nn.fb_parameters(net)] == \
         [fb.weight.name, fb.bias.name]
@@ -336,11 +337,11 @@ def test_resnet_stage_tables():
 @pytest.mark.parametrize("name,shape", [
     ("resnet164_fbn_cifar", (256, 8, 8)), ("inception_bn_small_fbn_cifar", (336, 8, 8)),
     ("resnet34_fbn", (512, 7, 7)), ("resnet50_fbn", (2048, 7, 7)),
-    ("inception_bn_fbn", (1024, 7, 7)), ("resnet164_cifar", (256,)),
-    ("inception_bn", (1024,)),
+    ("inception_bn_fbn", (1024, 7, 7)), ("resnet164_cifar", (256, 8, 8)),
+    ("inception_bn", (1024, 7, 7)),
 ])
 def test_feature_shapes(name, shape):
-    """``features`` ends at the final feature map for the FB head (pooled for the plain nets),
+    """``features`` ends at the final feature map (the pooling is the representation's),
     inferred from the symbol without a forward pass."""
     net = gluon_models.get_model(name, classes=7)
     size = 32 if name.endswith("_cifar") else 224
@@ -351,36 +352,36 @@ def test_feature_shapes(name, shape):
 @pytest.mark.parametrize("depth", [10, 12, 8, 164.5])
 def test_cifar_depth_rule(depth):
     with pytest.raises(ValueError, match="9n \\+ 2"):
-        gluon_models.get_model("preact_resnet_cifar", depth=depth)
+        fbn.preact_resnet_cifar(depth=depth)
 
 
 def test_option_errors():
     with pytest.raises(ValueError, match="depth must be one of"):
-        gluon_models.get_model("preact_resnet", depth=42)
+        fbn.preact_resnet(depth=42)
     with pytest.raises(ValueError, match="dropfactor_mode"):
         gluon_models.get_model("resnet164_fbn_cifar", dropfactor_mode="paper")
     with pytest.raises(ValueError, match="op must be one of"):
         gluon_models.get_model("inception_bn_fbn", op=2)
     with pytest.raises(ValueError, match="drop rate"):
-        gluon_models.get_model("preact_resnet_cifar", depth=11, fbn=True, p=1.0)
+        fbn.preact_resnet_cifar(depth=11, fbn=True, p=1.0)
     with pytest.raises(ValueError, match="impl"):
         gluon_models.get_model("inception_bn", impl="cuda")
-    assert gluon_models.get_model("preact_resnet_cifar", depth=11, fbn=True).prefix == \
+    assert fbn.preact_resnet_cifar(depth=11, fbn=True).prefix == \
         "resnet11_fbn_cifar_"
-    assert gluon_models.get_model("preact_resnet", depth=18).prefix == "resnet18_preact_"
+    assert fbn.preact_resnet(depth=18).prefix == "resnet18_preact_"
 
 
 # ---- DropFactor through a network (spec 2.3, 2.4) ----------------------------------------------
 
 def _small(mode="consistent", p=0.5, like=None):
     """A small ResNet-FBN (20 factors, 5 classes); ``like``: take that network's values."""
-    net = gluon_models.get_model("preact_resnet_cifar", depth=11, fbn=True, num_factor=20, p=p,
+    net = fbn.preact_resnet_cifar(depth=11, fbn=True, num_factor=20, p=p,
                                  dropfactor_mode=mode, classes=5)
     net.initialize()
     if like is None:
         for q in net.collect_params(".*running.*").values():  # non-trivial BN statistics
             q.set_data(mx.nd.random.uniform(0.5, 1.5, q.shape))
-        net.output.fb.bilinear.bias.set_data(mx.nd.random.uniform(-1, 1, (5,)))
+        net.representation.fb.bilinear.bias.set_data(mx.nd.random.uniform(-1, 1, (5,)))
     else:
         for (_, a), (_, b) in zip(sorted(like.collect_params().items()),
                                   sorted(net.collect_params().items())):
@@ -399,7 +400,7 @@ def test_dropfactor_inference_through_the_network(tmp_path):
 
     authors = _small("authors", like=net)
     linear = _small(like=net)  # the same network without the FB quadratic term
-    fb = linear.output.fb.bilinear
+    fb = linear.representation.fb.bilinear
     fb.weight.set_data(mx.nd.zeros(fb.weight.shape))
     quad = predict - linear(x).asnumpy()
     assert np.abs(quad).max() > 1e-2
@@ -441,18 +442,18 @@ def test_seed_networks_and_flags():
                          "--fmconv-factor", "4", "--fmconv-drop", "0.25", "--num-classes", "3")
     assert opts == dict(depth=11, fbn=True, num_factor=4, p=0.25, impl="native", classes=3)
     assert net.prefix == "resnet11_fbn_cifar_"
-    assert net.output.fb.bilinear.weight.shape == (3, 4, 256, 1, 1)
+    assert net.representation.fb.bilinear.weight.shape == (3, 4, 256, 1, 1)
     opts, net = _options("--network", "resnet-small")  # defaults: --res-module-num 18
     assert opts == dict(impl="native") and net.prefix == "resnet164_cifar_"
     opts, net = _options("--network", "resnet-small", "--depth", "1001", "--res-module-num",
                          "111")
     assert opts["depth"] == 1001
     assert _options("--network", "inception-bn-small-fmconv", "--fmconv-factor", "8")[1] \
-        .output.fb.bilinear.weight.shape == (10, 8, 336, 1, 1)
+        .representation.fb.bilinear.weight.shape == (10, 8, 336, 1, 1)
     assert _options("--network", "inception-bn-small")[1].prefix == "inception_bn_small_cifar_"
     opts, net = _options("--network", "resnet-fmconv", "--depth", "34")
     assert opts == dict(depth=34, fbn=True, impl="native") and net.prefix == "resnet34_fbn_"
-    assert net.output.fb.bilinear.weight.shape == (1000, 50, 512, 1, 1)
+    assert net.representation.fb.bilinear.weight.shape == (1000, 50, 512, 1, 1)
     assert _options("--network", "resnet-preact", "--depth", "50")[1].prefix == \
         "resnet50_preact_"
     assert _options("--network", "inception-bn")[1].prefix == "inception_bn_"
@@ -473,7 +474,7 @@ def test_seed_networks_and_flags():
      "contradicts"),
     (["--network", "plain_igc", "--fmconv-drop", "0.5"], "--fmconv-drop does not apply"),
     (["--model", "resnet164_cifar", "--fmconv-factor", "8"], "does not apply to model"),
-    (["--model", "preact_resnet_cifar", "--res-module-num", "2"], "--res-module-num does not"),
+    (["--model", "resnet164_cifar", "--res-module-num", "2"], "--res-module-num does not"),
 ])
 def test_seed_flag_errors(argv, message):
     with pytest.raises(ValueError, match=message):

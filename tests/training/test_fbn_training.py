@@ -11,8 +11,10 @@ import pytest
 import mxnet as mx
 
 import gluon_models
+from gluon_models.model_zoo import fbn
 from gluon_models.training import FitConfig, fit, make_optimizer
-from gluon_models.training.runner import parse_cifar_args, parse_imagenet_args
+from gluon_models.model_zoo.fbn import FBNRule
+from gluon_models.training.runner import fit_config, parse_cifar_args, parse_imagenet_args
 from gluon_models.utils.checkpoint import read_params
 
 from . import synthetic as S
@@ -23,9 +25,9 @@ SMALL_FBN = ["--network", "resnet-small-fmconv", "--res-module-num", "1", "--fmc
 
 def _cfg(*argv):
     args = parse_cifar_args(SMALL_FBN + list(argv))
-    net = gluon_models.get_model("preact_resnet_cifar", depth=11, fbn=True, num_factor=4)
+    net = fbn.preact_resnet_cifar(depth=11, fbn=True, num_factor=4)
     net.initialize()
-    return FitConfig.from_args(args), net
+    return fit_config(args), net
 
 
 def _lrs(opt, updates):
@@ -43,7 +45,7 @@ def test_slow_start_schedule_of_the_spec_example():
     u = 0, 0.055 at 585, 0.1 from 1170, 0.01 from 39001, 0.001 from 58501."""
     cfg, net = _cfg("--lr", "0.1", "--fmconv-slowstart", "3", "--lr-step", "100,150",
                     "--num-epochs", "200")
-    assert (cfg.fmconv_slowstart, cfg.fmconv_scale) == (3.0, 0.1)
+    assert [(r.slowstart, r.scale, r.fmconv) for r in cfg.rules] == [(3.0, 0.1, False)]
     opt = make_optimizer(cfg, net, 1 / 128, 390)
     s = opt.lr_scheduler
     assert [s(u) for u in (0, 585, 1170, 39000, 39001, 58500, 58501)] == pytest.approx(
@@ -75,11 +77,12 @@ def test_slow_start_after_resume(epoch):
 
 def test_slow_start_conflicts_with_another_warmup():
     cfg, net = _cfg("--fmconv-slowstart", "2", "--warmup-epochs", "1")
-    with pytest.raises(ValueError, match="both set a warm-up"):
+    with pytest.raises(ValueError, match="more than one warm-up.*--warmup-epochs, FBNRule"):
         make_optimizer(cfg, net, 1, 10)
-    cfg, net = _cfg("--fmconv-scale", "-1")
     with pytest.raises(ValueError, match="fmconv_scale"):
-        make_optimizer(cfg, net, 1, 10)
+        _cfg("--fmconv-scale", "-1")
+    # no FBN flag given: no rule, the optimizer is the plain one
+    assert _cfg()[0].rules == []
 
 
 def _lr_by_name(opt, net):
@@ -97,7 +100,7 @@ def test_fmconv_lr_multiplier_reaches_the_fb_terms_only():
     assert lrs["convolution13_weight"] == pytest.approx(0.1)  # the linear path: not scaled
     # the multiplier follows --fmconv-scale, and a block's own lr_mult is kept
     cfg, net = _cfg("--fmconv", "--fmconv-scale", "0.5", "--lr", "1", "--lr-step", "5")
-    net.output.fb.bilinear.bias.lr_mult = 0.2
+    net.representation.fb.bilinear.bias.lr_mult = 0.2
     lrs = _lr_by_name(make_optimizer(cfg, net, 1, 10), net)
     assert (lrs["bilinear_weight"], lrs["bilinear_bias"]) == pytest.approx((0.5, 0.1))
     # with a slow start the authors' scripts ignore --fmconv
@@ -108,18 +111,18 @@ def test_fmconv_lr_multiplier_reaches_the_fb_terms_only():
     plain = gluon_models.get_model("resnet164_cifar")
     plain.initialize()
     with pytest.raises(ValueError, match="has none"):
-        make_optimizer(cfg.__class__(fmconv=True), plain, 1, 10)
+        make_optimizer(FitConfig(rules=[FBNRule(fmconv=True)]), plain, 1, 10)
 
 
 def test_fmconv_multiplier_in_module_training():
     """Through Module training: with --fmconv-scale 0 the FB terms stay as initialised while
     everything else, the linear path included, learns."""
     mx.random.seed(7)
-    net = gluon_models.get_model("preact_resnet_cifar", depth=11, fbn=True, num_factor=4,
+    net = fbn.preact_resnet_cifar(depth=11, fbn=True, num_factor=4,
                                  classes=S.CLASSES)
     net.initialize()
     before = {n: p.data().asnumpy().copy() for n, p in net.collect_params().items()}
-    fit(net, S.make_train, None, FitConfig(num_epochs=1, fmconv=True, fmconv_scale=0.0,
+    fit(net, S.make_train, None, FitConfig(num_epochs=1, rules=[FBNRule(0, 0.0, True)],
                                            **S.CFG))
     changed = {n[len(net.prefix):] for n, p in net.collect_params().items()
                if p.grad_req != "null" and not np.array_equal(p.data().asnumpy(), before[n])}
