@@ -46,7 +46,7 @@ from mxnet import autograd  # noqa: E402
 import gluon_models  # noqa: E402
 from gluon_models.nn import FactorizedBilinear  # noqa: E402
 
-from benchmarks.common import time_interleaved  # noqa: E402
+from benchmarks.common import time_interleaved, verdict, verdict_line  # noqa: E402
 
 _LOG = logging.getLogger(__name__)
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -205,21 +205,9 @@ def time_child(case, variants, repeats, warmup):
                                             int(warmup))}))
 
 
-def _verdict(rows, key, target, what, higher_is_better=True):
-    ok = (lambda r: r[key] >= target) if higher_is_better else (lambda r: r[key] <= target)
-    worst = (min if higher_is_better else max)(rows, key=lambda r: r[key])
-    missed = [r for r in rows if not ok(r)]
-    return {"met": not missed, "what": what, "target": target, "cases": len(rows),
-            "worst": worst[key], "worst_case": "%s %s" % (worst["case"], worst["variant"]),
-            "missed": ["%s %s (%.2f)" % (r["case"], r["variant"], r[key]) for r in missed]}
-
-
-def _verdict_line(v, fmt):
-    if v["met"]:
-        return "%s: met by all %d; worst %s (%s)." % (v["what"], v["cases"], fmt(v["worst"]),
-                                                       v["worst_case"])
-    return "%s: **missed** by %d of %d: %s." % (v["what"], len(v["missed"]), v["cases"],
-                                               ", ".join(v["missed"]))
+def _cases(rows, key):
+    """``(label, value)`` of ``key`` per row, for :func:`benchmarks.common.verdict`."""
+    return [("%s %s" % (r["case"], r["variant"]), r[key]) for r in rows]
 
 
 def _x(v):
@@ -264,19 +252,19 @@ def run(quick=False):
 
     native_rows = [r for r in rows if r["variant"] in NATIVE]
     verdicts = {
-        "speedup": _verdict(native_rows, "speedup_vs_stock", TARGETS["speedup"],
-                            "native >= %.1fx the stock twin's speed" % TARGETS["speedup"]),
-        "memory_ratio": _verdict(native_rows, "memory_vs_stock", TARGETS["memory_ratio"],
-                                 "native peak growth <= %.1fx the stock twin's"
-                                 % TARGETS["memory_ratio"], higher_is_better=False),
-        "sgemm_fraction": _verdict(native_rows, "sgemm_fraction", TARGETS["sgemm_fraction"],
-                                   "native >= %d%% of the sgemm GFLOP/s"
-                                   % (100 * TARGETS["sgemm_fraction"])),
+        "speedup": verdict(_cases(native_rows, "speedup_vs_stock"), TARGETS["speedup"],
+                           "native >= %.1fx the stock twin's speed" % TARGETS["speedup"]),
+        "memory_ratio": verdict(_cases(native_rows, "memory_vs_stock"), TARGETS["memory_ratio"],
+                                "native peak growth <= %.1fx the stock twin's"
+                                % TARGETS["memory_ratio"], higher_is_better=False),
+        "sgemm_fraction": verdict(_cases(native_rows, "sgemm_fraction"),
+                                  TARGETS["sgemm_fraction"], "native >= %d%% of the sgemm GFLOP/s"
+                                  % (100 * TARGETS["sgemm_fraction"])),
     }
     native_threads = [r for r in thread_rows if r["variant"] in NATIVE]
     if native_threads:
-        verdicts["speedup_all_cores"] = _verdict(
-            native_threads, "speedup_vs_stock", TARGETS["speedup"],
+        verdicts["speedup_all_cores"] = verdict(
+            _cases(native_threads, "speedup_vs_stock"), TARGETS["speedup"],
             "with OMP_NUM_THREADS=%d: native >= %.1fx the stock twin's speed"
             % (cores, TARGETS["speedup"]))
 
@@ -309,11 +297,11 @@ def run(quick=False):
                         "eff. GFLOP/s"],
             "rows": [[r["case"], r["variant"], "%.3f (%.3f)" % (r["median_s"], r["min_s"]),
                       _x(r["speedup_vs_stock"]), "%.1f" % r["gflops"]] for r in thread_rows]})
-    notes = [_verdict_line(verdicts["speedup"], _x),
-             _verdict_line(verdicts["memory_ratio"], lambda v: "%.2f" % v),
-             _verdict_line(verdicts["sgemm_fraction"], lambda v: "%.0f%%" % (100 * v))]
+    notes = [verdict_line(verdicts["speedup"], _x),
+             verdict_line(verdicts["memory_ratio"]),
+             verdict_line(verdicts["sgemm_fraction"], lambda v: "%.0f%%" % (100 * v))]
     if "speedup_all_cores" in verdicts:
-        notes.append(_verdict_line(verdicts["speedup_all_cores"], _x))
+        notes.append(verdict_line(verdicts["speedup_all_cores"], _x))
     notes += [
         "Native operators' BLAS: %s, %s BLAS thread(s) per call; an inherited "
         "OPENBLAS_CORETYPE (%s) is not applied to it (gluon_models/ops.py)."

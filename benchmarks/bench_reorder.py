@@ -25,7 +25,7 @@ from mxnet import autograd
 import gluon_models  # noqa: F401  (loads the operator library: mx.nd.Reorder)
 from gluon_models.nn.igc import reorder
 
-from benchmarks.common import time_interleaved
+from benchmarks.common import time_interleaved, verdict, verdict_line
 
 _LOG = logging.getLogger(__name__)
 
@@ -222,27 +222,11 @@ def _faults(mode, case, variants):
     return " / ".join("%.0f" % case[mode][v]["faults_per_call"] for v in variants)
 
 
-def _verdict(cases, key, target, what, from_mib=0.0):
-    subset = [c for c in cases if c["mib"] >= from_mib]
-    if not subset:
-        return {"met": None, "what": what, "cases": 0}
-    worst = min(subset, key=lambda c: c[key])
-    missed = [c for c in subset if c[key] < target]
-    return {"met": not missed, "what": what, "target": target, "cases": len(subset),
-            "missed": len(missed), "worst": worst[key],
-            "worst_case": "%s B=%d" % (_shape(worst["shape"]), worst["branch_factor"]),
-            "missed_cases": ["%s B=%d (%.2f)" % (_shape(c["shape"]), c["branch_factor"], c[key])
-                             for c in missed]}
-
-
-def _verdict_line(v, fmt):
-    if v["met"] is None:
-        return "%s: no case in range." % v["what"]
-    if v["met"]:
-        return "%s: met in %d/%d cases; worst %s at %s." % (
-            v["what"], v["cases"], v["cases"], fmt(v["worst"]), v["worst_case"])
-    return "%s: **missed** in %d of %d cases: %s." % (v["what"], v["missed"], v["cases"],
-                                                      ", ".join(v["missed_cases"]))
+def _cases(cases, key, from_mib=0.0):
+    """``(label, value)`` of ``key`` per case of at least ``from_mib``, for
+    :func:`benchmarks.common.verdict`."""
+    return [("%s B=%d" % (_shape(c["shape"]), c["branch_factor"]), c[key])
+            for c in cases if c["mib"] >= from_mib]
 
 
 def run(quick=False):
@@ -258,16 +242,16 @@ def run(quick=False):
                     for v in ("native", "native_op", "stock", "copy")))
 
     verdicts = {
-        "speedup_fwd_bwd": _verdict(cases, "speedup_fwd_bwd", TARGET_SPEEDUP,
-                                    "stock / native >= %.1f, forward+backward" % TARGET_SPEEDUP),
-        "speedup_fwd_bwd_op": _verdict(cases, "speedup_fwd_bwd_op", TARGET_SPEEDUP,
-                                       "stock / native op >= %.1f, forward+backward"
-                                       % TARGET_SPEEDUP),
-        "speedup_fwd": _verdict(cases, "speedup_fwd", TARGET_SPEEDUP,
-                                "stock / native >= %.1f, forward" % TARGET_SPEEDUP),
+        "speedup_fwd_bwd": verdict(_cases(cases, "speedup_fwd_bwd"), TARGET_SPEEDUP,
+                                   "stock / native >= %.1f, forward+backward" % TARGET_SPEEDUP),
+        "speedup_fwd_bwd_op": verdict(_cases(cases, "speedup_fwd_bwd_op"), TARGET_SPEEDUP,
+                                      "stock / native op >= %.1f, forward+backward"
+                                      % TARGET_SPEEDUP),
+        "speedup_fwd": verdict(_cases(cases, "speedup_fwd"), TARGET_SPEEDUP,
+                               "stock / native >= %.1f, forward" % TARGET_SPEEDUP),
     }
-    verdicts["speedup_fwd_bwd_min"] = _verdict(
-        cases, "speedup_fwd_bwd_min", TARGET_SPEEDUP,
+    verdicts["speedup_fwd_bwd_min"] = verdict(
+        _cases(cases, "speedup_fwd_bwd_min"), TARGET_SPEEDUP,
         "stock / native >= %.1f, forward+backward, from minimum times" % TARGET_SPEEDUP)
     for key, what in (("bw_fraction_fwd_bwd", "forward+backward (native)"),
                       ("bw_fraction_fwd_bwd_op", "forward+backward (native op alone)"),
@@ -275,10 +259,9 @@ def run(quick=False):
                        "forward+backward (native op alone), from minimum times"),
                       ("bw_fraction_fwd", "forward"),
                       ("bw_fraction_kernel", "forward into out= (kernel)")):
-        verdicts[key] = _verdict(cases, key, TARGET_BW_FRACTION,
-                                 "native >= %.0f%% of copy bandwidth at >= %g MiB, %s"
-                                 % (100 * TARGET_BW_FRACTION, TARGET_BW_FROM_MIB, what),
-                                 TARGET_BW_FROM_MIB)
+        verdicts[key] = verdict(_cases(cases, key, TARGET_BW_FROM_MIB), TARGET_BW_FRACTION,
+                                "native >= %.0f%% of copy bandwidth at >= %g MiB, %s"
+                                % (100 * TARGET_BW_FRACTION, TARGET_BW_FROM_MIB, what))
 
     fb_rows = [[
         "%.2f" % c["mib"], _shape(c["shape"]), c["branch_factor"],
@@ -339,15 +322,15 @@ def run(quick=False):
              "rows": out_rows},
         ],
         "notes": [
-            _verdict_line(verdicts["speedup_fwd_bwd"], _x),
-            _verdict_line(verdicts["speedup_fwd_bwd_op"], _x),
-            _verdict_line(verdicts["speedup_fwd_bwd_min"], _x),
-            _verdict_line(verdicts["speedup_fwd"], _x),
-            _verdict_line(verdicts["bw_fraction_fwd_bwd"], _pct),
-            _verdict_line(verdicts["bw_fraction_fwd_bwd_op"], _pct),
-            _verdict_line(verdicts["bw_fraction_fwd_bwd_op_min"], _pct),
-            _verdict_line(verdicts["bw_fraction_fwd"], _pct),
-            _verdict_line(verdicts["bw_fraction_kernel"], _pct),
+            verdict_line(verdicts["speedup_fwd_bwd"], _x),
+            verdict_line(verdicts["speedup_fwd_bwd_op"], _x),
+            verdict_line(verdicts["speedup_fwd_bwd_min"], _x),
+            verdict_line(verdicts["speedup_fwd"], _x),
+            verdict_line(verdicts["bw_fraction_fwd_bwd"], _pct),
+            verdict_line(verdicts["bw_fraction_fwd_bwd_op"], _pct),
+            verdict_line(verdicts["bw_fraction_fwd_bwd_op_min"], _pct),
+            verdict_line(verdicts["bw_fraction_fwd"], _pct),
+            verdict_line(verdicts["bw_fraction_kernel"], _pct),
             "In forward+backward, *native* runs the guard `identity` (igc.py) because `x` owns "
             "a gradient buffer: one extra copy forward and one backward, so it moves twice the "
             "bytes of the copy baseline and cannot exceed 50% of its bandwidth. Inside a "

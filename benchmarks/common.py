@@ -4,7 +4,8 @@ A benchmark's ``run(quick)`` returns a results dict with at least
 
 * ``name`` (file stem), ``title`` and ``description`` (Markdown),
 * ``tables``: ``[{"title", "columns", "rows", "note"?}]`` rendered as Markdown tables,
-* ``notes``: list of Markdown lines shown under the tables,
+* ``notes``: list of Markdown lines shown under the tables (a target's outcome: a
+  :func:`verdict`, kept under ``verdicts``, and its :func:`verdict_line`),
 
 plus any raw data it wants kept in the JSON. :func:`write_results` adds nothing to it;
 ``benchmarks.run`` adds ``machine`` (:func:`machine_facts`), ``quick`` and ``elapsed_s``.
@@ -25,8 +26,8 @@ import numpy as np
 
 from gluon_models.utils.fileio import atomic_write_text
 
-__all__ = ["RESULTS_DIR", "sync", "time_interleaved", "machine_facts", "markdown_table",
-           "to_markdown", "write_results"]
+__all__ = ["RESULTS_DIR", "sync", "time_interleaved", "machine_facts", "verdict",
+           "verdict_line", "markdown_table", "to_markdown", "write_results"]
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -174,6 +175,39 @@ def machine_facts():
         "git": _git_revision(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def verdict(cases, target, what, higher_is_better=True):
+    """Whether every measured case meets ``target``, as kept in the results JSON.
+
+    ``cases`` is an iterable of ``(label, value)``, e.g. ``("(32, 64, 56, 56) B=4", 1.3)``;
+    ``what`` says the target in words (``"stock / native >= 1.0, forward"``); with
+    ``higher_is_better`` off a value meets the target when it is at most ``target`` (memory
+    ratios). Returns ``{"met", "what", "target", "cases", "worst", "worst_case", "missed"}``:
+    ``cases`` the count, ``worst`` the value furthest on the wrong side and its label,
+    ``missed`` ``"label (value)"`` of every case that misses. ``met`` is None (and only
+    ``what``, ``target`` and ``cases`` are given) when there is no case, e.g. none in the size
+    range a target applies to."""
+    cases = list(cases)
+    if not cases:
+        return {"met": None, "what": what, "target": target, "cases": 0}
+    worst_case, worst = (min if higher_is_better else max)(cases, key=lambda c: c[1])
+    missed = ["%s (%.2f)" % (label, value) for label, value in cases
+              if (value < target if higher_is_better else value > target)]
+    return {"met": not missed, "what": what, "target": target, "cases": len(cases),
+            "worst": worst, "worst_case": worst_case, "missed": missed}
+
+
+def verdict_line(v, fmt="%.2f".__mod__):
+    """The Markdown note of a :func:`verdict`; ``fmt`` formats its worst value (``1.65x``,
+    ``54%``)."""
+    if v["met"] is None:
+        return "%s: no case in range." % v["what"]
+    if v["met"]:
+        return "%s: met in %d/%d cases; worst %s at %s." % (
+            v["what"], v["cases"], v["cases"], fmt(v["worst"]), v["worst_case"])
+    return "%s: **missed** in %d of %d cases: %s." % (v["what"], len(v["missed"]), v["cases"],
+                                                      ", ".join(v["missed"]))
 
 
 def markdown_table(columns, rows):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_fb, bench_reorder, run
+from benchmarks.common import verdict, verdict_line
 
 
 def test_registry_lists_the_benchmarks():
@@ -17,6 +18,25 @@ def test_unknown_benchmark_is_an_error_naming_it(tmp_path, capsys):
         run.main(["no_such_bench", "--out-dir", str(tmp_path)])
     assert "no_such_bench" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_verdict_and_its_line():
+    cases = [("a B=2", 1.4), ("b B=4", 0.9), ("c B=8", 0.6)]
+    v = verdict(cases, 1.0, "stock / native >= 1.0")
+    assert v == {"met": False, "what": "stock / native >= 1.0", "target": 1.0, "cases": 3,
+                 "worst": 0.6, "worst_case": "c B=8", "missed": ["b B=4 (0.90)", "c B=8 (0.60)"]}
+    assert verdict_line(v) == ("stock / native >= 1.0: **missed** in 2 of 3 cases: "
+                               "b B=4 (0.90), c B=8 (0.60).")
+    met = verdict(cases[:1], 1.0, "speed")
+    assert met["met"] is True and met["missed"] == []
+    assert verdict_line(met, "%.2fx".__mod__) == "speed: met in 1/1 cases; worst 1.40x at a B=2."
+    # lower is better (memory ratios): the worst is the largest, a tie meets the target
+    low = verdict(cases, 0.9, "memory <= 0.9", higher_is_better=False)
+    assert (low["worst"], low["worst_case"], low["missed"]) == (1.4, "a B=2", ["a B=2 (1.40)"])
+    # no case in the range a target applies to: neither met nor missed
+    none = verdict([], 0.5, "bandwidth at >= 4 MiB")
+    assert none["met"] is None and none["cases"] == 0
+    assert verdict_line(none) == "bandwidth at >= 4 MiB: no case in range."
 
 
 def test_reorder_quick_writes_json_and_markdown(tmp_path):

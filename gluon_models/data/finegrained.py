@@ -36,6 +36,7 @@ import logging
 import os
 import random
 
+from ..utils.fileio import atomic_open
 from .datasets import DataFormatError
 from .folder import IMAGE_EXTS, ImageLoader, _normalize_exts
 from .recordio import needs_write, partial_runs, write_records
@@ -292,11 +293,9 @@ def read_folder_dataset(root, layout=None, **kwargs):
 
 
 def _write_classes(path, classes):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_open(path) as f:
         for i, name in enumerate(classes):
             f.write("%d\t%s\n" % (i, name))
-    os.replace(tmp, path)
 
 
 def convert_folder_dataset(root, out_dir, layout=None, splits=("train", "val"), shuffle=True,

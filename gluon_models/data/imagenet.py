@@ -24,6 +24,12 @@ KEY=VALUE``), e.g. ``min_random_scale=0.667`` (IBN) or, for Inception-style crop
 ``random_resized_crop=1 rand_crop=0 min_random_area=0.08 min_aspect_ratio=0.75
 max_aspect_ratio=1.333`` (MXNet refuses ``random_resized_crop`` with ``rand_crop``).
 
+Every training image gets its own augmentation draw, as in the seeds. ``reproducible_aug``
+(``--reproducible-aug``) seeds the augmentation instead, which is what makes a resumed run
+bit-exact, at a price: MXNet 1.9.1 re-seeds it by the record's slot in the batch, so a pass
+draws only ``batch_size`` distinct augmentations (image ``i`` of every batch gets the same crop,
+mirror and warp), far fewer than training from scratch should see.
+
 Normalisation presets (``x' = (x - mean) / std`` per RGB channel, 0-255 scale; ``fill`` is the
 grey level of the border the warp, rotation and shear create):
 
@@ -194,7 +200,7 @@ def get_imagenet_iters(data_dir, train_rec="train.rec", val_rec="val.rec", batch
                        val_batch_size=None, data_shape=224, aug_level=2, aug_opts=None,
                        norm="igc", mean_rgb=None, std_rgb=None, fill_value=None,
                        val_resize=None, preprocess_threads=4, num_parts=1, part_index=0,
-                       seed=0, reproducible_aug=True):
+                       seed=0, reproducible_aug=False):
     """Training and validation iterators over ImageNet-style records.
 
     Parameters
@@ -219,12 +225,15 @@ def get_imagenet_iters(data_dir, train_rec="train.rec", val_rec="val.rec", batch
     seed : int
         Seed of the shuffle and (``reproducible_aug``) of the augmentation.
     reproducible_aug : bool
-        Seed the augmentation too (ImageRecordIter's ``seed_aug``), so an iterator built with
-        the same seed repeats its output exactly (exact resume). MXNet 1.9.1 re-seeds it by
-        the record's position in its batch, so every batch of a pass draws the same
-        ``batch_size`` augmentation parameters (given to different images: each image's
-        augmentation still follows the level's distribution). False: independent draws for
-        every image, as in the seeds, not repeatable with several decoding threads.
+        False (the default, for training): independent augmentation draws for every image,
+        as in the seeds; the shuffle follows ``seed``, the draws do not (a resumed run sees
+        the same images in the same order, augmented differently). True: seed the
+        augmentation too (ImageRecordIter's ``seed_aug``), so an iterator built with the same
+        seed repeats its output exactly, which is what makes a resume bit-exact. MXNet 1.9.1
+        re-seeds it by the record's position in its batch, so every batch of a pass draws the
+        same ``batch_size`` augmentation parameters (given to different images: each image's
+        augmentation still follows the level's distribution, but a pass sees only
+        ``batch_size`` distinct ones).
 
     Returns
     -------
@@ -301,11 +310,13 @@ def add_imagenet_aug_args(parser, train=True):
                        help="1: crop + mirror; 2: + scale/aspect and HSL jitter; "
                             "3: + rotation and shear (spec fbn.md 5.5)")
         g.add_argument("--reproducible-aug", action=argparse.BooleanOptionalAction,
-                       default=True,
-                       help="seed the augmentation from --seed and the epoch (exact resume); "
-                            "MXNet then draws the same parameters for every batch of an epoch "
-                            "(image i of each batch alike); --no-reproducible-aug: independent "
-                            "draws per image as in the seeds")
+                       default=False,
+                       help="seed the augmentation from --seed and the epoch: what makes a "
+                            "--load-epoch resume bit-exact, but MXNet then draws the same "
+                            "parameters for every batch of an epoch (image i of each batch "
+                            "alike, only batch-size distinct augmentations per epoch); "
+                            "default: independent draws per image as in the seeds (a resume "
+                            "then repeats the data order, not the augmentation)")
         g.add_argument("--aug-opt", dest="aug_opts", metavar="KEY=VALUE", action="append",
                        default=[], type=parse_aug_opt,
                        help="override an ImageRecordIter augmentation argument, repeatable, "

@@ -15,8 +15,9 @@ output reads ours (``mx.io.ImageRecordIter``, ``mx.recordio.MXIndexedRecordIO``,
 :func:`write_records` is the one writer behind every converter: it encodes in a pool of
 workers (processes, or threads where the work releases the GIL), writes in input order (so the
 output does not depend on ``num_workers``), shows a progress bar, logs count and rate, and is
-atomic: the files are written under temporary names in the destination directory and renamed
-at the very end, ``.rec`` last. A conversion that fails with an error removes its temporary
+atomic: the files are written under temporary names in the destination directory (created
+exclusively, with a random tag, so two runs on one prefix never share one) and renamed at the
+very end, ``.rec`` last. A conversion that fails with an error removes its temporary
 files (unless it was asked to ``resume``).
 
 Resuming. A run that is killed (or stopped with Ctrl-C) leaves its temporaries,
@@ -55,6 +56,8 @@ import sys
 import time
 
 import numpy as np
+
+from ..utils.fileio import atomic_open, create_exclusive, replace_all
 
 __all__ = ["WriteResult", "write_records", "read_lst", "write_lst", "record_files",
            "records_exist", "needs_write", "partial_runs", "frame_record", "scan_records",
@@ -122,15 +125,9 @@ def write_lst(path, rows):
     """Write an im2rec ``.lst``: ``rows`` of ``(index, label or labels, path)``, one line each,
     ``index \\t label \\t ... \\t path`` with labels as ``%f`` (im2rec's format). Atomic: the
     file appears complete or not at all."""
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    try:
-        with open(tmp, "w") as f:
-            for index, label, item_path in rows:
-                f.write("%d\t%s%s\n" % (index, _label_text(label), item_path))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_open(path) as f:
+        for index, label, item_path in rows:
+            f.write("%d\t%s%s\n" % (index, _label_text(label), item_path))
     return path
 
 
@@ -398,14 +395,15 @@ def partial_runs(prefix):
     return sorted(_partial_sets(out_dir, os.path.basename(prefix)))
 
 
-def _try_lock(fh):
-    """Take the POSIX lock of an open file; False when another process holds it. (POSIX
-    locks belong to the process, are not inherited by the worker processes and go away
-    when the process dies, so a killed run never leaves its partial set locked.)"""
+def _try_lock(fh, wait=False):
+    """Take the POSIX lock of an open file; False when another process holds it (with
+    ``wait``, wait for it instead). (POSIX locks belong to the process, are not inherited by
+    the worker processes and go away when the process dies, so a killed run never leaves its
+    partial set locked.)"""
     if fcntl is None:
         return True
     try:
-        fcntl.lockf(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         return True
     except OSError:
         return False
@@ -561,9 +559,17 @@ def write_records(prefix, items, encoding=".png", quality=None, num_workers=1, t
     if partial is not None:
         tag, meta, mode = partial.tag, partial.meta, "a"
     else:
-        tag, mode = "%d-%s" % (os.getpid(), os.urandom(4).hex()), "w"
+        # A new set is created exclusively under a random tag, so two runs on one prefix
+        # never share (or truncate) each other's files; the pid in the tag is for people.
+        pid, mode = os.getpid(), "w"
+        exts = [ext for ext in _PARTIAL_EXTS if write_lst or ext != "lst"]
+        token, _ = create_exclusive(
+            lambda t: [_partial_path(out_dir, base, ext, "%d-%s" % (pid, t)) for ext in exts])
+        tag = "%d-%s" % (pid, token)
         meta = open(_partial_path(out_dir, base, "meta", tag), "w")
-        _try_lock(meta)
+        # A resuming run may be looking at the still empty meta file; it lets go at once (no
+        # signature), and the set must be locked for the whole of this run.
+        _try_lock(meta, wait=True)
         meta.write("%s\n%s\n" % (sig_text, json.dumps({"pid": os.getpid(),
                                                        "started": time.time()})))
         meta.flush()
@@ -635,13 +641,9 @@ def write_records(prefix, items, encoding=".png", quality=None, num_workers=1, t
         for f in (rec, idx, lst, skip_file):
             if f is not None:
                 f.close()
-        # Rename .rec last: a .rec whose .idx and .lst are missing or older never appears.
-        if os.path.exists(final[0]):
-            os.remove(final[0])
-        os.replace(temp["idx"], final[1])
-        if write_lst:
-            os.replace(temp["lst"], final[2])
-        os.replace(temp["rec"], final[0])
+        # .rec last: a .rec whose .idx and .lst are missing or older never appears.
+        replace_all([(temp["idx"], final[1])] + ([(temp["lst"], final[2])] if write_lst else [])
+                    + [(temp["rec"], final[0])])
         done = True
     except KeyboardInterrupt:
         keep = True
@@ -685,10 +687,9 @@ def _write_skipped(path, skipped):
         if os.path.exists(path):
             os.remove(path)
         return
-    with open(path + ".tmp", "w") as f:
+    with atomic_open(path) as f:
         for index, item_path, reason in skipped:
             f.write("%d\t%s\t%s\n" % (index, item_path, str(reason).replace("\n", " ")))
-    os.replace(path + ".tmp", path)
 
 
 # ------------------------------------------------------------------------------------------

@@ -99,7 +99,8 @@ def test_iterator_arguments_and_shapes(pos_set, monkeypatch, level):
         assert kw[key] == value, key
     assert kw["fill_value"] == I.NORMS["fb"].fill_value
     assert (kw["mean_r"], kw["std_b"]) == (123.675, 57.375)
-    assert kw["data_shape"] == (3, S, S) and kw["shuffle"] and kw["seed_aug"] == 5
+    assert kw["data_shape"] == (3, S, S) and kw["shuffle"] and kw["seed"] == 5
+    assert "seed_aug" not in kw  # by default the augmentation is drawn afresh per image
     assert (kw["num_parts"], kw["part_index"]) == (2, 1)
     if level == 1:
         assert "min_random_scale" not in kw and "max_rotate_angle" not in kw
@@ -113,10 +114,11 @@ def test_iterator_arguments_and_shapes(pos_set, monkeypatch, level):
     assert x.shape == (13, 3, S, S) and list(y) == list(range(13))
 
 
-def _train_windows(data_dir, imgs, level, reproducible, seed=3):
+def _train_windows(data_dir, imgs, level, reproducible=None, seed=3):
+    """One pass of the training iterator (batches of 8); ``reproducible`` None: the default."""
+    kw = {} if reproducible is None else {"reproducible_aug": reproducible}
     train, _ = I.get_imagenet_iters(data_dir, "train", False, batch_size=8, data_shape=S,
-                                    aug_level=level, norm="raw", seed=seed,
-                                    reproducible_aug=reproducible)
+                                    aug_level=level, norm="raw", seed=seed, **kw)
     x, y = read_iter(train)
     assert sorted(y) == list(range(24))
     return x, y, [_window(x[i], imgs[int(y[i])]) for i in range(len(y))]
@@ -132,6 +134,19 @@ def test_level1_is_crop_and_mirror_only_and_level2_is_more(pos_set):
     assert sum(f is not None for f in found) < 3  # scale, aspect, colour change (nearly) all
 
 
+def test_default_augmentation_is_drawn_per_image(pos_set):
+    """Training from scratch needs a fresh crop and mirror for every image: more than
+    ``batch_size`` distinct ones per pass, and different ones in one batch slot."""
+    data_dir, imgs = pos_set
+    _, y, found = _train_windows(data_dir, imgs, 1)
+    assert all(f is not None for f in found)
+    assert len(set(found)) > 8  # the reproducible mode gives exactly 8 (test below)
+    per_slot = [set(found[slot::8]) for slot in range(8)]
+    assert any(len(s) > 1 for s in per_slot)
+    _, y2, _ = _train_windows(data_dir, imgs, 1)
+    np.testing.assert_array_equal(y, y2)  # the order still follows the seed
+
+
 def test_reproducible_augmentation(pos_set):
     """seed_aug makes the augmentation a function of the seed, but MXNet 1.9.1 re-seeds it by
     the record's position in its batch: each batch draws the same parameters."""
@@ -141,7 +156,7 @@ def test_reproducible_augmentation(pos_set):
     np.testing.assert_array_equal(x1, x2)
     np.testing.assert_array_equal(y1, y2)
     per_slot = [{(f[0], f[1], f[2]) for f in found[slot::8]} for slot in range(8)]
-    assert all(len(s) == 1 for s in per_slot)  # the quirk the --no-reproducible-aug flag avoids
+    assert all(len(s) == 1 for s in per_slot)  # why it is not the default
     x3, _, _ = _train_windows(data_dir, imgs, 1, reproducible=True, seed=4)
     assert not np.array_equal(x1, x3)
 
@@ -201,6 +216,7 @@ def test_argument_presets():
     a = parse(["--aug-level", "1"])
     assert (a.train_rec, a.val_rec, a.data_shape, a.val_resize) == \
         ("train.rec", "val.rec", 224, 256)
+    assert a.reproducible_aug is False and parse(["--reproducible-aug"]).reproducible_aug
     assert a.mean_rgb == "123.37,112.757,99.406" and a.fill_value == 112 and a.batch_size == 256
     a = parse(["--fb-mean", "--aug-opt", "min_random_scale=0.667"], shape=32)
     assert a.norm == "fb" and a.std_rgb == "58.395,57.12,57.375" and a.data_shape == 32

@@ -1,16 +1,19 @@
 """The shared .lst/.rec/.idx writer: im2rec format, order, atomicity, errors, resuming."""
 import os
+import secrets
 import struct
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import mxnet as mx
 import numpy as np
 import pytest
 
-from gluon_models.data import recordio
-from gluon_models.data.recordio import read_lst, record_files, write_records
+from gluon_models.data import finegrained, recordio
+from gluon_models.data.recordio import read_lst, record_files, write_lst, write_records
 
 from .formats import random_images, read_records
 
@@ -109,6 +112,88 @@ def test_interrupted_write_leaves_no_output(tmp_path, monkeypatch, workers, back
         write_records(prefix, source(), num_workers=workers, progress=False,
                       backend=backend)
     assert os.listdir(tmp_path) == []
+
+
+def _plant_links(folder, names, victim):
+    """Symlinks to ``victim`` at ``names``: a writer that writes through a fixed or guessable
+    temporary name changes the victim (or renames the link into place)."""
+    victim.write_text("keep me\n")
+    for name in names:
+        (folder / name).symlink_to(victim)
+
+
+def test_small_files_never_use_a_fixed_temporary_name(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    lst, classes = out / "a.lst", out / "classes.txt"
+    planted = ["a.lst.tmp", "a.lst.%d.tmp" % os.getpid(), "t.skipped.tmp", "classes.txt.tmp"]
+    _plant_links(out, planted, tmp_path / "victim")
+    write_lst(str(lst), [(0, 1, "x.png"), (1, (2, 3), "y.png")])
+    imgs = random_images(np.random.RandomState(12), 3)
+    imgs[:, 0, 0, 0] = [255, 0, 255]  # the second one "unreadable": a .skipped is written
+    res = write_records(str(out / "t"), _items(imgs, [0, 1, 2]), progress=False,
+                        transform=lambda im: None if im[0, 0, 0] == 0 else im)
+    finegrained._write_classes(str(classes), ["cat", "dog"])
+    assert (tmp_path / "victim").read_text() == "keep me\n"
+    assert all((out / name).is_symlink() for name in planted)
+    assert read_lst(str(lst)) == [(0, (1.0,), "x.png"), (1, (2.0, 3.0), "y.png")]
+    assert res.count == 2 and open(str(out / "t.skipped")).read().startswith("1\t1.png\t")
+    assert classes.read_text() == "0\tcat\n1\tdog\n"
+    for name in ("a.lst", "t.skipped", "classes.txt", "t.rec", "t.idx", "t.lst"):
+        assert not (out / name).is_symlink()
+    assert sorted(os.listdir(out)) == sorted(planted + [
+        "a.lst", "classes.txt", "t.idx", "t.lst", "t.rec", "t.skipped"])
+
+
+def test_a_failed_small_write_leaves_nothing(tmp_path):
+    def rows():
+        yield 0, 1, "x.png"
+        raise OSError("source broke")
+    with pytest.raises(OSError, match="source broke"):
+        write_lst(str(tmp_path / "a.lst"), rows())
+    with pytest.raises(OSError, match="source broke"):
+        finegrained._write_classes(str(tmp_path / "classes.txt"), (path for _, _, path in rows()))
+    assert os.listdir(tmp_path) == []
+
+
+def test_two_writers_of_one_prefix_do_not_collide(tmp_path):
+    """Two conversions to the same place at once (e.g. started twice by mistake): each writes
+    its own temporaries, both finish, and what is left is one complete output."""
+    imgs = random_images(np.random.RandomState(13), 40)
+    rows = [(i, i % 5, "%d.png" % i) for i in range(40)]
+    both = threading.Barrier(2, timeout=60)
+
+    def in_step(seq):  # both writers hold their temporaries open before either goes on
+        for n, item in enumerate(seq):
+            if n == 1:
+                both.wait()
+            yield item
+
+    prefix = str(tmp_path / "t")
+    with ThreadPoolExecutor(2) as pool:
+        for job in [pool.submit(write_lst, prefix + ".x.lst", in_step(rows)) for _ in range(2)]:
+            job.result()
+        jobs = [pool.submit(write_records, prefix, in_step(_items(imgs, [r[1] for r in rows])),
+                            progress=False, chunksize=1) for _ in range(2)]
+        assert [job.result().count for job in jobs] == [40, 40]
+    assert read_lst(prefix + ".x.lst") == [(i, (float(c),), p) for i, c, p in rows]
+    assert [h.id for h, _ in read_records(prefix)] == list(range(40))
+    assert sorted(os.listdir(tmp_path)) == ["t.idx", "t.lst", "t.rec", "t.x.lst"]
+
+
+def test_a_new_partial_set_never_takes_over_existing_files(tmp_path, monkeypatch):
+    """The writer's temporaries are created exclusively: when the drawn tag is taken (a
+    leftover, another run), it draws again instead of truncating someone else's file."""
+    taken = tmp_path / (".t.rec.%d-deadbeef.partial" % os.getpid())
+    taken.write_bytes(b"another run's records")
+    draws = ["deadbeef"]
+    real = secrets.token_hex
+    monkeypatch.setattr(secrets, "token_hex", lambda n=None: draws.pop() if draws else real(n))
+    imgs = random_images(np.random.RandomState(14), 3)
+    write_records(str(tmp_path / "t"), _items(imgs, [0, 1, 2]), progress=False)
+    assert not draws and taken.read_bytes() == b"another run's records"
+    assert [h.id for h, _ in read_records(str(tmp_path / "t"))] == [0, 1, 2]
+    assert _partials(tmp_path) == [taken.name]
 
 
 def test_leftover_partial_files_are_ignored(tmp_path, caplog):
