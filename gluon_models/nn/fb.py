@@ -29,6 +29,7 @@ import math
 
 from mxnet.gluon import nn
 
+from ..utils.summary import register_macs
 from .basic import check_impl, he_normal, is_graph_input
 
 __all__ = ["FactorizedBilinear", "FBConv2D", "fb_quadratic", "dropfactor_mask",
@@ -36,6 +37,19 @@ __all__ = ["FactorizedBilinear", "FBConv2D", "fb_quadratic", "dropfactor_mask",
 
 DROPFACTOR_MODES = ("consistent", "authors")
 FB_OPS = (1, 3)
+
+
+def _fb_macs(attrs, in_shapes, out_shapes):
+    """Multiply-adds of ``FMConvolution1/3`` for :func:`gluon_models.utils.summary`: with the
+    weight ``(O, F, C/G, kh, kw)``, ``out_elems * (F + 1) * (C/G) * kh * kw``, the F
+    projections plus the diagonal correction (spec fbn.md 1.5), i.e. exactly the two
+    Convolutions of the stock twin."""
+    weight = in_shapes[1]  # computed, e.g. identity(weight), so its shape is inferred
+    return math.prod(out_shapes[0]) * (weight[1] + 1) * math.prod(weight[2:])
+
+
+for _op in FB_OPS:
+    register_macs("FMConvolution%d" % _op, _fb_macs)
 
 
 def _pair(value, name):
