@@ -42,12 +42,16 @@ def test_flag_is_one_on_every_training_draw():
         assert all(train_mode_flag(mx.nd, x).asscalar() == 1 for _ in range(50))
 
 
-@pytest.mark.parametrize("hybridize", [False, True])
-def test_block_follows_mode_hybridized_or_not(hybridize):
+@pytest.fixture(params=[False, True], ids=["eager", "hybridized"])
+def flagged(request):
     net = Flagged()
-    if hybridize:
+    if request.param:
         net.hybridize()
-    x = _x()
+    return net
+
+
+def test_block_follows_mode_hybridized_or_not(flagged):
+    net, x = flagged, _x()
     # inference first: a hybridized graph traced now must not freeze the inference mode
     np.testing.assert_array_equal(net(x).asnumpy(), x.asnumpy())
     with autograd.record():
@@ -73,12 +77,8 @@ def test_module_follows_is_train():
     np.testing.assert_array_equal(mod.get_outputs()[0].asnumpy(), x.asnumpy())
 
 
-@pytest.mark.parametrize("hybridize", [False, True])
-def test_no_gradient_flows_through_the_flag(hybridize):
-    net = Flagged()
-    if hybridize:
-        net.hybridize()
-    x = _x()
+def test_no_gradient_flows_through_the_flag(flagged):
+    net, x = flagged, _x()
     x.attach_grad()
     with autograd.record():
         y = net(x)

@@ -27,19 +27,19 @@ def _balance_loss(F, logits):
     not a sum of per-sample terms, so its scale does not follow the batch size."""
     imp = F.sum(F.softmax(logits), axis=0)
     mean = F.mean(imp)
-    var = F.sum(F.square(F.broadcast_sub(imp, mean))) / (CLASSES - 1)
+    var = F.mean(F.square(F.broadcast_sub(imp, mean)))
     return F.reshape(var / F.square(mean), shape=(1,))
 
 
 class Tiny(gluon.HybridBlock):
     """Dense -> tanh -> Dense, with the extra losses it is built with."""
 
-    def __init__(self, losses, **kwargs):
+    def __init__(self, losses, in_units=IN, classes=CLASSES, **kwargs):
         super().__init__(**kwargs)
         self.losses = losses  # [(fn(F, logits), weight, per_sample)]
         with self.name_scope():
-            self.hidden = nn.Dense(5, activation="tanh", in_units=IN, prefix="hidden_")
-            self.output = nn.Dense(CLASSES, in_units=5, prefix="out_")
+            self.hidden = nn.Dense(5, activation="tanh", in_units=in_units, prefix="hidden_")
+            self.output = nn.Dense(classes, in_units=5, prefix="out_")
 
     def hybrid_forward(self, F, x):
         return self.output(self.hidden(x))
@@ -50,9 +50,9 @@ class Tiny(gluon.HybridBlock):
                         for fn, w, per_sample in self.losses]
 
 
-def _net(losses):
+def _net(losses, **kwargs):
     mx.random.seed(4)
-    net = Tiny(losses, prefix="tiny_")
+    net = Tiny(losses, prefix="tiny_", **kwargs)
     net.initialize(mx.init.Uniform(0.5))
     return net
 
@@ -177,28 +177,11 @@ def test_extra_loss_metric_averages_each_output():
     assert single.get_name_value() == [("balance", 4.0)]
 
 
-class WithExtra(gluon.HybridBlock):
-    """The synthetic problem's network plus a per-sample and a batch-level extra loss."""
-
-    def __init__(self, inner, **kwargs):
-        super().__init__(**kwargs)
-        self.inner = inner
-        self.output = inner.output
-
-    def hybrid_forward(self, F, x):
-        return self.inner(x)
-
-    def extra_losses(self, F, data):
-        logits = self.inner(data)
-        imp = F.sum(F.softmax(logits), axis=0)
-        return logits, [(F.mean(F.square(logits), axis=1), 0.01),
-                        (F.reshape(F.max(imp) - F.min(imp), shape=(1,)), 0.1, False)]
-
-
 def test_fit_logs_each_extra_loss_every_epoch(caplog):
     with caplog.at_level(logging.INFO):
-        fit(WithExtra(S.make_net()), S.make_train, None,
-            FitConfig(**dict(S.CFG, num_epochs=2)))
+        net = _net([(_per_sample_loss, 0.01, True), (_balance_loss, 0.1, False)],
+                   in_units=3 * 32 * 32, classes=S.CLASSES)
+        fit(net, S.make_train, None, FitConfig(**dict(S.CFG, num_epochs=2)))
     for epoch in (0, 1):
         for name in ("extra_loss0", "extra_loss1"):
             line, = [r.getMessage() for r in caplog.records
