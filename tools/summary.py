@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Learnable parameters and multiply-adds (conv, fc, FB; batch 1) of a registered network."""
+"""Learnable parameters and multiply-adds (batch 1) of a registered network."""
 import argparse
 
 from gluon_models.model_zoo import add_model_args, model_options_from_args

@@ -1,10 +1,10 @@
-"""Reusable layers, one module per idea (see DESIGN.md)."""
-from .basic import ConvBNAct, he_normal, fc_uniform
+"""Reusable layers, one module per idea."""
+from .basic import ConvBNAct, he_normal, fc_uniform, train_mode_dropout, train_mode_flag
 from .fb import (FactorizedBilinear, FBConv2D, FBHead, fb_quadratic, dropfactor_mask,
                  fb_parameters)
 from .igc import Reorder, IGCConv, reorder
 from .representation import GAvP
 
-__all__ = ["ConvBNAct", "he_normal", "fc_uniform", "FactorizedBilinear", "FBConv2D", "FBHead",
-           "fb_quadratic", "dropfactor_mask", "fb_parameters", "Reorder", "IGCConv", "reorder",
-           "GAvP"]
+__all__ = ["ConvBNAct", "he_normal", "fc_uniform", "train_mode_dropout", "train_mode_flag",
+           "FactorizedBilinear", "FBConv2D", "FBHead", "fb_quadratic", "dropfactor_mask",
+           "fb_parameters", "Reorder", "IGCConv", "reorder", "GAvP"]

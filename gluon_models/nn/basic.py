@@ -3,7 +3,7 @@ import mxnet as mx
 from mxnet.gluon import nn
 
 __all__ = ["ConvBNAct", "he_normal", "fc_uniform", "IMPLS", "check_impl", "is_graph_input",
-           "layout_barrier"]
+           "layout_barrier", "train_mode_dropout", "train_mode_flag"]
 
 IMPLS = ("native", "stock")
 
@@ -37,6 +37,34 @@ def is_graph_input(F, x):
     if F is mx.nd:
         return x.grad is not None  # a leaf marked with attach_grad(), maybe grad_req='add'
     return x.get_children() is None  # a variable of the traced graph
+
+
+def train_mode_dropout(F, ones, p):
+    """``Dropout(ones, p)`` as a constant of the pass: the one in-graph probe of train mode.
+
+    Training: every entry independently 0 with probability ``p``, else ``1 / (1 - p)``;
+    inference: exactly ``ones``. "Training" is what stock ops see: Gluon's
+    ``autograd.is_training()`` (``autograd.record()`` or ``autograd.train_mode()``), the same
+    hybridized or not, and Module's ``forward(is_train=...)``. Extension operators are never
+    told the mode, and ``autograd.is_training()`` read in ``hybrid_forward`` would be frozen
+    into a hybridized graph at trace time, so a block (or the input of a native op) that
+    behaves differently in training derives it from this draw or from
+    :func:`train_mode_flag`, never otherwise. No gradient flows through the result.
+    """
+    return F.BlockGrad(F.Dropout(F.BlockGrad(ones), p=p))
+
+
+def train_mode_flag(F, like):
+    """``(1,)`` array: 1.0 in training, 0.0 in inference (see :func:`train_mode_dropout`).
+
+    It has the dtype and context of ``like`` (any array of the graph, e.g. the block's
+    input) and no gradient path, so ``F.broadcast_mul(flag, noise)`` switches a term on in
+    training only, e.g. noise added to a gate or a batch-statistics path. Computed as
+    ``|Dropout(1, p=0.5) - 1|``: the draw is 0 or 2 in training and exactly 1 in inference.
+    """
+    one = F.ones_like(F.slice_axis(F.reshape(F.BlockGrad(like), shape=(-1,)), axis=0,
+                                   begin=0, end=1))
+    return F.abs(train_mode_dropout(F, one, 0.5) - 1)
 
 
 def he_normal():

@@ -15,12 +15,13 @@ kept so parameter counts and names match the original checkpoints.
 
 DropFactor (spec 2) scales factor ``f`` by ``m_f^2``, one mask per forward call shared by the
 batch, positions, channels and groups. Extension operators cannot see train/inference mode,
-so the mask is made here with ``F.Dropout`` (which follows autograd's training flag and
-Module's ``is_train``) and enters the operator as an input::
+so the mask is made here from the package's one train-mode probe,
+:func:`~gluon_models.nn.basic.train_mode_dropout` (``F.Dropout``, which follows autograd's
+training flag and Module's ``is_train``), and enters the operator as an input::
 
-    d = Dropout(ones(F), p)          # training: Bernoulli(1-p) / (1-p); inference: 1
-    "consistent": m = sqrt(d)        # inference m = 1 = the training expectation of m^2
-    "authors":    m = sqrt(1-p) * d  # inference m = sqrt(1-p), the original evaluation
+    d = train_mode_dropout(ones(F), p)   # training: Bernoulli(1-p) / (1-p); inference: 1
+    "consistent": m = sqrt(d)            # inference m = 1 = the training expectation of m^2
+    "authors":    m = sqrt(1-p) * d      # inference m = sqrt(1-p), the original evaluation
 
 Both modes train identically (m_f^2 is 0 or 1/(1-p)); they differ only at inference, where
 the authors' code scales the FB term by 1-p (spec 2.3). ``p = 0`` gives m = 1 in both.
@@ -29,13 +30,27 @@ import math
 
 from mxnet.gluon import nn
 
-from .basic import check_impl, he_normal, is_graph_input
+from ..utils.summary import register_macs
+from .basic import check_impl, he_normal, is_graph_input, train_mode_dropout
 
 __all__ = ["FactorizedBilinear", "FBConv2D", "FBHead", "fb_quadratic", "dropfactor_mask",
            "fb_parameters", "DROPFACTOR_MODES", "FB_OPS"]
 
 DROPFACTOR_MODES = ("consistent", "authors")
 FB_OPS = (1, 3)
+
+
+def _fb_macs(attrs, in_shapes, out_shapes):
+    """Multiply-adds of ``FMConvolution1/3`` for :func:`gluon_models.utils.summary`: with the
+    weight ``(O, F, C/G, kh, kw)``, ``out_elems * (F + 1) * (C/G) * kh * kw``, the F
+    projections plus the diagonal correction (spec fbn.md 1.5), i.e. exactly the two
+    Convolutions of the stock twin."""
+    weight = in_shapes[1]  # computed, e.g. identity(weight), so its shape is inferred
+    return math.prod(out_shapes[0]) * (weight[1] + 1) * math.prod(weight[2:])
+
+
+for _op in FB_OPS:
+    register_macs("FMConvolution%d" % _op, _fb_macs)
 
 
 def _pair(value, name):
@@ -56,7 +71,7 @@ def dropfactor_mask(F, ones, p, mode="consistent"):
         raise ValueError("dropfactor_mode must be one of %s, got %r" % (DROPFACTOR_MODES, mode))
     if p == 0:
         return ones
-    d = F.Dropout(ones, p=p)
+    d = train_mode_dropout(F, ones, p)
     if mode == "consistent":
         return F.sqrt(d)
     return d * math.sqrt(1.0 - p)

@@ -21,7 +21,7 @@ import numpy as np
 import mxnet as mx
 
 from ..utils.checkpoint import load_checkpoint, read_params, save_checkpoint
-from .heads import training_symbol
+from .heads import extra_loss_metric, training_symbol
 from .schedules import SCHEDULES, make_lr_scheduler
 
 __all__ = ["FitConfig", "fit", "evaluate", "add_fit_args", "contexts", "make_optimizer",
@@ -273,6 +273,7 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
                      cfg.load_epoch)
 
     metric = _metrics(classes or 0, cfg.top_k)
+    extra_metric = extra_loss_metric(symbol)  # the epoch mean of each extra loss
     speedometer = mx.callback.Speedometer(batch_size, cfg.disp_batches, auto_reset=False)
     for epoch in range(begin_epoch, cfg.num_epochs):
         _seed(cfg.seed, epoch)
@@ -284,14 +285,16 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
             data = mx.io.ResizeIter(data, epoch_size, reset_internal=False)
         tic = time.time()
         metric.reset()
+        extra_metric.reset()
         for nbatch, batch in enumerate(data):
             mod.forward_backward(batch)
             mod.update()
             num_update += 1
             metric.update(batch.label[:1], mod.get_outputs()[:1])
+            extra_metric.update(batch.label, mod.get_outputs())
             speedometer(mx.model.BatchEndParam(epoch=epoch, nbatch=nbatch, eval_metric=metric,
                                                locals=None))
-        for name, value in metric.get_name_value():
+        for name, value in metric.get_name_value() + extra_metric.get_name_value():
             _LOG.info("Epoch[%d] Train-%s=%f", epoch, name, value)
         _LOG.info("Epoch[%d] Time cost=%.3f", epoch, time.time() - tic)
         if cfg.model_prefix and rank == 0:

@@ -2,8 +2,9 @@
 logs and their curves, network drawings."""
 from .export import (build_and_export, build_model, default_input_shape, export_model,
                      load_checkpoint_params, load_exported, load_training_checkpoint)
-from .summary import LayerRow, Summary, format_summary, model_summary, summary
+from .summary import (LayerRow, Summary, format_summary, model_summary, register_macs,
+                      summary)
 
 __all__ = ["build_and_export", "build_model", "default_input_shape", "export_model",
            "load_checkpoint_params", "load_exported", "load_training_checkpoint", "LayerRow",
-           "Summary", "format_summary", "model_summary", "summary"]
+           "Summary", "format_summary", "model_summary", "register_macs", "summary"]

@@ -16,7 +16,6 @@ import warnings
 import mxnet as mx
 from mxnet import gluon
 
-from ..model_zoo import get_model, model_info
 from .checkpoint import load_checkpoint, read_params
 
 __all__ = ["default_input_shape", "export_model", "build_and_export", "build_model",
@@ -28,6 +27,9 @@ _LOG = logging.getLogger(__name__)
 def default_input_shape(name):
     """Shape of one input sample, ``(3, S, S)``, that the registered model ``name`` is defined
     for: ``S`` is 224 for ImageNet models and 32 for the ``*_cifar`` ones."""
+    # model_zoo is imported where it is used: its layers (nn) register their multiply-add
+    # rules in utils.summary at import, so a top-level import here would be a cycle
+    from ..model_zoo import model_info
     size = model_info(name)["input_size"]
     return (3, size, size)
 
@@ -170,6 +172,7 @@ def build_model(name, impl="native", params=None, checkpoint=None, ctx=None, **o
     :func:`build_and_export`); with neither, the initialiser's."""
     if params is not None and checkpoint is not None:
         raise ValueError("give params or checkpoint, not both")
+    from ..model_zoo import get_model  # not at the top: see default_input_shape
     ctx = mx.cpu() if ctx is None else ctx
     net = get_model(name, impl=impl, **options)
     net.initialize(ctx=ctx)

@@ -11,12 +11,13 @@ Counting rules, for one sample (batch 1):
   inputs, ``*label`` inputs and the gamma of a BatchNorm with ``fix_gamma=True``; auxiliary
   states (BatchNorm running mean / variance) are not parameters. A parameter is listed on
   the first layer that uses it.
-* multiply-adds: Convolution ``out_elems * (C_in / groups) * k_h * k_w`` and FullyConnected
-  ``out_elems * in_units``; biases and every other op count 0. This is the rule that gives
-  the IGCNets paper's FLOPs column (spec igc.md section 4.1). The FB quadratic term
-  (``FMConvolution1/3``, weight ``(O, F, C/G, kh, kw)``) counts ``out_elems * (F + 1) *
-  (C/G) * kh * kw``: its projection GEMM and its diagonal correction (spec fbn.md 1.5), i.e.
-  exactly the two Convolutions of its stock twin.
+* multiply-adds: one rule per operator, from a table that a layer family extends with
+  :func:`register_macs` (the FB layer's module registers its ``FMConvolution1/3`` rule).
+  Built in: Convolution ``out_elems * (C_in / groups) * k_h * k_w`` and FullyConnected
+  ``out_elems * in_units``, the rule that gives the IGCNets paper's FLOPs column (spec
+  igc.md section 4.1); the matrix products ``batch_dot``, ``dot`` and ``linalg_gemm2``
+  ``out_elems * k`` (``m * n * k`` per product, times the op's own batch, e.g. the channel
+  groups of one sample in a second-order head). Biases and every op without a rule count 0.
 """
 import json
 import re
@@ -25,13 +26,56 @@ from collections import namedtuple
 import mxnet as mx
 from mxnet import gluon
 
-__all__ = ["LayerRow", "Summary", "summary", "model_summary", "format_summary"]
+__all__ = ["LayerRow", "Summary", "summary", "model_summary", "format_summary", "register_macs"]
 
 LayerRow = namedtuple("LayerRow", ["name", "op", "output_shape", "params", "macs"])
 LayerRow.__doc__ = """One op of the graph: its name, operator, output shape (batch 1; the
 first output for multi-output ops), learnable parameters it uses first, multiply-adds."""
 
-_MAC_OPS = ("Convolution", "FullyConnected", "FMConvolution1", "FMConvolution3")
+_MAC_RULES = {}
+
+
+def register_macs(op_name, fn):
+    """Count the multiply-adds of every ``op_name`` node with ``fn``; returns ``fn``.
+
+    ``fn(attrs, in_shapes, out_shapes) -> int`` gets the node's attributes as written in the
+    graph JSON (strings, e.g. ``{"transpose_a": "True"}``; defaults are absent), the shapes of
+    its inputs in order (weights included) and of its outputs, all for a batch-1 input, and
+    returns the multiply-adds of one sample. A later registration for the same op replaces
+    the earlier one, so a module that is reloaded registers again without error.
+    """
+    if not callable(fn):
+        raise TypeError("register_macs needs a callable, got %r" % (fn,))
+    _MAC_RULES[op_name] = fn
+    return fn
+
+
+def _weighted_macs(attrs, in_shapes, out_shapes):
+    # weight (out, in/groups, k_h, k_w) or (out, in): each output element costs one
+    # multiply-add per weight of its filter
+    return _size(out_shapes[0]) * _size(in_shapes[1][1:])
+
+
+def _product_macs(inner):
+    """A matrix-product rule: each output element is one dot product of length
+    ``inner(attrs, shape of the first operand)``."""
+    def rule(attrs, in_shapes, out_shapes):
+        return _size(out_shapes[0]) * inner(attrs, in_shapes[0])
+    return rule
+
+
+register_macs("Convolution", _weighted_macs)
+register_macs("FullyConnected", _weighted_macs)
+# batch_dot: (..., m, k) x (..., k, n); transpose_a makes the first operand (..., k, m)
+register_macs("batch_dot", _product_macs(
+    lambda attrs, a: a[-2] if _is_true(attrs.get("transpose_a", False)) else a[-1]))
+# dot contracts the last axis of a with the first of b; transpose_a reverses a's axes
+register_macs("dot", _product_macs(
+    lambda attrs, a: a[0] if _is_true(attrs.get("transpose_a", False)) else a[-1]))
+# linalg_gemm2: rows on `axis` (default -2), columns on the last axis
+register_macs("_linalg_gemm2", _product_macs(
+    lambda attrs, a: a[int(attrs.get("axis", -2))] if _is_true(attrs.get("transpose_a", False))
+    else a[-1]))
 
 
 class Summary(namedtuple("Summary", ["rows", "params", "macs", "aux", "input_shape"])):
@@ -105,13 +149,13 @@ def summary(net_or_symbol, input_shape, data_name="data"):
     # get_internals() lists the visible outputs of every node in graph order: a variable as
     # its name, an op as `<name>_output` or `<name>_output<k>`. Walk both lists together so
     # that ops with equal names still get their own shapes.
-    node_shape, k = [], 0
+    node_shapes, k = [], 0
     for node in nodes:
-        first, own = None, re.compile(r"%s(_output\d*)?$" % re.escape(node["name"]))
+        shapes, own = [], re.compile(r"%s(_output\d*)?$" % re.escape(node["name"]))
         while k < len(out_names) and own.match(out_names[k]):
-            first = out_shapes[k] if first is None else first
+            shapes.append(out_shapes[k])
             k += 1
-        node_shape.append(first)
+        node_shapes.append(shapes)
 
     fixed_gamma = set()
     for node in nodes:
@@ -123,7 +167,7 @@ def summary(net_or_symbol, input_shape, data_name="data"):
                  and i not in fixed_gamma}
 
     rows, seen = [], set()
-    for node, shape in zip(nodes, node_shape):
+    for node, shapes in zip(nodes, node_shapes):
         if node["op"] == "null":
             continue
         inputs = [i for i, _, _ in node["inputs"]]
@@ -132,21 +176,18 @@ def summary(net_or_symbol, input_shape, data_name="data"):
             if i in learnable and i not in seen:
                 seen.add(i)
                 params += _size(arg_shape[nodes[i]["name"]])
-        macs = 0
-        if node["op"] in _MAC_OPS:
-            w = inputs[1]  # a variable, or computed (the FB layer's, e.g. masked weights)
-            weight = arg_shape.get(nodes[w]["name"]) if nodes[w]["op"] == "null" \
-                else node_shape[w]
-            if weight is None or shape is None:
-                raise ValueError("no weight or output shape for %s %r"
+        macs, rule = 0, _MAC_RULES.get(node["op"])
+        if rule is not None:
+            # an input is output `j` of node `i`: a variable, or computed (e.g. the FB
+            # layer's masked weights)
+            in_shapes = [node_shapes[i][j] if j < len(node_shapes[i]) else None
+                         for i, j, _ in node["inputs"]]
+            if not shapes or any(s is None for s in in_shapes + shapes):
+                raise ValueError("no input or output shape for %s %r"
                                  % (node["op"], node["name"]))
-            # weight (out, in/groups, k_h, k_w) or (out, in): each output element costs
-            # one multiply-add per weight of its filter; FB weight (out, F, in/groups, k_h,
-            # k_w): F projections plus the diagonal correction.
-            macs = _size(shape) * _size(weight[1:])
-            if node["op"].startswith("FMConvolution"):
-                macs += _size(shape) * _size(weight[2:])
-        rows.append(LayerRow(node["name"], node["op"], tuple(shape or ()), params, macs))
+            macs = int(rule(node.get("attrs", {}), in_shapes, shapes))
+        rows.append(LayerRow(node["name"], node["op"], tuple(shapes[0] if shapes else ()),
+                             params, macs))
     return Summary(rows, sum(r.params for r in rows), sum(r.macs for r in rows),
                    sum(_size(s) for s in aux_shapes), tuple(input_shape))
 
@@ -178,5 +219,5 @@ def format_summary(result, per_layer=True):
     lines += ["Input: %s (batch 1)" % "x".join(str(d) for d in result.input_shape),
               "Learnable parameters: {:,}".format(result.params),
               "Auxiliary states (not learnable): {:,}".format(result.aux),
-              "Multiply-adds (conv, fc, FB): {:,} ({})".format(result.macs, _giga(result.macs))]
+              "Multiply-adds: {:,} ({})".format(result.macs, _giga(result.macs))]
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """Summary: parameter and multiply-add counts against hand counts and the published figures;
 the summary and model-table command lines."""
+import importlib
 import os
 import subprocess
 import sys
@@ -10,8 +11,11 @@ from mxnet.gluon import nn
 
 import gluon_models
 from gluon_models.model_zoo.reference import REFERENCE, SOURCES
-from gluon_models.utils import format_summary, model_summary, summary
+from gluon_models.nn import FBConv2D
+from gluon_models.utils import format_summary, model_summary, register_macs, summary
 from gluon_models.utils.model_table import BEGIN, END, check_model_table, model_table
+
+summary_module = importlib.import_module("gluon_models.utils.summary")  # not the function
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -88,6 +92,63 @@ def test_fb_layer_multiply_adds(impl):
     if impl == "native":
         rows = [r for r in result.rows if r.op.startswith("FMConvolution")]
         assert [r.macs for r in rows] == [fb]
+
+
+@pytest.mark.parametrize("op", [1, 3])
+def test_fb_rule_is_registered_by_the_layer_module(op):
+    """The FB layer's module owns its rule; it counts (F + 1) * C/G * kh * kw per output."""
+    from gluon_models.nn import fb
+    assert summary_module._MAC_RULES["FMConvolution%d" % op] is fb._fb_macs
+    net = FBConv2D(6, 5, kernel_size=3, padding=1, groups=2, in_channels=4, op=op,
+                   prefix="fb_")
+    result = summary(net, (4, 7, 7))
+    row, = [r for r in result.rows if r.op == "FMConvolution%d" % op]
+    # output 6 x 7 x 7; weight (6, 5, 4/2, 3, 3): 5 projections + 1 diagonal of 2*3*3
+    assert row.macs == result.macs == 6 * 7 * 7 * (5 + 1) * 2 * 3 * 3
+    assert result.params == 6 * 5 * 2 * 3 * 3 + 6
+
+
+def test_registered_rule_counts_its_op(monkeypatch):
+    """A family's rule gets the node's attributes and its input and output shapes."""
+    monkeypatch.setattr(summary_module, "_MAC_RULES", dict(summary_module._MAC_RULES))
+    seen = []
+
+    def pooling_macs(attrs, in_shapes, out_shapes):
+        seen.append((attrs["pool_type"], in_shapes, out_shapes))
+        return out_shapes[0][1] * 7
+
+    x = mx.sym.Pooling(mx.sym.var("data"), kernel=(2, 2), stride=(2, 2), pool_type="avg",
+                       name="pool")
+    sym = mx.sym.FullyConnected(x, num_hidden=2, name="fc")
+    assert summary(sym, (3, 4, 4)).macs == 3 * 2 * 2 * 2
+    assert register_macs("Pooling", pooling_macs) is pooling_macs
+    result = summary(sym, (3, 4, 4))
+    assert [r.macs for r in result.rows] == [3 * 7, 3 * 2 * 2 * 2]
+    assert seen == [("avg", [(1, 3, 4, 4)], [(1, 3, 2, 2)])]
+    with pytest.raises(TypeError, match="callable"):
+        register_macs("Pooling", 3)
+
+
+def test_matrix_products_count_m_n_k_per_product():
+    """batch_dot, dot and linalg_gemm2: m * n * k per product, times the op's own batch."""
+    data = mx.sym.var("data")  # one sample (4, 6, 5): 4 matrices 6 x 5, e.g. channel groups
+    gram = mx.sym.batch_dot(data, data, transpose_b=True, name="gram")  # 4 x (6x5)(5x6)
+    cov = mx.sym.batch_dot(data, data, transpose_a=True, name="cov")    # 4 x (5x6)(6x5)
+    flat = mx.sym.reshape(data, shape=(-1, 5))                          # (24, 5)
+    proj = mx.sym.dot(flat, mx.sym.var("w", shape=(5, 3)), name="proj")  # (24x5)(5x3)
+    projt = mx.sym.dot(flat, flat, transpose_a=True, name="projt")      # (5x24)(24x5)
+    gemm = mx.sym.linalg.gemm2(data, data, transpose_b=True, name="gemm")
+    gemm1 = mx.sym.linalg.gemm2(data, data, transpose_a=True, axis=1, name="gemm1")
+    sym = mx.sym.Group([gram, cov, proj, projt, gemm, gemm1])
+    rows = {r.name: r.macs for r in summary(sym, (4, 6, 5)).rows}
+    assert rows["gram"] == 4 * 6 * 6 * 5
+    assert rows["cov"] == 4 * 5 * 5 * 6
+    assert rows["proj"] == 24 * 3 * 5
+    assert rows["projt"] == 5 * 5 * 24
+    assert rows["gemm"] == 4 * 6 * 6 * 5
+    # axis=1: rows on axis 1 (4), columns last (5), batch 1 x 6; A^T B is 5 x 5 over k=4
+    assert rows["gemm1"] == 6 * 5 * 5 * 4
+    assert summary(sym, (4, 6, 5)).macs == sum(rows.values())
 
 
 def test_block_and_exported_symbol_agree(tmp_path):
