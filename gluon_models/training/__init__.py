@@ -1,4 +1,4 @@
-"""Module-based training shared by every family (DESIGN.md, Training)."""
+"""Module-based training shared by every family."""
 from ..utils.checkpoint import last_complete_epoch, load_checkpoint, save_checkpoint
 from .fit import FitConfig, add_fit_args, contexts, evaluate, fit, make_optimizer
 from .heads import ExtraLoss, training_symbol

@@ -12,7 +12,9 @@ from gluon_models.training.logs import configure_logging
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_train_cifar_cli_trains_checkpoints_and_resumes(tmp_path):
+def test_train_cifar_cli_trains_and_checkpoints(tmp_path):
+    """The tool end to end with the IGC seed's flags (resume exactness through the tool is
+    tested once, with an FBN network, in test_fbn_training; otherwise through fit)."""
     prefix = tmp_path / "ckpt" / "net"
     common = [sys.executable, os.path.join(REPO, "tools", "train_cifar.py"),
               "--network", "plain_igc", "--depth", "5", "--primary-partition", "4",
@@ -20,20 +22,16 @@ def test_train_cifar_cli_trains_checkpoints_and_resumes(tmp_path):
               "--data-dir", str(tmp_path / "digits"), "--batch-size", "128",
               "--lr-step", "1", "--kv-store", "local", "--model-prefix", str(prefix),
               "--log-file", str(tmp_path / "log.txt")]
-    run = subprocess.run(common + ["--num-epoches", "1"], capture_output=True, text=True,
+    run = subprocess.run(common + ["--num-epoches", "2"], capture_output=True, text=True,
                          timeout=300, cwd=str(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / "digits" / "train.rec").exists()  # prepared on first use
-    for f in ("net-symbol.json", "net-0001.params", "net-0001.states"):
+    for f in ("net-symbol.json", "net-0001.params", "net-0002.params", "net-0002.states"):
         assert (tmp_path / "ckpt" / f).exists()
-    run = subprocess.run(common + ["--num-epochs", "2", "--load-epoch", "1"],
-                         capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
-    assert run.returncode == 0, run.stderr[-3000:]
     log = (tmp_path / "log.txt").read_text()
-    assert "start with arguments" in log and "Resuming from" in log
+    assert "start with arguments" in log
     assert "Epoch[1] Validation-accuracy=" in log and "Epoch[0] Validation-accuracy" in log
     assert "Epoch[1] Train-top_k_accuracy_5=" in log
-    assert (tmp_path / "ckpt" / "net-0002.params").exists()
 
 
 def test_train_cifar_cli_errors_are_clear(tmp_path):
