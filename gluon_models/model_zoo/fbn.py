@@ -44,8 +44,8 @@ by name (with MXNet's ``moving_mean``/``moving_var`` as Gluon's ``running_mean``
 * Inception-BN: ``conv_<name>``, ``bn_<name>`` (e.g. ``conv_3a_double_3x3_reduce``); head as the
   ImageNet ResNets.
 
-Why the family has its own residual unit instead of gluoncv's ResNet V2 (this library reuses gluoncv
-backbones where they are exact): gluoncv's pre-activation ResNet differs from the authors' layer
+Why the family has its own residual unit instead of gluoncv's ResNet V2 (this library reuses
+gluoncv backbones where they are exact): gluoncv's pre-activation ResNet differs from the authors' layer
 for layer. Its first unit of stage 1 has no projection when the width does not change (the
 authors project 64 -> 64 in ResNet-34), its input BatchNorm has no learnable beta, its BatchNorm
 epsilon is 1e-5 (the authors' 2e-5), and its names differ; neither the parameter counts of spec
