@@ -10,7 +10,7 @@ import ast
 import inspect
 
 from ..nn.basic import IMPLS
-from .registry import families, model_info, seed_network
+from .registry import families, model_info, seed_network, seed_networks
 
 __all__ = ["add_model_args", "model_options_from_args", "parse_model_opt"]
 
@@ -57,8 +57,7 @@ def add_model_args(parser, default_model=None, required=None):
     group.add_argument("--model", "--network", dest="model", default=default_model,
                        required=default_model is None if required is None else required,
                        help="registered model name (gluon_models.list_models()) or a seed "
-                            "script's --network value (e.g. plain_igc, resnet_igc, "
-                            "resnet-small-fmconv, inception-bn-fmconv)")
+                            "script's --network value (%s)" % ", ".join(seed_networks()))
     group.add_argument("--model-opt", dest="model_opts", metavar="KEY=VALUE",
                        action="append", default=[], type=parse_model_opt,
                        help="builder option, repeatable, e.g. --model-opt depth=20")

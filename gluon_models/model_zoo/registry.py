@@ -19,7 +19,7 @@ import re
 import sys
 from typing import Callable, Dict, Optional, Tuple
 
-__all__ = ["register_model", "register_seed_network", "seed_network", "register_family",
+__all__ = ["register_model", "register_seed_network", "seed_network", "seed_networks", "register_family",
            "families", "family_of", "data_defaults", "optimizer_rules", "get_model",
            "list_models", "model_info", "Family"]
 
@@ -150,6 +150,11 @@ def register_seed_network(seed_name, target, options, family=None, input_size=No
     else:
         fn, fam, size, _ = _REGISTRY[str(target).lower()]
         _SEED_NETWORKS[key] = (fn, fam, size, options)
+
+
+def seed_networks():
+    """The seed scripts' ``--network`` values, sorted."""
+    return sorted(_SEED_NETWORKS)
 
 
 def seed_network(name):
