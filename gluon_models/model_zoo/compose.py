@@ -13,6 +13,8 @@ so parameter names do not depend on how many gluoncv networks the process built 
 :func:`load_parts` loads a parameter file into some children only (fine-tuning: the features
 of a trained network, a new classifier), through an optional name map.
 """
+import inspect
+
 import mxnet as mx
 from mxnet.gluon import nn
 from mxnet.gluon.contrib.nn import Identity
@@ -52,6 +54,15 @@ def make_representation(name, in_channels, classes, **options):
     return _REPRESENTATIONS[name](in_channels, classes, **options)
 
 
+def _keywords(name):
+    """The keywords the representation ``name``'s factory names explicitly."""
+    factory = _REPRESENTATIONS.get(name)
+    if factory is None:
+        return ()
+    params = inspect.signature(factory).parameters
+    return [k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
 register_representation("gavp", lambda in_channels, classes, **kw: GAvP(in_channels, **kw))
 
 
@@ -83,10 +94,13 @@ class Classifier(nn.HybridBlock):
     freeze : int
         Freeze (``grad_req='null'``) the parameters of the first ``freeze`` children of
         ``features``.
+    impl : {"native", "stock"}, optional
+        The network's operator implementation, handed to a representation that takes an
+        ``impl`` keyword (unless its options set one).
     """
 
     def __init__(self, features, classes, representation="gavp", representation_options=None,
-                 output=None, freeze=0, **kwargs):
+                 output=None, freeze=0, impl=None, **kwargs):
         super().__init__(**kwargs)
         if int(classes) != classes or classes < 1:
             raise ValueError("classes must be a positive integer, got %r" % (classes,))
@@ -99,9 +113,11 @@ class Classifier(nn.HybridBlock):
             else:
                 if callable(representation_options):
                     representation_options = representation_options()
+                options = dict(representation_options or {})
+                if impl is not None and "impl" in _keywords(representation):
+                    options.setdefault("impl", impl)
                 self.representation = make_representation(
-                    representation, self.feature_channels, self.classes,
-                    **(representation_options or {}))
+                    representation, self.feature_channels, self.classes, **options)
                 dim = self.representation.output_dim
                 logits = getattr(self.representation, "logits", False)
             if logits:

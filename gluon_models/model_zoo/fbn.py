@@ -428,7 +428,7 @@ def _build(trunk, fixed, pool, cfg, prefix):
     def output(in_units, n):
         return nn.Dense(n, in_units=in_units, weight_initializer=he_normal(),
                         prefix=built["names"]["fc"])
-    return Classifier(features, classes, representation, head_options, output, freeze,
+    return Classifier(features, classes, representation, head_options, output, freeze, impl,
                       prefix=prefix)
 
 

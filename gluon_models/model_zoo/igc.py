@@ -243,7 +243,7 @@ def _create(variant, **kwargs):
     def output(in_units, n):
         return nn.Dense(n, in_units=in_units, weight_initializer=fc_uniform(),
                         prefix="fc_score_")
-    return Classifier(features, classes, representation, rep_options, output, freeze,
+    return Classifier(features, classes, representation, rep_options, output, freeze, impl,
                       prefix=variant + "_")
 
 

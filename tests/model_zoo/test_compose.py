@@ -39,6 +39,11 @@ def test_a_representation_goes_onto_any_backbone():
     assert type(net.output).__name__ == "Identity"
     assert net.representation.fb.bilinear.weight.shape == (5, 3, 32, 1, 1)
     assert net(x).shape == (2, 5)
+    # the network's impl reaches the head: the stock twin has no FMConvolution
+    stock = gluon_models.get_model("igc_resnet_cifar", depth=8, primary=4, secondary=2,
+                                   classes=5, representation="fb", impl="stock")
+    assert "FMConvolution" not in stock(mx.sym.var("data")).tojson()
+    assert "FMConvolution" in net(mx.sym.var("data")).tojson()
     # global average pooling on the FBN trunk instead of the FB head: a Dense classifier
     plain = gluon_models.get_model("inception_bn_small_fbn_cifar", representation="gavp",
                                    classes=4)
