@@ -41,13 +41,13 @@ DatasetInfo = namedtuple("DatasetInfo", [
 DATASETS = {
     "cifar10": DatasetInfo(
         "cifar10", 10, 50000, 10000, (3, 32, 32),
-        (125.307, 122.950, 113.865), (62.993, 62.089, 66.705), "igc",
+        (125.307, 122.950, 113.865), (62.993, 62.089, 66.705), "padcrop-mirror",
         tuple("cifar-10-batches-py/data_batch_%d" % i for i in range(1, 6))
         + ("cifar-10-batches-py/test_batch",),
         "tools/prepare_cifar.py"),
     "cifar100": DatasetInfo(
         "cifar100", 100, 50000, 10000, (3, 32, 32),
-        (129.304, 124.070, 112.434), (68.170, 65.392, 70.418), "igc",
+        (129.304, 124.070, 112.434), (68.170, 65.392, 70.418), "padcrop-mirror",
         ("cifar-100-python/train", "cifar-100-python/test"),
         "tools/prepare_cifar.py"),
     # The IGC seed trains SVHN on train + extra (73,257 + 531,131 = 604,388) without augmentation.

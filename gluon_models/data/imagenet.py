@@ -33,17 +33,17 @@ mirror and warp), far fewer than training from scratch should see.
 Normalisation presets (``x' = (x - mean) / std`` per RGB channel, 0-255 scale; ``fill`` is the
 grey level of the border the warp, rotation and shear create):
 
-=====  ==========================================================  ========================
-name   mean / std                                                  seed
-=====  ==========================================================  ========================
-igc    (123.370, 112.757, 99.406) / (68.998, 66.093, 68.292)        IGC, own statistics
-fb     (123.675, 116.280, 103.530) / (58.395, 57.12, 57.375)        IGC ``--fb-mean``
-fbn    (123.68, 116.779, 103.939) / 1 (mean subtraction only)       FBN
-raw    0 / 1 (the network normalises with its ``bn_data``)          IBN (MXNet scripts)
-=====  ==========================================================  ========================
+========  ==========================================================  =====================
+name      mean / std                                                  used by
+========  ==========================================================  =====================
+imagenet  (123.675, 116.280, 103.530) / (58.395, 57.12, 57.375)        the usual statistics
+raw       0 / 1 (the network normalises, e.g. with a ``bn_data``)       IBN (MXNet scripts)
+========  ==========================================================  =====================
 
-Stock MXNet has one ``fill_value`` for all channels: where a seed fills with its per-channel
-mean (IGC), the preset uses the mean of the seed's three fill values.
+Families add their authors' presets (:func:`register_norm`, through
+``register_family(imagenet_norms=...)``: IGC's own statistics, FBN's mean subtraction) and make
+them their networks' default. Stock MXNet has one ``fill_value`` for all channels: where a seed
+fills with its per-channel mean, the preset uses the mean of the seed's three fill values.
 
 Validation: the shorter side resized to ``val_resize`` (default ``data_shape * 256 / 224``,
 i.e. 256 for 224 crops; 0 keeps the stored size), then the centre ``data_shape`` crop, no
@@ -60,9 +60,9 @@ import mxnet as mx
 
 from .datasets import default_data_root
 from .iterators import FreshIter, count_records
-from .presets import FBN_MEAN_RGB, add_batch_args, parse_rgb
+from .presets import add_batch_args, parse_rgb
 
-__all__ = ["AUG_LEVELS", "AUG_KEYS", "NORMS", "Norm", "imagenet_aug_kwargs",
+__all__ = ["AUG_LEVELS", "AUG_KEYS", "NORMS", "Norm", "register_norm", "imagenet_aug_kwargs",
            "resolve_norm", "rec_files", "default_val_resize", "imagenet_val_iter",
            "get_imagenet_iters", "imagenet_iters_from_args", "count_train_records",
            "add_imagenet_data_args",
@@ -93,15 +93,22 @@ AUG_KEYS = frozenset((
 Norm = namedtuple("Norm", ["mean_rgb", "std_rgb", "fill_value"])
 
 NORMS = {
-    # spec igc.md §3.2: own statistics, fill (123, 113, 99)
-    "igc": Norm((123.370, 112.757, 99.406), (68.998, 66.093, 68.292), 112),
-    # spec igc.md §3.2 --fb-mean: fill (124, 116, 104)
-    "fb": Norm((123.675, 116.280, 103.530), (58.395, 57.12, 57.375), 115),
-    # spec fbn.md §5.5: mean only; the border keeps ImageRecordIter's default 255 (white)
-    "fbn": Norm(FBN_MEAN_RGB, (1.0, 1.0, 1.0), 255),
-    # spec ibn.md §5.2: no mean/std (bn_data normalises), fill_value 127
+    # the usual ImageNet statistics (of torchvision, and Facebook's ResNet code); the border
+    # is their mean grey (124, 116, 104)
+    "imagenet": Norm((123.675, 116.280, 103.530), (58.395, 57.12, 57.375), 115),
+    # no mean/std (a network whose first layer normalises, e.g. a BatchNorm), fill 127
     "raw": Norm((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 127),
 }
+
+
+def register_norm(name, norm):
+    """Add the normalisation preset ``name`` (a :class:`Norm`); a family declares its
+    authors' through ``register_family(imagenet_norms=...)``."""
+    if name in NORMS:
+        raise ValueError("normalisation preset %r is registered twice" % name)
+    if not isinstance(norm, Norm):
+        raise TypeError("normalisation %r must be a Norm, got %r" % (name, norm))
+    NORMS[name] = norm
 
 def parse_aug_opt(text):
     """``"key=value"`` -> ``(key, number)``, the key one of :data:`AUG_KEYS`."""
@@ -135,7 +142,7 @@ def imagenet_aug_kwargs(level=2, fill_value=None, aug_opts=None):
     return kw
 
 
-def resolve_norm(norm="igc", mean_rgb=None, std_rgb=None, fill_value=None):
+def resolve_norm(norm="imagenet", mean_rgb=None, std_rgb=None, fill_value=None):
     """``dict(norm, mean_rgb, std_rgb, fill_value)``: the preset with the given values
     overriding it."""
     if norm not in NORMS:
@@ -178,7 +185,7 @@ def _norm_kwargs(r):
     return dict(mean_r=mr, mean_g=mg, mean_b=mb, std_r=sr, std_g=sg, std_b=sb)
 
 
-def imagenet_val_iter(rec, batch_size, data_shape=224, resize=None, norm="igc", mean_rgb=None,
+def imagenet_val_iter(rec, batch_size, data_shape=224, resize=None, norm="imagenet", mean_rgb=None,
                       std_rgb=None, preprocess_threads=4, num_parts=1, part_index=0):
     """Evaluation iterator: shorter side ``resize`` (None: :func:`default_val_resize`; 0: as
     stored), centre ``data_shape`` crop, normalised; a FreshIter, exact on every pass."""
@@ -198,7 +205,7 @@ def imagenet_val_iter(rec, batch_size, data_shape=224, resize=None, norm="igc", 
 
 def get_imagenet_iters(data_dir, train_rec="train.rec", val_rec="val.rec", batch_size=256,
                        val_batch_size=None, data_shape=224, aug_level=2, aug_opts=None,
-                       norm="igc", mean_rgb=None, std_rgb=None, fill_value=None,
+                       norm="imagenet", mean_rgb=None, std_rgb=None, fill_value=None,
                        val_resize=None, preprocess_threads=4, num_parts=1, part_index=0,
                        seed=0, reproducible_aug=False):
     """Training and validation iterators over ImageNet-style records.
@@ -321,11 +328,12 @@ def add_imagenet_aug_args(parser, train=True):
                        default=[], type=parse_aug_opt,
                        help="override an ImageRecordIter augmentation argument, repeatable, "
                             "e.g. min_random_scale=0.667")
-    g.add_argument("--norm", default="igc", choices=sorted(NORMS),
-                   help="mean/std preset: igc (IGC's own statistics), fb (IGC --fb-mean), fbn "
-                        "(mean only), raw (none)")
-    g.add_argument("--fb-mean", dest="norm", action="store_const", const="fb",
-                   default=argparse.SUPPRESS, help="the IGC seed's flag: same as --norm fb")
+    g.add_argument("--norm", default="imagenet", choices=sorted(NORMS),
+                   help="mean/std preset: imagenet (the usual statistics), raw (none), or a "
+                        "family's (%s); default: the model family's, else imagenet"
+                   % ", ".join(sorted(set(NORMS) - {"imagenet", "raw"})))
+    g.add_argument("--fb-mean", dest="norm", action="store_const", const="imagenet",
+                   default=argparse.SUPPRESS, help="same as --norm imagenet (a seed's flag)")
     g.add_argument("--mean-rgb", default=None, help="R,G,B means (0-255); default: --norm's")
     g.add_argument("--std-rgb", default=None, help="R,G,B stds; default: --norm's")
     if train:

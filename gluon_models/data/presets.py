@@ -1,53 +1,60 @@
-"""Augmentation presets of the seeds' 32x32 pipelines, and the data/augmentation options.
+"""Augmentation presets of the 32x32 pipelines, and the data/augmentation options.
 
 A preset fixes the training augmentation and the normalisation (the evaluation iterator uses
-the same normalisation and no augmentation):
+the same normalisation and no augmentation). Built in:
 
-=========  ======================================================================  ===========
-name       training augmentation                                                   normalise
-=========  ======================================================================  ===========
-none       none (IGC ``aug_type 0``, its SVHN setting)                             dataset
-igc        pad 4, random 32x32 crop, random mirror (IGC ``aug_type 1``, CIFAR);     dataset
-           the pad is 0 *after* normalisation
-padcrop    as ``igc`` without the mirror (default for digits: a mirrored digit is   dataset
-           another shape)
-fbn        pad 4 filled with 255 (white) *before* normalisation, random 32x32       FBN mean,
-           crop, random mirror (FBN ``cifar/train_cifar.py``)                       no std
-=========  ======================================================================  ===========
+==============  ================================================================  ==========
+name            training augmentation                                             normalise
+==============  ================================================================  ==========
+none            none                                                              dataset
+padcrop-mirror  pad 4, random 32x32 crop, random mirror; the pad is 0 *after*     dataset
+                normalisation (the usual CIFAR augmentation)
+padcrop         as ``padcrop-mirror`` without the mirror (default for digits: a   dataset
+                mirrored digit is another shape)
+==============  ================================================================  ==========
+
+A family adds the presets its authors used under their own names
+(:func:`register_aug_preset`, through ``register_family(aug_presets=...)``), e.g. FBN's white
+padding before mean subtraction, and makes them its networks' defaults per dataset.
 
 "dataset" normalisation is ``(x - mean_c) / std_c`` with the per-dataset mean/std of
-:data:`~gluon_models.data.datasets.DATASETS` (spec igc.md §3.1). "FBN" is ``x - mean_c`` with
-R 123.68, G 116.779, B 103.939 and std 1 (spec fbn.md §5.5).
+:data:`~gluon_models.data.datasets.DATASETS`.
 
-Why ``pad_fill='zero'`` for IGC: the authors' MXNet fork pads each channel with its rounded
-mean, which is 0 (within half a grey level) after normalisation. Stock MXNet 1.9.1 has a single
-``fill_value`` for all channels, so :class:`~gluon_models.data.iterators.PadCropIter` pads
-with exact zeros after normalisation instead (the equivalent the spec recommends). An integer
-``pad_fill`` (0-255, before normalisation; FBN's white 255) is normalised per channel. All
-padding, cropping and mirroring is done by ``PadCropIter`` with its own seeded generator. IGC's
-``aug_type 2`` (random crop and mirror without padding) is ``igc`` with ``pad=0`` on 32x32
-images: only the mirror remains.
+Why ``pad_fill='zero'``: padding each channel with its mean before normalisation (as some
+authors' MXNet forks do) is 0 within half a grey level after it; stock MXNet 1.9.1 has a single
+``fill_value`` for all channels, so :class:`~gluon_models.data.iterators.PadCropIter` pads with
+exact zeros after normalisation instead. An integer ``pad_fill`` (0-255, before normalisation,
+e.g. white 255) is normalised per channel. All padding, cropping and mirroring is done by
+``PadCropIter`` with its own seeded generator. Random crop and mirror without padding is
+``padcrop-mirror`` with ``pad=0``: on 32x32 images only the mirror remains.
 """
 import argparse
 from collections import namedtuple
 
 from .datasets import DATASETS, default_data_root, get_dataset_info, list_datasets
 
-__all__ = ["AugPreset", "AUG_PRESETS", "FBN_MEAN_RGB", "resolve_aug", "add_data_args",
+__all__ = ["AugPreset", "AUG_PRESETS", "register_aug_preset", "resolve_aug", "add_data_args",
            "add_batch_args", "add_aug_args", "apply_presets", "parse_rgb"]
 
 AugPreset = namedtuple("AugPreset", ["pad", "pad_fill", "mirror", "mean_rgb", "std_rgb"])
 
-# Spec fbn.md §5.5: mean subtraction only (the ImageNet per-channel means), no std.
-FBN_MEAN_RGB = (123.68, 116.779, 103.939)
-
 # mean_rgb / std_rgb None: the dataset's, from the table.
 AUG_PRESETS = {
     "none": AugPreset(0, "zero", False, None, None),
-    "igc": AugPreset(4, "zero", True, None, None),
+    "padcrop-mirror": AugPreset(4, "zero", True, None, None),
     "padcrop": AugPreset(4, "zero", False, None, None),
-    "fbn": AugPreset(4, 255, True, FBN_MEAN_RGB, (1.0, 1.0, 1.0)),
 }
+
+
+def register_aug_preset(name, preset):
+    """Add the augmentation preset ``name`` (an :class:`AugPreset`; its settings are checked
+    as :func:`resolve_aug` would use them)."""
+    if name in AUG_PRESETS:
+        raise ValueError("augmentation preset %r is registered twice" % name)
+    if not isinstance(preset, AugPreset):
+        raise TypeError("preset %r must be an AugPreset, got %r" % (name, preset))
+    _check_fill(preset.pad_fill)
+    AUG_PRESETS[name] = preset
 
 
 def _check_fill(value):

@@ -57,13 +57,15 @@ import logging
 from mxnet.gluon import nn
 from mxnet.gluon.contrib.nn import HybridConcurrent
 
+from ..data.imagenet import Norm
+from ..data.presets import AugPreset
 from ..nn.basic import ConvBNAct, check_impl, he_normal
 from ..nn.fb import FBHead, fb_parameters
 from ..training.rules import OptimizerRule
 from .compose import Classifier, register_representation
 from .registry import register_family, register_model, register_seed_network
 
-__all__ = ["PreActUnit", "FBNRule", "cifar_resnet_units", "preact_resnet_cifar",
+__all__ = ["PreActUnit", "FBNRule", "FBN_MEAN_RGB", "cifar_resnet_units", "preact_resnet_cifar",
            "preact_resnet", "RESNET_UNITS"]
 
 _LOG = logging.getLogger(__name__)
@@ -634,10 +636,16 @@ def _rules(args):
     return [rule] if rule.slowstart or rule.fmconv else []
 
 
+# Both FBN scripts subtract the ImageNet means only, no std (spec 5.5).
+FBN_MEAN_RGB = (123.68, 116.779, 103.939)
+
 register_family(
     "fbn",
-    # Both FBN scripts subtract the ImageNet means only (no std); CIFAR pads with white before
-    # that (spec 5.5): the defaults of train_cifar.py on CIFAR-10/100 and of train_imagenet.py.
+    # CIFAR pads with white before the mean subtraction; on ImageNet the warps' border keeps
+    # ImageRecordIter's default 255 (spec 5.5): the defaults of train_cifar.py on
+    # CIFAR-10/100 and of train_imagenet.py.
+    aug_presets={"fbn": AugPreset(4, 255, True, FBN_MEAN_RGB, (1.0, 1.0, 1.0))},
+    imagenet_norms={"fbn": Norm(FBN_MEAN_RGB, (1.0, 1.0, 1.0), 255)},
     cifar_aug={"cifar10": "fbn", "cifar100": "fbn"}, imagenet_norm="fbn",
     model_flags={
         "depth": (dict(type=int, help="network depth (CIFAR 9n + 2; ImageNet ResNet 18 ... "

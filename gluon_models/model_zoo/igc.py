@@ -23,6 +23,8 @@ classifier ``fc_score``). Any registered representation replaces the pooling
 """
 from mxnet.gluon import nn
 
+from ..data.imagenet import NORMS, Norm
+from ..data.presets import AugPreset
 from ..nn.basic import ConvBNAct, check_impl, fc_uniform
 from ..nn.igc import IGCConv
 from .compose import Classifier
@@ -329,6 +331,14 @@ register_seed_network("resnet_igc", "igc_resnet_cifar", _igc_seed)
 
 register_family(
     "igc",
+    # The IGC seed's CIFAR augmentation (aug_type 1: pad 4, crop, mirror; its fork pads with
+    # the channel means, i.e. 0 after normalisation) and its own ImageNet statistics (fill:
+    # the mean of its per-channel fill 123, 113, 99); SVHN keeps the dataset's "none" (its
+    # aug_type 0). Spec igc.md 3.1, 3.2.
+    aug_presets={"igc": AugPreset(4, "zero", True, None, None)},
+    imagenet_norms={"igc": Norm((123.370, 112.757, 99.406), (68.998, 66.093, 68.292), 112),
+                    "fb": NORMS["imagenet"]},  # its --fb-mean: the usual statistics
+    cifar_aug={"cifar10": "igc", "cifar100": "igc"}, imagenet_norm="igc",
     model_flags={
         "depth": (dict(type=int, help="network depth"), "depth"),
         "primary_partition": (dict(type=int, help="IGC primary partitions L, or a regular "

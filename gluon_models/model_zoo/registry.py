@@ -64,7 +64,8 @@ _FAMILIES = {}
 
 
 def register_family(name, cifar_aug=None, imagenet_norm=None, model_flags=None,
-                    train_flags=None, optimizer_rules=None):
+                    train_flags=None, optimizer_rules=None, aug_presets=None,
+                    imagenet_norms=None):
     """Declare a family's hooks into the shared machinery.
 
     Parameters
@@ -88,9 +89,21 @@ def register_family(name, cifar_aug=None, imagenet_norm=None, model_flags=None,
         ``optimizer_rules(args) -> list`` of optimizer rules
         (:class:`gluon_models.training.rules.OptimizerRule`) the parsed ``args`` ask for;
         empty when none of the family's training flags is given.
+    aug_presets : dict, optional
+        The family's own 32x32 augmentation presets, name -> ``AugPreset``
+        (:func:`gluon_models.data.presets.register_aug_preset`).
+    imagenet_norms : dict, optional
+        The family's own ImageNet normalisations, name -> ``Norm``
+        (:func:`gluon_models.data.imagenet.register_norm`).
     """
+    from ..data.imagenet import register_norm  # data imports nothing of the model zoo
+    from ..data.presets import register_aug_preset
     if name in _FAMILIES:
         raise ValueError("family %r is registered twice" % name)
+    for preset, settings in (aug_presets or {}).items():
+        register_aug_preset(preset, settings)
+    for norm, settings in (imagenet_norms or {}).items():
+        register_norm(norm, settings)
     _FAMILIES[name] = Family(name, dict(cifar_aug or {}), imagenet_norm,
                              dict(model_flags or {}), dict(train_flags or {}), optimizer_rules)
     return _FAMILIES[name]

@@ -26,6 +26,7 @@ from ..data.imagenet import (add_imagenet_aug_args, add_imagenet_data_args,
                              apply_imagenet_presets, default_val_resize, imagenet_val_iter,
                              rec_files, resolve_norm)
 from ..model_zoo import add_model_args, model_info, model_options_from_args
+from ..model_zoo.registry import data_defaults
 from ..utils.export import build_model, load_exported, load_training_checkpoint
 from .fit import _metrics, contexts, evaluate
 
@@ -109,7 +110,7 @@ class TenCropData:
     ``data[0]`` of a batch is ``(B, 10, 3, S, S)``: centre, top-left, bottom-left, top-right,
     bottom-right, then the same five mirrored."""
 
-    def __init__(self, rec, batch_size, data_shape=224, resize=None, norm="igc", mean_rgb=None,
+    def __init__(self, rec, batch_size, data_shape=224, resize=None, norm="imagenet", mean_rgb=None,
                  std_rgb=None, num_workers=0):
         rec, _ = rec_files(None, rec)
         r = resolve_norm(norm, mean_rgb, std_rgb)
@@ -125,7 +126,7 @@ class TenCropData:
 
 
 def evaluate_classifier(net, rec, crops=1, batch_size=50, data_shape=224, resize=None,
-                        norm="igc", mean_rgb=None, std_rgb=None, preprocess_threads=4,
+                        norm="imagenet", mean_rgb=None, std_rgb=None, preprocess_threads=4,
                         top_k=5):
     """Metrics of ``net`` (a block returning logits) on every image of ``rec`` (with its
     ``.idx``): ``{'accuracy', 'top_k_accuracy_<k>', 'cross-entropy', 'samples'}``.
@@ -185,6 +186,9 @@ def parse_evaluate_args(argv=None, parser=None):
     parser = parser or evaluate_parser()
     known, _ = parser.parse_known_args(argv)
     size = model_info(known.model)["input_size"] if known.model else 224
+    norm = data_defaults(known.model)["imagenet_norm"] if known.model else None
+    if norm is not None:  # the normalisation the model's family was trained with
+        parser.set_defaults(norm=norm)
     apply_imagenet_presets(parser, argv, data_shape=size)
     return parser.parse_args(argv)
 

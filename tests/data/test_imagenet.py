@@ -76,8 +76,11 @@ def test_norm_presets():
     fb = I.resolve_norm("fb", std_rgb="1,2,3", fill_value=0)
     assert fb["mean_rgb"] == (123.675, 116.28, 103.53) and fb["std_rgb"] == (1, 2, 3)
     assert fb["fill_value"] == 0
-    with pytest.raises(ValueError, match="unknown normalisation 'imagenet'"):
-        I.resolve_norm("imagenet")
+    assert I.resolve_norm("imagenet")["mean_rgb"] == fb["mean_rgb"]  # IGC's --fb-mean
+    with pytest.raises(ValueError, match="unknown normalisation 'imagenet1k'"):
+        I.resolve_norm("imagenet1k")
+    with pytest.raises(ValueError, match="registered twice"):
+        I.register_norm("igc", I.NORMS["raw"])
     with pytest.raises(ValueError, match="std_rgb must be positive"):
         I.resolve_norm("raw", std_rgb="1,0,1")
 
@@ -176,7 +179,7 @@ def test_validation_resize_and_centre_crop(pos_set, tmp_path):
     rng = np.random.RandomState(1)
     ph = photos(rng, 3)
     write_rec(str(tmp_path / "v"), ph, [0, 1, 2], img_fmt=".png")
-    norm = I.resolve_norm("igc")
+    norm = I.resolve_norm("imagenet")  # the default
     _, val = I.get_imagenet_iters(str(tmp_path), False, "v", batch_size=2, data_shape=S)
     x, _ = read_iter(val)
     for i in range(3):
@@ -217,9 +220,12 @@ def test_argument_presets():
     assert (a.train_rec, a.val_rec, a.data_shape, a.val_resize) == \
         ("train.rec", "val.rec", 224, 256)
     assert a.reproducible_aug is False and parse(["--reproducible-aug"]).reproducible_aug
-    assert a.mean_rgb == "123.37,112.757,99.406" and a.fill_value == 112 and a.batch_size == 256
+    assert a.norm == "imagenet" and a.mean_rgb == "123.675,116.28,103.53"
+    assert a.fill_value == 115 and a.batch_size == 256
+    a = parse(["--norm", "igc"])
+    assert a.mean_rgb == "123.37,112.757,99.406" and a.fill_value == 112
     a = parse(["--fb-mean", "--aug-opt", "min_random_scale=0.667"], shape=32)
-    assert a.norm == "fb" and a.std_rgb == "58.395,57.12,57.375" and a.data_shape == 32
+    assert a.norm == "imagenet" and a.std_rgb == "58.395,57.12,57.375" and a.data_shape == 32
     assert a.aug_opts == [("min_random_scale", 0.667)]
     a = parse(["--norm", "fbn", "--std-rgb", "2,2,2", "--data-shape", "160"])
     assert a.std_rgb == "2,2,2" and a.fill_value == 255 and a.val_resize == 183

@@ -9,7 +9,7 @@ import pytest
 from gluon_models.data import (DATASETS, PadCropIter, add_aug_args, add_data_args,
                                apply_presets, get_rec_iters, iters_from_args, update_metric,
                                write_records)
-from gluon_models.data.presets import FBN_MEAN_RGB
+from gluon_models.model_zoo.fbn import FBN_MEAN_RGB
 
 from .formats import random_images, read_iter
 

@@ -79,7 +79,7 @@ def test_ten_crops_against_numpy_and_centre_against_the_record_iterator(tmp_path
     imgs, labels = photos(rng, 6), rng.randint(0, CLASSES, 6)
     rec = write_rec(str(tmp_path / "p"), imgs, labels, img_fmt=".png")
     net = _net()
-    norm = resolve_norm("igc")
+    norm = resolve_norm("imagenet")  # the default
     mean, std = np.array(norm["mean_rgb"], np.float32), np.array(norm["std_rgb"], np.float32)
     expected = []
     for img in imgs:
@@ -153,3 +153,13 @@ def test_source_errors(trained):
     build_and_export("resnet_cifar", export_like, checkpoint=(prefix, 1), **MODEL)
     with pytest.raises(ValueError, match="not a training checkpoint"):
         load_classifier(checkpoint=export_like, epoch=0)
+
+
+def test_evaluation_normalises_as_the_model_family_trained():
+    """tools/evaluate.py takes the family's normalisation by default (it once evaluated
+    every network with IGC's statistics); --norm still overrides it."""
+    from gluon_models.training.evaluation import parse_evaluate_args
+    assert parse_evaluate_args(["--model", "resnet50_fbn"]).norm == "fbn"
+    assert parse_evaluate_args(["--model", "igc_resnet18_l16m16"]).norm == "igc"
+    assert parse_evaluate_args(["--export", "x"]).norm == "imagenet"
+    assert parse_evaluate_args(["--model", "resnet50_fbn", "--norm", "raw"]).norm == "raw"
