@@ -145,7 +145,12 @@ ALL = [n for n in gluon_models.list_models() if n not in EXCLUDED] + list(OPTION
 # all of them): the default run keeps the 32-px networks and the small ImageNet configuration
 # in OPTIONS (18 layers, FB head, 64 px).
 FAST = [n for n in ALL if input_side(n) == 32 or n in OPTIONS]
-CASES = [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in ALL]
+# Native with both seeds, the stock twin with the first (its second seed is in the slow set):
+# the twin runs the same graph of stock operators the native one uses around its own ops.
+CASES = [pytest.param(n, impl, seed,
+                      marks=() if n in FAST and (impl == "native" or seed == SEEDS[0])
+                      else pytest.mark.slow)
+         for n in ALL for impl in ("native", "stock") for seed in SEEDS]
 
 
 def test_exclusions_name_registered_models():
@@ -180,24 +185,22 @@ def test_calibration_replaces_fresh_statistics():
         assert np.abs(bn.running_var.data().asnumpy() - 1).min() > 0, bn.name
 
 
-@pytest.mark.parametrize("impl", ["native", "stock"])
-@pytest.mark.parametrize("name", CASES)
-def test_paths_agree_calibrated(name, impl, tmp_path):
+@pytest.mark.parametrize("name,impl,seed", CASES)
+def test_paths_agree_calibrated(name, impl, seed, tmp_path):
     """Hybridized Gluon, SymbolBlock.imports and Module agree, and are near float64."""
     # What users get: MKLDNN kernels, and Module binds through the MKLDNN subgraph backend
     # (fused convolution + BatchNorm + ReLU), unless this variable turns it off.
     assert mx.runtime.Features().is_enabled("MKLDNN")
     assert os.environ.get("MXNET_SUBGRAPH_BACKEND", "MKLDNN").upper() != "NONE"
-    for seed in SEEDS:
-        xs = batches(name, seed)
-        prefix = str(tmp_path / ("%s-%d" % (name, seed)))
-        out = path_outputs(calibrated(name, impl, seed), xs, prefix)
-        for outs in out.values():
-            assert [o.shape for o in outs] == [(n, CLASSES) for n in BATCH_SIZES]
-            assert all(np.isfinite(o).all() for o in outs)
-        ref64 = float64_outputs(name, xs, prefix + "-0000.params")
-        assert not mismatches({p: out[p] for p in ("symbolblock", "module")}, out["gluon"]), seed
-        assert not mismatches(out, ref64), seed
+    xs = batches(name, seed)
+    prefix = str(tmp_path / ("%s-%d" % (name, seed)))
+    out = path_outputs(calibrated(name, impl, seed), xs, prefix)
+    for outs in out.values():
+        assert [o.shape for o in outs] == [(n, CLASSES) for n in BATCH_SIZES]
+        assert all(np.isfinite(o).all() for o in outs)
+    ref64 = float64_outputs(name, xs, prefix + "-0000.params")
+    assert not mismatches({p: out[p] for p in ("symbolblock", "module")}, out["gluon"]), seed
+    assert not mismatches(out, ref64), seed
 
 
 def test_checker_catches_a_wrong_running_variance(tmp_path):
