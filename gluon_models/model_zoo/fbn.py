@@ -57,7 +57,7 @@ import logging
 from mxnet.gluon import nn
 from mxnet.gluon.contrib.nn import HybridConcurrent
 
-from ..nn.basic import ConvBNAct, check_impl, he_normal
+from ..nn.basic import ConvBNAct, check_impl, check_positive_int, he_normal
 from ..nn.fb import FBHead, fb_parameters
 from ..training.rules import OptimizerRule
 from .compose import Classifier, register_representation
@@ -168,14 +168,6 @@ class PreActUnit(nn.HybridBlock):
         if self.conv3 is not None:
             y = self.conv3(F.Activation(self.bn3(y), act_type="relu"))
         return y + (self.sc(a) if self.sc is not None else x)
-
-
-# ---- checks -----------------------------------------------------------------------------------
-
-def _check_positive(**values):
-    for k, v in values.items():
-        if int(v) != v or v < 1:
-            raise ValueError("%s must be a positive integer, got %r" % (k, v))
 
 
 # ---- CIFAR: pre-activation bottleneck ResNet (spec 4.1) -----------------------------------------
@@ -404,7 +396,7 @@ def _build(trunk, fixed, pool, cfg, prefix):
     fb = {k: cfg.pop(k) for k in _FB_KEYS if k in cfg}
     if cfg:
         raise TypeError("unknown option(s) %s" % ", ".join(sorted(cfg)))
-    _check_positive(classes=classes)
+    classes = check_positive_int("classes", classes)
     built = {}
 
     def features():

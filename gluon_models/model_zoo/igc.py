@@ -23,7 +23,7 @@ classifier ``fc_score``). Any registered representation replaces the pooling
 """
 from mxnet.gluon import nn
 
-from ..nn.basic import ConvBNAct, check_impl, fc_uniform
+from ..nn.basic import ConvBNAct, check_impl, check_positive_int, fc_uniform
 from ..nn.igc import IGCConv
 from .compose import Classifier
 from .registry import register_family, register_model, register_seed_network
@@ -75,12 +75,6 @@ def _igc(primary, secondary, reorder2=None):
 
 def _norm(momentum):
     return {"epsilon": _EPS, "momentum": momentum}
-
-
-def _check_positive(**values):
-    for k, v in values.items():
-        if v is not None and (int(v) != v or v < 1):
-            raise ValueError("%s must be a positive integer, got %r" % (k, v))
 
 
 # ---- trunks: (layers, channels) of the features, built inside the network's name scope ----
@@ -230,7 +224,9 @@ def _create(variant, **kwargs):
     impl = check_impl(cfg.pop("impl"))
     classes, freeze = cfg.pop("classes"), cfg.pop("freeze")
     representation, rep_options = cfg.pop("representation"), cfg.pop("representation_options")
-    _check_positive(classes=classes, **cfg)
+    classes = check_positive_int("classes", classes)
+    # depth, width, primary, secondary: None means the trunk's default
+    cfg = {k: None if v is None else check_positive_int(k, v) for k, v in cfg.items()}
     if representation == "gavp":
         rep_options = dict(pool, prefix="", **(rep_options or {}))
 
