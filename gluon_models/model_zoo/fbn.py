@@ -60,6 +60,7 @@ from mxnet.gluon.contrib.nn import HybridConcurrent
 from ..nn.basic import ConvBNAct, check_impl, check_positive_int, he_normal
 from ..nn.fb import FBHead, fb_parameters
 from ..training.rules import OptimizerRule
+from ..utils.argtypes import fraction, non_negative_float, positive_float, positive_int
 from .compose import Classifier, register_representation
 from .registry import register_family, register_model, register_seed_network
 
@@ -632,22 +633,24 @@ register_family(
     # that (spec 5.5): the defaults of train_cifar.py on CIFAR-10/100 and of train_imagenet.py.
     cifar_aug={"cifar10": "fbn", "cifar100": "fbn"}, imagenet_norm="fbn",
     model_flags={
-        "depth": (dict(type=int, help="network depth (CIFAR 9n + 2; ImageNet ResNet 18 ... "
-                                      "269)"), "depth"),
-        "res_module_num": (dict(type=int, help="CIFAR ResNet units per stage n (depth 9n + 2; "
-                                               "18 -> 164, 111 -> 1001); seed networks "
-                                               "resnet-small[-fmconv]"), None),
-        "fmconv_factor": (dict(type=int, help="FB layer factors per output (num_factor); "
-                                              "default: the model's (CIFAR 20, ImageNet ResNet "
-                                              "50, Inception-BN 20)"), "num_factor"),
-        "fmconv_drop": (dict(type=float, help="FB layer DropFactor drop rate p; default: the "
-                                              "model's (0.5)"), "p"),
+        "depth": (dict(type=positive_int, help="network depth (CIFAR 9n + 2; ImageNet ResNet "
+                                               "18 ... 269)"), "depth"),
+        "res_module_num": (dict(type=positive_int, help="CIFAR ResNet units per stage n (depth "
+                                                        "9n + 2; 18 -> 164, 111 -> 1001); "
+                                                        "seed networks resnet-small[-fmconv]"),
+                           None),
+        "fmconv_factor": (dict(type=positive_int, help="FB layer factors per output "
+                                                       "(num_factor); default: the model's "
+                                                       "(CIFAR 20, ImageNet ResNet 50, "
+                                                       "Inception-BN 20)"), "num_factor"),
+        "fmconv_drop": (dict(type=fraction, help="FB layer DropFactor drop rate p, in [0, 1); "
+                                                 "default: the model's (0.5)"), "p"),
     },
     train_flags={
-        "fmconv_slowstart": dict(type=float, default=0.0, metavar="E",
+        "fmconv_slowstart": dict(type=non_negative_float, default=0.0, metavar="E",
                                  help="slow start: linear warm-up of the lr from "
                                       "--fmconv-scale * lr over E epochs"),
-        "fmconv_scale": dict(type=float, default=0.1,
+        "fmconv_scale": dict(type=positive_float, default=0.1,
                              help="the slow start's initial lr ratio, and --fmconv's "
                                   "multiplier"),
         "fmconv": dict(action="store_true",

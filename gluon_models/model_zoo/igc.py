@@ -25,6 +25,7 @@ from mxnet.gluon import nn
 
 from ..nn.basic import ConvBNAct, check_impl, check_positive_int, fc_uniform
 from ..nn.igc import IGCConv
+from ..utils.argtypes import positive_int
 from .compose import Classifier
 from .registry import register_family, register_model, register_seed_network
 
@@ -326,9 +327,9 @@ register_seed_network("resnet_igc", "igc_resnet_cifar", _igc_seed)
 register_family(
     "igc",
     model_flags={
-        "depth": (dict(type=int, help="network depth"), "depth"),
-        "primary_partition": (dict(type=int, help="IGC primary partitions L, or a regular "
+        "depth": (dict(type=positive_int, help="network depth"), "depth"),
+        "primary_partition": (dict(type=positive_int, help="IGC primary partitions L, or a regular "
                                                   "network's width"), "primary"),
-        "secondary_partition": (dict(type=int, help="IGC secondary partitions M"),
+        "secondary_partition": (dict(type=positive_int, help="IGC secondary partitions M"),
                                 "secondary"),
     })
