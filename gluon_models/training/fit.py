@@ -12,6 +12,7 @@ the lr schedule (from ``lr``) and the optimizer states (momentum) restart.
 """
 import dataclasses
 import logging
+import math
 import os
 import random
 import time
@@ -27,11 +28,50 @@ from .heads import extra_loss_metric, training_symbol
 from .schedules import SCHEDULES, make_lr_scheduler
 
 __all__ = ["FitConfig", "fit", "evaluate", "add_fit_args", "contexts", "make_optimizer",
-           "make_kvstore", "warmup_of", "lr_multipliers", "KVSTORES"]
+           "make_kvstore", "warmup_of", "lr_multipliers", "KVSTORES", "TrainingDiverged"]
 
 _LOG = logging.getLogger(__name__)
 KVSTORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
 OPTIMIZERS = ("sgd", "nag")
+
+
+class TrainingDiverged(ValueError):
+    """The training loss or the weights became NaN or infinite (too high an lr or weight
+    decay, no gradient clipping). A ValueError, so the tools report it as an error and exit
+    with a non-zero status; no checkpoint is written after the divergence."""
+
+
+def _check_finite(epoch, nbatch, *metrics):
+    """Raise :class:`TrainingDiverged` when a running training metric (the cross-entropy of
+    the outputs, an extra loss) is no longer finite. The metrics have already read the batch's
+    outputs into numpy, so this check costs no device synchronisation; the running sums stay
+    NaN/inf once one batch was, so the first bad batch is reported."""
+    for metric in metrics:
+        for name, value in metric.get_name_value():
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    "training diverged: Train-%s is %s at epoch %d batch %d; lower --lr or "
+                    "--wd, or set --clip-gradient" % (name, value, epoch, nbatch))
+
+
+def _check_finite_params(mod, epoch, prefix):
+    """Raise :class:`TrainingDiverged` unless every parameter is finite, before the epoch's
+    checkpoint is written: the losses the metrics saw come before the epoch's last update,
+    and BatchNorm can keep the outputs finite while its running statistics overflow. A NaN
+    checkpoint must never follow the finite one a run would be resumed from."""
+    # Let the epoch's last updates finish before the parameters are copied out: copying
+    # them while BatchNorm's running statistics are still being written made an exact
+    # resume differ in the running means (seen in tests/training/test_fit.py)
+    mx.nd.waitall()
+    arg, aux = mod.get_params()
+    bad = sorted(n for n, a in list(arg.items()) + list(aux.items())
+                 if not np.isfinite(a.asnumpy()).all())
+    if bad:
+        raise TrainingDiverged(
+            "training diverged: parameter(s) %s are not finite at the end of epoch %d; "
+            "checkpoint %s-%04d not saved; lower --lr or --wd, or set --clip-gradient"
+            % (", ".join(bad[:5]) + (", ..." if len(bad) > 5 else ""), epoch, prefix,
+               epoch + 1))
 
 
 @dataclasses.dataclass
@@ -294,12 +334,14 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
             num_update += 1
             metric.update(batch.label[:1], mod.get_outputs()[:1])
             extra_metric.update(batch.label, mod.get_outputs())
+            _check_finite(epoch, nbatch, metric, extra_metric)
             speedometer(mx.model.BatchEndParam(epoch=epoch, nbatch=nbatch, eval_metric=metric,
                                                locals=None))
         for name, value in metric.get_name_value() + extra_metric.get_name_value():
             _LOG.info("Epoch[%d] Train-%s=%f", epoch, name, value)
         _LOG.info("Epoch[%d] Time cost=%.3f", epoch, time.time() - tic)
         if cfg.model_prefix and rank == 0:
+            _check_finite_params(mod, epoch, cfg.model_prefix)
             # Under dist_* kvstores the optimizer runs on the servers, whose states MXNet
             # cannot save: those checkpoints have weights only (a resume restarts momentum).
             save_checkpoint(mod, cfg.model_prefix, epoch + 1, symbol,
