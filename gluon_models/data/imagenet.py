@@ -58,6 +58,7 @@ from collections import namedtuple
 
 import mxnet as mx
 
+from ..utils.argtypes import bounded_int, non_negative_int, positive_int
 from .datasets import default_data_root
 from .iterators import FreshIter, count_records
 from .presets import add_batch_args, parse_rgb
@@ -300,9 +301,9 @@ def add_imagenet_data_args(parser, train=True):
                             "(the seeds': train_480_q90.rec, or train_256_q90.rec for level 1)")
     g.add_argument("--val-rec", default="val.rec",
                    help="validation records (with their .idx; the seeds': val_256_q90.rec)")
-    g.add_argument("--data-shape", type=int, default=None,
+    g.add_argument("--data-shape", type=positive_int, default=None,
                    help="side of the square crop; default: the model's input size")
-    g.add_argument("--val-resize", type=int, default=None,
+    g.add_argument("--val-resize", type=non_negative_int, default=None,
                    help="shorter side before the centre crop; default data-shape*256/224; "
                         "0: as stored")
     add_batch_args(g, batch_size=256)
@@ -337,7 +338,7 @@ def add_imagenet_aug_args(parser, train=True):
     g.add_argument("--mean-rgb", default=None, help="R,G,B means (0-255); default: --norm's")
     g.add_argument("--std-rgb", default=None, help="R,G,B stds; default: --norm's")
     if train:
-        g.add_argument("--fill-value", type=int, default=None,
+        g.add_argument("--fill-value", type=bounded_int(0, 255), default=None,
                        help="border grey level of warps (0-255); default: --norm's")
     return g
 

@@ -31,6 +31,7 @@ e.g. white 255) is normalised per channel. All padding, cropping and mirroring i
 import argparse
 from collections import namedtuple
 
+from ..utils.argtypes import non_negative_int, positive_int
 from .datasets import DATASETS, default_data_root, get_dataset_info, list_datasets
 
 __all__ = ["AugPreset", "AUG_PRESETS", "register_aug_preset", "resolve_aug", "add_data_args",
@@ -127,11 +128,11 @@ def add_data_args(parser):
 def add_batch_args(group, batch_size=128):
     """Add ``--batch-size``, ``--val-batch-size`` and ``--preprocess-threads`` to an argument
     group (shared by the 32x32 and the ImageNet data groups)."""
-    group.add_argument("--batch-size", type=int, default=batch_size,
+    group.add_argument("--batch-size", type=positive_int, default=batch_size,
                        help="training batch size (per worker)")
-    group.add_argument("--val-batch-size", type=int, default=None,
+    group.add_argument("--val-batch-size", type=positive_int, default=None,
                        help="evaluation batch size; default: --batch-size")
-    group.add_argument("--preprocess-threads", type=int, default=4,
+    group.add_argument("--preprocess-threads", type=positive_int, default=4,
                        help="ImageRecordIter decoding/augmentation threads")
     return group
 
@@ -151,7 +152,8 @@ def add_aug_args(parser):
     g.add_argument("--aug", default=None, choices=sorted(AUG_PRESETS),
                    help="preset; default: the dataset's (%s)"
                    % ", ".join("%s %s" % (k, v.aug) for k, v in sorted(DATASETS.items())))
-    g.add_argument("--pad", type=int, default=None, help="pixels of padding before the random crop")
+    g.add_argument("--pad", type=non_negative_int, default=None,
+                   help="pixels of padding before the random crop")
     g.add_argument("--pad-fill", type=_fill_arg, default=None,
                    help="'zero' (0 after normalisation) or a 0..255 fill before normalisation")
     g.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,

@@ -10,9 +10,10 @@ import ast
 import inspect
 
 from ..nn.basic import IMPLS
-from .registry import families, model_info, seed_network, seed_networks
+from ..utils.argtypes import positive_int
+from .registry import accepted_options, families, model_info, seed_network, seed_networks
 
-__all__ = ["add_model_args", "model_options_from_args", "parse_model_opt"]
+__all__ = ["add_model_args", "model_options_from_args", "parse_model_opt", "check_model_args"]
 
 
 def parse_model_opt(text):
@@ -63,7 +64,8 @@ def add_model_args(parser, default_model=None, required=None):
                        help="builder option, repeatable, e.g. --model-opt depth=20")
     group.add_argument("--impl", choices=IMPLS, default="native",
                        help="native operators, or their stock-MXNet twins (export anywhere)")
-    group.add_argument("--classes", "--num-classes", dest="classes", type=int, default=None,
+    group.add_argument("--classes", "--num-classes", dest="classes", type=positive_int,
+                       default=None,
                        help="number of classes; %(default)s: the model's")
     for dest, (kwargs, _, text) in _model_flags().items():
         group.add_argument(_flag(dest), dest=dest, default=None, **dict(kwargs, help=text))
@@ -99,7 +101,11 @@ def model_options_from_args(args):
                 raise ValueError("%s does not apply to model %s (its options: %s)"
                                  % (_flag(flag), args.model, ", ".join(info["options"])))
             options[key] = value
+    accepted = accepted_options(args.model)
     for key, value in args.model_opts:
+        if accepted is not None and key not in accepted:
+            raise ValueError("--model-opt %s: model %s has no option %r; its options: %s"
+                             % (key, args.model, key, ", ".join(sorted(accepted))))
         if key in options:
             raise ValueError("--model-opt %s is given twice" % key)
         if key in ("impl", "classes"):
@@ -109,3 +115,17 @@ def model_options_from_args(args):
     if args.classes is not None:
         options["classes"] = args.classes
     return options
+
+
+def check_model_args(parser, args):
+    """Validate the model arguments of parsed ``args`` as part of parsing: an unknown
+    ``--model``, a ``--model-opt`` key the model lacks or a seed flag that does not apply
+    becomes ``parser.error`` (usage, the message, exit status 2) instead of a traceback from
+    the builder after the tool has started. Returns the builder options (None without a
+    ``--model``)."""
+    if getattr(args, "model", None) is None:
+        return None
+    try:
+        return model_options_from_args(args)
+    except ValueError as err:
+        parser.error(str(err))

@@ -59,9 +59,10 @@ from mxnet.gluon.contrib.nn import HybridConcurrent
 
 from ..data.imagenet import Norm
 from ..data.presets import AugPreset
-from ..nn.basic import ConvBNAct, check_impl, he_normal
+from ..nn.basic import ConvBNAct, check_impl, check_positive_int, he_normal
 from ..nn.fb import FBHead, fb_parameters
 from ..training.rules import OptimizerRule
+from ..utils.argtypes import fraction, non_negative_float, positive_float, positive_int
 from .compose import Classifier, register_representation
 from .registry import register_family, register_model, register_seed_network
 
@@ -170,14 +171,6 @@ class PreActUnit(nn.HybridBlock):
         if self.conv3 is not None:
             y = self.conv3(F.Activation(self.bn3(y), act_type="relu"))
         return y + (self.sc(a) if self.sc is not None else x)
-
-
-# ---- checks -----------------------------------------------------------------------------------
-
-def _check_positive(**values):
-    for k, v in values.items():
-        if int(v) != v or v < 1:
-            raise ValueError("%s must be a positive integer, got %r" % (k, v))
 
 
 # ---- CIFAR: pre-activation bottleneck ResNet (spec 4.1) -----------------------------------------
@@ -406,7 +399,7 @@ def _build(trunk, fixed, pool, cfg, prefix):
     fb = {k: cfg.pop(k) for k in _FB_KEYS if k in cfg}
     if cfg:
         raise TypeError("unknown option(s) %s" % ", ".join(sorted(cfg)))
-    _check_positive(classes=classes)
+    classes = check_positive_int("classes", classes)
     built = {}
 
     def features():
@@ -648,22 +641,24 @@ register_family(
     imagenet_norms={"fbn": Norm(FBN_MEAN_RGB, (1.0, 1.0, 1.0), 255)},
     cifar_aug={"cifar10": "fbn", "cifar100": "fbn"}, imagenet_norm="fbn",
     model_flags={
-        "depth": (dict(type=int, help="network depth (CIFAR 9n + 2; ImageNet ResNet 18 ... "
-                                      "269)"), "depth"),
-        "res_module_num": (dict(type=int, help="CIFAR ResNet units per stage n (depth 9n + 2; "
-                                               "18 -> 164, 111 -> 1001); seed networks "
-                                               "resnet-small[-fmconv]"), None),
-        "fmconv_factor": (dict(type=int, help="FB layer factors per output (num_factor); "
-                                              "default: the model's (CIFAR 20, ImageNet ResNet "
-                                              "50, Inception-BN 20)"), "num_factor"),
-        "fmconv_drop": (dict(type=float, help="FB layer DropFactor drop rate p; default: the "
-                                              "model's (0.5)"), "p"),
+        "depth": (dict(type=positive_int, help="network depth (CIFAR 9n + 2; ImageNet ResNet "
+                                               "18 ... 269)"), "depth"),
+        "res_module_num": (dict(type=positive_int, help="CIFAR ResNet units per stage n (depth "
+                                                        "9n + 2; 18 -> 164, 111 -> 1001); "
+                                                        "seed networks resnet-small[-fmconv]"),
+                           None),
+        "fmconv_factor": (dict(type=positive_int, help="FB layer factors per output "
+                                                       "(num_factor); default: the model's "
+                                                       "(CIFAR 20, ImageNet ResNet 50, "
+                                                       "Inception-BN 20)"), "num_factor"),
+        "fmconv_drop": (dict(type=fraction, help="FB layer DropFactor drop rate p, in [0, 1); "
+                                                 "default: the model's (0.5)"), "p"),
     },
     train_flags={
-        "fmconv_slowstart": dict(type=float, default=0.0, metavar="E",
+        "fmconv_slowstart": dict(type=non_negative_float, default=0.0, metavar="E",
                                  help="slow start: linear warm-up of the lr from "
                                       "--fmconv-scale * lr over E epochs"),
-        "fmconv_scale": dict(type=float, default=0.1,
+        "fmconv_scale": dict(type=positive_float, default=0.1,
                              help="the slow start's initial lr ratio, and --fmconv's "
                                   "multiplier"),
         "fmconv": dict(action="store_true",

@@ -25,8 +25,9 @@ from mxnet.gluon import nn
 
 from ..data.imagenet import NORMS, Norm
 from ..data.presets import AugPreset
-from ..nn.basic import ConvBNAct, check_impl, fc_uniform
+from ..nn.basic import ConvBNAct, check_impl, check_positive_int, fc_uniform
 from ..nn.igc import IGCConv
+from ..utils.argtypes import positive_int
 from .compose import Classifier
 from .registry import register_family, register_model, register_seed_network
 
@@ -77,12 +78,6 @@ def _igc(primary, secondary, reorder2=None):
 
 def _norm(momentum):
     return {"epsilon": _EPS, "momentum": momentum}
-
-
-def _check_positive(**values):
-    for k, v in values.items():
-        if v is not None and (int(v) != v or v < 1):
-            raise ValueError("%s must be a positive integer, got %r" % (k, v))
 
 
 # ---- trunks: (layers, channels) of the features, built inside the network's name scope ----
@@ -232,7 +227,9 @@ def _create(variant, **kwargs):
     impl = check_impl(cfg.pop("impl"))
     classes, freeze = cfg.pop("classes"), cfg.pop("freeze")
     representation, rep_options = cfg.pop("representation"), cfg.pop("representation_options")
-    _check_positive(classes=classes, **cfg)
+    classes = check_positive_int("classes", classes)
+    # depth, width, primary, secondary: None means the trunk's default
+    cfg = {k: None if v is None else check_positive_int(k, v) for k, v in cfg.items()}
     if representation == "gavp":
         rep_options = dict(pool, prefix="", **(rep_options or {}))
 
@@ -340,9 +337,9 @@ register_family(
                     "fb": NORMS["imagenet"]},  # its --fb-mean: the usual statistics
     cifar_aug={"cifar10": "igc", "cifar100": "igc"}, imagenet_norm="igc",
     model_flags={
-        "depth": (dict(type=int, help="network depth"), "depth"),
-        "primary_partition": (dict(type=int, help="IGC primary partitions L, or a regular "
+        "depth": (dict(type=positive_int, help="network depth"), "depth"),
+        "primary_partition": (dict(type=positive_int, help="IGC primary partitions L, or a regular "
                                                   "network's width"), "primary"),
-        "secondary_partition": (dict(type=int, help="IGC secondary partitions M"),
+        "secondary_partition": (dict(type=positive_int, help="IGC secondary partitions M"),
                                 "secondary"),
     })

@@ -21,7 +21,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 __all__ = ["register_model", "register_seed_network", "seed_network", "seed_networks", "register_family",
            "families", "family_of", "data_defaults", "optimizer_rules", "get_model",
-           "list_models", "model_info", "Family"]
+           "list_models", "model_info", "accepted_options", "Family"]
 
 _REGISTRY = {}  # name -> (builder, family, input_size, options or None)
 
@@ -219,11 +219,25 @@ def _lookup(name):
         return _REGISTRY[key]
     if key in _SEED_NETWORKS:
         fn, family, size, _ = _SEED_NETWORKS[key]
-        return fn, family, size, None
+        # an alias of a registered variant accepts exactly that variant's options
+        table = next((t for f, _, _, t in _REGISTRY.values() if f is fn), None)
+        return fn, family, size, table
     close = difflib.get_close_matches(key, list(_REGISTRY) + list(_SEED_NETWORKS), n=5)
     hint = ("did you mean: %s" % ", ".join(close)) if close else \
            ("registered: %s" % ", ".join(list_models()))
     raise ValueError("unknown model %r; %s" % (name, hint))
+
+
+def accepted_options(name):
+    """The keywords :func:`get_model` accepts for ``name``, or None when its builder takes
+    any keyword (``**kwargs`` and no spec table)."""
+    fn, _, _, table = _lookup(name)
+    if table is not None:
+        return list(table)
+    params = inspect.signature(fn).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return None
+    return [k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def get_model(name, **options):
@@ -238,14 +252,11 @@ def get_model(name, **options):
         ("native" or "stock"); networks of the ``features -> representation -> output`` shape
         also ``representation`` and ``freeze``; plus its family's options.
     """
-    fn, _, _, accepted = _lookup(name)
+    fn = _lookup(name)[0]
     alias = _SEED_NETWORKS.get(str(name).lower())
     if alias is not None:
         options = dict(_alias_options(alias[3]), **options)
-    if accepted is None:
-        params = inspect.signature(fn).parameters
-        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            accepted = params
+    accepted = accepted_options(name)
     unknown = sorted(k for k in options if accepted is not None and k not in accepted)
     if unknown:
         raise TypeError("model %r has no option(s) %s; its options: %s"

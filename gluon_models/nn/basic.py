@@ -1,11 +1,40 @@
-"""Basic building blocks shared by every family: conv-bn-act and the seeds' initialisers."""
+"""Basic building blocks shared by every family: conv-bn-act, the seeds' initialisers and the
+checks of layer arguments."""
+import math
+import numbers
+
 import mxnet as mx
 from mxnet.gluon import nn
 
-__all__ = ["ConvBNAct", "he_normal", "fc_uniform", "IMPLS", "check_impl", "is_graph_input",
-           "layout_barrier", "train_mode_dropout", "train_mode_flag"]
+__all__ = ["ConvBNAct", "he_normal", "fc_uniform", "IMPLS", "check_impl", "check_positive_int",
+           "check_int", "is_graph_input", "layout_barrier", "train_mode_dropout",
+           "train_mode_flag"]
 
 IMPLS = ("native", "stock")
+
+
+def check_int(name, value, minimum=1):
+    """``int(value)`` if ``value`` is a whole number >= ``minimum``; else ValueError naming
+    the argument ``name``.
+
+    A layer argument that is a size, a count or a group number must be checked when the layer
+    is built: otherwise None, nan, inf, 2.5, 0 or a string reach ``int()``, ``%`` or the
+    operator and fail later as a TypeError, an OverflowError, a ZeroDivisionError or an
+    MXNetError that does not say which argument was wrong. Integral floats (``8.0``) are
+    accepted; bools are not (``True`` is no size).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not math.isfinite(value) or int(value) != value or value < minimum:
+        raise ValueError("%s must be %s, got %r" % (
+            name, "a positive integer" if minimum == 1 else "an integer >= %d" % minimum,
+            value))
+    return int(value)
+
+
+def check_positive_int(name, value):
+    """``int(value)`` if ``value`` is a whole number >= 1, else ValueError naming ``name``
+    (see :func:`check_int`)."""
+    return check_int(name, value, 1)
 
 
 def check_impl(impl):

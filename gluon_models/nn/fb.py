@@ -31,7 +31,8 @@ import math
 from mxnet.gluon import nn
 
 from ..utils.summary import register_macs
-from .basic import check_impl, he_normal, is_graph_input, train_mode_dropout
+from .basic import check_impl, check_int, check_positive_int, he_normal, is_graph_input, \
+    train_mode_dropout
 
 __all__ = ["FactorizedBilinear", "FBConv2D", "FBHead", "fb_quadratic", "dropfactor_mask",
            "fb_parameters", "DROPFACTOR_MODES", "FB_OPS"]
@@ -53,11 +54,21 @@ for _op in FB_OPS:
     register_macs("FMConvolution%d" % _op, _fb_macs)
 
 
-def _pair(value, name):
-    v = (value, value) if isinstance(value, int) else tuple(value)
-    if len(v) != 2 or not all(isinstance(i, int) for i in v):
+def _pair(value, name, minimum=1):
+    """``(h, w)`` of an int or a pair of ints, each >= ``minimum``; ValueError naming ``name``
+    otherwise. A string (``"(3,,3)"``, ``"3"``) is refused here rather than split into
+    characters or handed to the operator as an attribute to parse."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        items = value
+    elif isinstance(value, (str, bytes)) or isinstance(value, (list, tuple)):
         raise ValueError("%s must be an int or a pair of ints, got %r" % (name, value))
-    return v
+    else:
+        items = (value, value)
+    try:
+        return tuple(check_int(name, v, minimum) for v in items)
+    except ValueError:
+        raise ValueError("%s must be an int >= %d or a pair of them, got %r"
+                         % (name, minimum, value)) from None
 
 
 def dropfactor_mask(F, ones, p, mode="consistent"):
@@ -154,12 +165,15 @@ class FBConv2D(nn.HybridBlock):
         super().__init__(**kwargs)
         self._kernel = _pair(kernel_size, "kernel_size")
         self._stride = _pair(strides, "strides")
-        self._pad = _pair(padding, "padding")
+        self._pad = _pair(padding, "padding", minimum=0)
         self._dilate = _pair(dilation, "dilation")
-        if min(self._kernel + self._stride + self._dilate) < 1 or min(self._pad) < 0:
-            raise ValueError("kernel_size, strides and dilation must be >= 1 and padding >= 0")
-        if channels < 1 or num_factor < 1 or groups < 1:
-            raise ValueError("channels, num_factor and groups must be positive")
+        channels = check_positive_int("channels", channels)
+        num_factor = check_positive_int("num_factor", num_factor)
+        groups = check_positive_int("groups", groups)
+        in_channels = check_int("in_channels", in_channels, 0)  # 0: deferred
+        workspace = check_int("workspace", workspace, 0)
+        if workspace > 4096:  # the operators' own range for it
+            raise ValueError("workspace must be at most 4096 (MB), got %r" % (workspace,))
         if channels % groups or in_channels % groups:
             raise ValueError("channels=%d and in_channels=%d must be divisible by groups=%d"
                              % (channels, in_channels, groups))
@@ -264,7 +278,8 @@ class FactorizedBilinear(nn.HybridBlock):
                                      dilation, groups, use_bias, in_channels, p,
                                      dropfactor_mode, impl, op, legacy_data_grad, workspace,
                                      prefix=fb_prefix)
-            self.linear = nn.Conv2D(channels, kernel_size, strides, padding, dilation, groups,
+            b = self.bilinear  # its checked geometry: plain ints, which Conv2D's attributes need
+            self.linear = nn.Conv2D(channels, b._kernel, b._stride, b._pad, b._dilate, groups,
                                     use_bias=linear_bias, in_channels=in_channels,
                                     weight_initializer=he_normal(),
                                     prefix=linear_prefix) if linear else None

@@ -9,7 +9,7 @@ results and exports without the operator library.
 """
 from mxnet.gluon import nn
 
-from .basic import check_impl, he_normal, is_graph_input as _is_graph_input, layout_barrier
+from .basic import check_impl, check_positive_int, he_normal, is_graph_input as _is_graph_input, layout_barrier
 
 __all__ = ["reorder", "Reorder", "IGCConv"]
 
@@ -45,9 +45,7 @@ class Reorder(nn.HybridBlock):
 
     def __init__(self, branch_factor, impl="native", **kwargs):
         super().__init__(**kwargs)
-        if int(branch_factor) != branch_factor or branch_factor < 1:
-            raise ValueError("branch_factor must be a positive integer, got %r" % (branch_factor,))
-        self.branch_factor = int(branch_factor)
+        self.branch_factor = check_positive_int("branch_factor", branch_factor)
         self.impl = check_impl(impl)
 
     def hybrid_forward(self, F, x):
@@ -96,12 +94,18 @@ class IGCConv(nn.HybridBlock):
                  stride=1, act=True, impl="native", norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         norm_kwargs = {} if norm_kwargs is None else norm_kwargs
+        # checked before the divisibility tests below divide by them
+        in_channels, channels, primary, secondary, kernel, stride = (
+            check_positive_int(n, v) for n, v in (
+                ("in_channels", in_channels), ("channels", channels), ("primary", primary),
+                ("secondary", secondary), ("kernel", kernel), ("stride", stride)))
         for name, c in (("in_channels", in_channels), ("channels", channels)):
             if c % primary:
                 raise ValueError("%s=%d is not divisible by primary=%d" % (name, c, primary))
         if channels % secondary:
             raise ValueError("channels=%d is not divisible by secondary=%d" % (channels, secondary))
-        reorder2 = channels // primary if reorder2 is None else reorder2
+        reorder2 = channels // primary if reorder2 is None else \
+            check_positive_int("reorder2", reorder2)
         if channels % reorder2:
             raise ValueError("channels=%d is not divisible by reorder2=%d" % (channels, reorder2))
         self.primary, self.secondary, self.reorder2_factor = primary, secondary, reorder2

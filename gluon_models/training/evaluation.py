@@ -26,7 +26,9 @@ from ..data.imagenet import (add_imagenet_aug_args, add_imagenet_data_args,
                              apply_imagenet_presets, default_val_resize, imagenet_val_iter,
                              rec_files, resolve_norm)
 from ..model_zoo import add_model_args, model_info, model_options_from_args
+from ..model_zoo.cli import check_model_args
 from ..model_zoo.registry import data_defaults
+from ..utils.argtypes import non_negative_int
 from ..utils.export import build_model, load_exported, load_training_checkpoint
 from .fit import _metrics, contexts, evaluate
 
@@ -166,7 +168,8 @@ def evaluate_parser():
                           "with --model, only its weights are used")
     src.add_argument("--export", metavar="PREFIX", default=None,
                      help="export (PREFIX-symbol.json, PREFIX-NNNN.params)")
-    src.add_argument("--epoch", type=int, default=0, help="epoch of --checkpoint / --export")
+    src.add_argument("--epoch", type=non_negative_int, default=0,
+                     help="epoch of --checkpoint / --export")
     src.add_argument("--params", metavar="FILE", default=None,
                      help="Gluon save_parameters file of --model")
     add_model_args(parser, required=False)
@@ -177,7 +180,7 @@ def evaluate_parser():
                      help="1: centre crop; 10: corners + centre and their mirrors, softmax "
                           "averaged")
     run.add_argument("--gpus", default="", help="GPU id to evaluate on; empty: CPU")
-    run.add_argument("--top-k", type=int, default=5, help="also report top-k accuracy")
+    run.add_argument("--top-k", type=non_negative_int, default=5, help="also report top-k accuracy")
     parser.set_defaults(batch_size=50)
     return parser
 
@@ -185,12 +188,17 @@ def evaluate_parser():
 def parse_evaluate_args(argv=None, parser=None):
     parser = parser or evaluate_parser()
     known, _ = parser.parse_known_args(argv)
-    size = model_info(known.model)["input_size"] if known.model else 224
-    norm = data_defaults(known.model)["imagenet_norm"] if known.model else None
-    if norm is not None:  # the normalisation the model's family was trained with
-        parser.set_defaults(norm=norm)
-    apply_imagenet_presets(parser, argv, data_shape=size)
-    return parser.parse_args(argv)
+    try:  # an unknown --model or a bad preset value is a usage error (exit status 2)
+        size = model_info(known.model)["input_size"] if known.model else 224
+        norm = data_defaults(known.model)["imagenet_norm"] if known.model else None
+        if norm is not None:  # the normalisation the model's family was trained with
+            parser.set_defaults(norm=norm)
+        apply_imagenet_presets(parser, argv, data_shape=size)
+    except ValueError as err:
+        parser.error(str(err))
+    args = parser.parse_args(argv)
+    check_model_args(parser, args)
+    return args
 
 
 def run_evaluation(args):

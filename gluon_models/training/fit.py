@@ -12,6 +12,7 @@ the lr schedule (from ``lr``) and the optimizer states (momentum) restart.
 """
 import dataclasses
 import logging
+import math
 import os
 import random
 import time
@@ -20,16 +21,57 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import mxnet as mx
 
+from ..utils.argtypes import (file_prefix, fraction, non_negative_float, non_negative_int,
+                              positive_float, positive_int)
 from ..utils.checkpoint import load_checkpoint, read_params, save_checkpoint
 from .heads import extra_loss_metric, training_symbol
 from .schedules import SCHEDULES, make_lr_scheduler
 
 __all__ = ["FitConfig", "fit", "evaluate", "add_fit_args", "contexts", "make_optimizer",
-           "make_kvstore", "warmup_of", "lr_multipliers", "KVSTORES"]
+           "make_kvstore", "warmup_of", "lr_multipliers", "KVSTORES", "TrainingDiverged"]
 
 _LOG = logging.getLogger(__name__)
 KVSTORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
 OPTIMIZERS = ("sgd", "nag")
+
+
+class TrainingDiverged(ValueError):
+    """The training loss or the weights became NaN or infinite (too high an lr or weight
+    decay, no gradient clipping). A ValueError, so the tools report it as an error and exit
+    with a non-zero status; no checkpoint is written after the divergence."""
+
+
+def _check_finite(epoch, nbatch, *metrics):
+    """Raise :class:`TrainingDiverged` when a running training metric (the cross-entropy of
+    the outputs, an extra loss) is no longer finite. The metrics have already read the batch's
+    outputs into numpy, so this check costs no device synchronisation; the running sums stay
+    NaN/inf once one batch was, so the first bad batch is reported."""
+    for metric in metrics:
+        for name, value in metric.get_name_value():
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    "training diverged: Train-%s is %s at epoch %d batch %d; lower --lr or "
+                    "--wd, or set --clip-gradient" % (name, value, epoch, nbatch))
+
+
+def _check_finite_params(mod, epoch, prefix):
+    """Raise :class:`TrainingDiverged` unless every parameter is finite, before the epoch's
+    checkpoint is written: the losses the metrics saw come before the epoch's last update,
+    and BatchNorm can keep the outputs finite while its running statistics overflow. A NaN
+    checkpoint must never follow the finite one a run would be resumed from."""
+    # Let the epoch's last updates finish before the parameters are copied out: copying
+    # them while BatchNorm's running statistics are still being written made an exact
+    # resume differ in the running means (seen in tests/training/test_fit.py)
+    mx.nd.waitall()
+    arg, aux = mod.get_params()
+    bad = sorted(n for n, a in list(arg.items()) + list(aux.items())
+                 if not np.isfinite(a.asnumpy()).all())
+    if bad:
+        raise TrainingDiverged(
+            "training diverged: parameter(s) %s are not finite at the end of epoch %d; "
+            "checkpoint %s-%04d not saved; lower --lr or --wd, or set --clip-gradient"
+            % (", ".join(bad[:5]) + (", ..." if len(bad) > 5 else ""), epoch, prefix,
+               epoch + 1))
 
 
 @dataclasses.dataclass
@@ -292,12 +334,14 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
             num_update += 1
             metric.update(batch.label[:1], mod.get_outputs()[:1])
             extra_metric.update(batch.label, mod.get_outputs())
+            _check_finite(epoch, nbatch, metric, extra_metric)
             speedometer(mx.model.BatchEndParam(epoch=epoch, nbatch=nbatch, eval_metric=metric,
                                                locals=None))
         for name, value in metric.get_name_value() + extra_metric.get_name_value():
             _LOG.info("Epoch[%d] Train-%s=%f", epoch, name, value)
         _LOG.info("Epoch[%d] Time cost=%.3f", epoch, time.time() - tic)
         if cfg.model_prefix and rank == 0:
+            _check_finite_params(mod, epoch, cfg.model_prefix)
             # Under dist_* kvstores the optimizer runs on the servers, whose states MXNet
             # cannot save: those checkpoints have weights only (a resume restarts momentum).
             save_checkpoint(mod, cfg.model_prefix, epoch + 1, symbol,
@@ -360,7 +404,8 @@ def _copy_back(net, arg, aux):
 
 
 def _floats(text):
-    return [float(t) for t in str(text).split(",") if t.strip()]
+    """``"30,60,90"`` -> ``[30.0, 60.0, 90.0]``: epochs, so each finite and >= 0."""
+    return [non_negative_float(t) for t in str(text).split(",") if t.strip()]
 
 
 def add_fit_args(parser):
@@ -368,40 +413,45 @@ def add_fit_args(parser):
     g = parser.add_argument_group("Training", "optimisation, schedule, devices, checkpoints")
     g.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1; empty: CPU")
     g.add_argument("--kv-store", default="device", choices=KVSTORES, help="key-value store")
-    g.add_argument("--num-epochs", "--num-epoches", dest="num_epochs", type=int, default=10,
-                   help="epochs to train")
-    g.add_argument("--num-examples", type=int, default=None,
+    g.add_argument("--num-epochs", "--num-epoches", dest="num_epochs", type=positive_int,
+                   default=10, help="epochs to train")
+    g.add_argument("--num-examples", type=positive_int, default=None,
                    help="training-set size (default: from the data)")
     g.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, help="sgd or nag")
-    g.add_argument("--lr", type=float, default=0.1, help="base learning rate")
+    g.add_argument("--lr", type=non_negative_float, default=0.1, help="base learning rate")
     g.add_argument("--lr-schedule", default="step", choices=SCHEDULES, help="lr schedule")
     g.add_argument("--lr-step-epochs", "--lr-step", "--lr-steps", dest="lr_step_epochs",
                    type=_floats, default=[], help="epochs at which the lr is multiplied by "
                    "--lr-factor, comma separated")
-    g.add_argument("--lr-factor", type=float, default=0.1, help="lr decay factor")
-    g.add_argument("--warmup-epochs", type=float, default=0.0,
+    g.add_argument("--lr-factor", type=positive_float, default=0.1, help="lr decay factor")
+    g.add_argument("--warmup-epochs", type=non_negative_float, default=0.0,
                    help="linear lr warm-up length in epochs")
-    g.add_argument("--warmup-lr", type=float, default=0.0, help="lr at the start of warm-up")
-    g.add_argument("--mom", type=float, default=0.9, help="momentum")
-    g.add_argument("--wd", type=float, default=1e-4, help="weight decay")
+    g.add_argument("--warmup-lr", type=non_negative_float, default=0.0,
+                   help="lr at the start of warm-up")
+    g.add_argument("--mom", type=fraction, default=0.9, help="momentum, in [0, 1)")
+    g.add_argument("--wd", type=non_negative_float, default=1e-4, help="weight decay")
     g.add_argument("--wd-rule", default="all", choices=("all", "weights"),
                    help="decay all parameters (seeds) or only *_weight/*_gamma (MXNet)")
-    g.add_argument("--clip-gradient", type=float, default=None, help="element-wise clip")
-    g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing")
-    g.add_argument("--model-prefix", default=None, help="checkpoint prefix")
-    g.add_argument("--load-epoch", "--model-load-epoch", dest="load_epoch", type=int,
+    g.add_argument("--clip-gradient", type=non_negative_float, default=None,
+                   help="element-wise clip (0: none)")
+    g.add_argument("--label-smoothing", type=fraction, default=0.0, help="label smoothing")
+    g.add_argument("--model-prefix", type=file_prefix, default=None, help="checkpoint prefix")
+    g.add_argument("--load-epoch", "--model-load-epoch", dest="load_epoch", type=non_negative_int,
                    default=None, help="resume exactly from the checkpoint of this epoch (0: "
                    "start afresh)")
-    g.add_argument("--load-prefix", "--model-load-prefix", dest="load_prefix", default=None,
+    g.add_argument("--load-prefix", "--model-load-prefix", dest="load_prefix", type=file_prefix,
+                   default=None,
                    help="prefix of the checkpoint to start from; default: --model-prefix")
     g.add_argument("--retrain", action="store_true",
                    help="take only the weights of --load-epoch and start a new run: epochs, "
                         "lr schedule (from --lr) and momentum restart (IBN seed)")
     g.add_argument("--disp-batches", "--frequent", "--log-iters", dest="disp_batches",
-                   type=int, default=50, help="batches between progress lines")
-    g.add_argument("--top-k", type=int, default=5, help="also report top-k accuracy")
-    g.add_argument("--seed", type=int, default=0, help="random seed of the initialisation, "
-                   "the data order, the augmentation and dropout")
+                   type=positive_int, default=50, help="batches between progress lines")
+    g.add_argument("--top-k", type=non_negative_int, default=5,
+                   help="also report top-k accuracy (0: not)")
+    g.add_argument("--seed", type=non_negative_int, default=0,
+                   help="random seed of the initialisation, the data order, the augmentation "
+                        "and dropout")
     from ..model_zoo.registry import families  # the registry imports no training code
     for fam in families():  # each family's own training flags (its authors' recipe)
         for dest, kwargs in fam.train_flags.items():

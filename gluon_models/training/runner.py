@@ -16,6 +16,7 @@ from ..data.imagenet import (add_imagenet_aug_args, add_imagenet_data_args,
 from ..data.iterators import iters_from_args
 from ..data.presets import add_aug_args, add_data_args, apply_presets
 from ..model_zoo import add_model_args, get_model, model_info, model_options_from_args
+from ..model_zoo.cli import check_model_args
 from ..model_zoo.registry import data_defaults, optimizer_rules
 from ..utils.checkpoint import save_params
 from .fit import FitConfig, add_fit_args, fit, make_kvstore
@@ -118,11 +119,16 @@ def parse_cifar_args(argv=None, parser=None):
     the dataset's own."""
     parser = parser or cifar_parser()
     known, _ = parser.parse_known_args(argv)
-    aug = data_defaults(known.model)["cifar_aug"].get(known.dataset)
-    if aug is not None:
-        parser.set_defaults(aug=aug)
-    apply_presets(parser, argv)  # the preset becomes the defaults of its options
-    return parser.parse_args(argv)
+    try:  # an unknown --model or a bad preset value is a usage error (exit status 2)
+        aug = data_defaults(known.model)["cifar_aug"].get(known.dataset)
+        if aug is not None:
+            parser.set_defaults(aug=aug)
+        apply_presets(parser, argv)  # the preset becomes the defaults of its options
+    except ValueError as err:
+        parser.error(str(err))
+    args = parser.parse_args(argv)
+    check_model_args(parser, args)
+    return args
 
 
 def train_cifar(args, setup_logging=None):
@@ -159,11 +165,17 @@ def parse_imagenet_args(argv=None, parser=None):
     defaults."""
     parser = parser or imagenet_parser()
     known, _ = parser.parse_known_args(argv)
-    norm = data_defaults(known.model)["imagenet_norm"]
-    if norm is not None:  # the normalisation the model's family was trained with
-        parser.set_defaults(norm=norm)
-    apply_imagenet_presets(parser, argv, data_shape=model_info(known.model)["input_size"])
-    return parser.parse_args(argv)
+    try:  # an unknown --model or a bad preset value is a usage error (exit status 2)
+        norm = data_defaults(known.model)["imagenet_norm"]
+        if norm is not None:  # the normalisation the model's family was trained with
+            parser.set_defaults(norm=norm)
+        apply_imagenet_presets(parser, argv,
+                               data_shape=model_info(known.model)["input_size"])
+    except ValueError as err:
+        parser.error(str(err))
+    args = parser.parse_args(argv)
+    check_model_args(parser, args)
+    return args
 
 
 def train_imagenet(args, setup_logging=None):

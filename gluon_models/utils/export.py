@@ -7,6 +7,7 @@ built with ``impl="stock"`` needs stock MXNet only. The native op has no paramet
 parameter names of the two are identical and :func:`build_and_export` converts one into the
 other: build with the other ``impl`` and load the first one's ``checkpoint``.
 """
+import json
 import logging
 import os
 import shutil
@@ -16,10 +17,12 @@ import warnings
 import mxnet as mx
 from mxnet import gluon
 
+from ..ops import OPERATORS
 from .checkpoint import load_checkpoint, read_params
 
 __all__ = ["default_input_shape", "export_model", "build_and_export", "build_model",
-           "load_exported", "load_training_checkpoint", "load_checkpoint_params"]
+           "load_exported", "load_training_checkpoint", "load_checkpoint_params",
+           "check_symbol_ops"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -193,10 +196,41 @@ def build_model(name, impl="native", params=None, checkpoint=None, ctx=None, **o
     return net
 
 
+def check_symbol_ops(sym_file):
+    """Raise ValueError naming every operator of the symbol file ``sym_file`` that this
+    process's MXNet has not registered.
+
+    MXNet's own loader stops at the first such node with "Operator Reorder is not
+    registered", which does not say that the operator library is missing. A native export
+    needs ``import gluon_models`` first (in a process where the package is imported, a missing
+    native op means the library did not load); a stock export (``impl="stock"``) needs
+    nothing. Unreadable files are left to MXNet's loader, whose errors name them.
+    """
+    try:
+        with open(sym_file) as fh:
+            nodes = json.load(fh).get("nodes", [])
+        used = {n["op"] for n in nodes if n.get("op", "null") != "null"}
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return
+    missing = sorted(used - set(mx.operator.get_all_registered_operators()))
+    if not missing:
+        return
+    native = [op for op in missing if op in OPERATORS]
+    raise ValueError(
+        "%s uses operator(s) %s that this MXNet does not have registered; %s"
+        % (sym_file, ", ".join(missing),
+           "%s %s gluon-models' native operator(s): `import gluon_models` before loading "
+           "the symbol (it loads the operator library), or re-export the network with "
+           "impl='stock' (tools/export_model.py --impl stock), which needs stock MXNet only"
+           % (", ".join(native), "is" if len(native) == 1 else "are") if native else
+           "the symbol was written by another MXNet version or an extension library"))
+
+
 def load_training_checkpoint(prefix, epoch, ctx=None):
     """The network of a training checkpoint (``prefix-symbol.json`` as the trainer writes it,
     softmax head and extra losses included, + ``prefix-%04d.params``) as a
     ``gluon.SymbolBlock`` returning the logits (input ``data``)."""
+    check_symbol_ops("%s-symbol.json" % prefix)
     sym, arg, aux, _ = load_checkpoint(prefix, epoch)
     head = sym[0] if len(sym.list_outputs()) > 1 else sym  # the softmax head comes first
     if head.list_outputs() != ["softmax_output"]:
@@ -222,6 +256,7 @@ def load_exported(prefix, epoch=0, ctx=None):
     (input ``data``). The operator library is already loaded with this package, so native
     exports load too."""
     ctx = mx.cpu() if ctx is None else ctx
+    check_symbol_ops(prefix + "-symbol.json")
     with warnings.catch_warnings():  # the input dtype is only known at the first call
         warnings.filterwarnings("ignore", message="Cannot decide type")
         return gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"],
