@@ -79,8 +79,10 @@ def test_slow_start_conflicts_with_another_warmup():
     cfg, net = _cfg("--fmconv-slowstart", "2", "--warmup-epochs", "1")
     with pytest.raises(ValueError, match="more than one warm-up.*--warmup-epochs, FBNRule"):
         make_optimizer(cfg, net, 1, 10)
-    with pytest.raises(ValueError, match="fmconv_scale"):
+    with pytest.raises(SystemExit):  # a usage error of the command line
         _cfg("--fmconv-scale", "-1")
+    with pytest.raises(ValueError, match="fmconv_scale"):
+        FBNRule(scale=-1)
     # no FBN flag given: no rule, the optimizer is the plain one
     assert _cfg()[0].rules == []
 
@@ -153,7 +155,8 @@ def _train(tmp_path, *extra):
     cmd = [sys.executable, os.path.join(REPO, "tools", "train_cifar.py")] + SMALL_FBN + [
         "--fmconv-drop", "0.5", "--fmconv-slowstart", "1", "--dataset", "digits",
         "--data-dir", str(tmp_path / "digits"), "--batch-size", "64", "--lr", "0.1",
-        "--lr-step", "5", "--kv-store", "local", "--log-file", str(tmp_path / "log.txt")]
+        "--lr-step", "5", "--clip-gradient", "10", "--kv-store", "local",
+        "--log-file", str(tmp_path / "log.txt")]
     run = subprocess.run(cmd + list(extra), capture_output=True, text=True, timeout=300,
                          cwd=str(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]
