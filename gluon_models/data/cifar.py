@@ -15,19 +15,19 @@ Input layouts accepted by :func:`convert_cifar` (``source``):
 Output: ``train.*`` (CIFAR-10: ``data_batch_1`` ... ``_5`` in order; CIFAR-100: ``train``) and
 ``test.*`` in ``out_dir``, record ``i`` being image ``i`` of the split in file order.
 
-The pickles are read with a restricted unpickler that only admits the numpy classes an array
-needs, so a file that is not a CIFAR pickle fails with :class:`DataFormatError` instead of
-running whatever it refers to.
+The pickles are read with the project's restricted unpickler
+(:mod:`gluon_models.utils.safe_pickle`) admitting only the numpy classes an array needs, so a
+file that is not a CIFAR pickle fails with :class:`DataFormatError` instead of running whatever
+it refers to.
 """
-import io
 import logging
 import os
-import pickle
 import tarfile
 import zlib
 
 import numpy as np
 
+from ..utils import safe_pickle
 from .datasets import DataFormatError, default_data_dir, get_dataset_info
 from .recordio import needs_write, write_records
 
@@ -50,23 +50,6 @@ CIFAR_LAYOUT = {
 }
 _CLASSES = {"labels": 10, "fine_labels": 100, "coarse_labels": 20}
 
-# What a pickled numpy array may refer to (numpy 1.x and 2.x names; _codecs.encode carries
-# bytes in protocol-2 pickles written by Python 3).
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError("refers to %s.%s, which a CIFAR batch never does"
-                                         % (module, name))
-        return super().find_class(module, name)
-
-
 def load_cifar_batch(data, name, label_keys=("labels",)):
     """Parse one CIFAR python batch.
 
@@ -85,14 +68,11 @@ def load_cifar_batch(data, name, label_keys=("labels",)):
         Rows as stored (R plane, G plane, B plane).
     labels : ndarray, (N, len(label_keys)) int64
     """
-    f = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
     try:
-        obj = _ArrayUnpickler(f, encoding="bytes").load()
-    except EOFError:
-        raise DataFormatError("%s: truncated pickle (ended early)" % name) from None
-    except Exception as e:  # noqa: BLE001  (UnpicklingError, ValueError, TypeError, ...)
-        raise DataFormatError("%s: not a readable CIFAR python pickle (%s: %s)"
-                              % (name, type(e).__name__, e)) from None
+        obj = safe_pickle.load(data, name, safe_pickle.NUMPY_ARRAYS, "CIFAR python pickle",
+                               encoding="bytes")
+    except safe_pickle.PickleFormatError as e:
+        raise DataFormatError(str(e)) from None
     if not isinstance(obj, dict):
         raise DataFormatError("%s: expected a dict, the pickle holds a %s"
                               % (name, type(obj).__name__))
