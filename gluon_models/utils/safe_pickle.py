@@ -101,7 +101,7 @@ def load(data, name, allowed, what="pickle", **kwargs):
     try:
         return _RestrictedUnpickler(f, allowed, **kwargs).load()
     except UnsafePickleError as e:
-        raise UnsafePickleError("%s: refers to %s, which a %s never holds; refusing to load "
+        raise UnsafePickleError("%s: refers to %s, which no %s holds; refusing to load "
                                 "it (loading it could run code)" % (name, e, what)) from None
     except EOFError:
         raise PickleFormatError("%s: truncated %s (the pickle ends early)"

@@ -132,7 +132,7 @@ class _CallsOnLoad:
 def test_not_a_cifar_pickle():
     # A pickle that would call a function when loaded is rejected, not run.
     evil = pickle.dumps({b"data": _CallsOnLoad()}, protocol=2)
-    with pytest.raises(DataFormatError, match="batch.bin: refers to .*getcwd, which a CIFAR"):
+    with pytest.raises(DataFormatError, match="batch.bin: refers to .*getcwd, which no CIFAR"):
         load_cifar_batch(evil, "batch.bin")
     with pytest.raises(DataFormatError, match="batch.bin"):
         load_cifar_batch(b"\x89PNG\r\n\x1a\n not a pickle", "batch.bin")
