@@ -27,7 +27,7 @@ from . import safe_pickle
 from .fileio import atomic_write, replace_all, temp_for
 
 __all__ = ["CheckpointError", "save_checkpoint", "save_params", "load_checkpoint",
-           "read_params", "load_optimizer_states", "last_complete_epoch"]
+           "read_params", "load_optimizer_states", "write_checksums", "last_complete_epoch"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -82,11 +82,24 @@ def save_checkpoint(module, prefix, epoch, symbol=None, meta=None, states=True):
             moves.append((states_tmp, _states_file(prefix, epoch)))
         _save_params_to(module, params_tmp, meta)
         sums.append((_sha256_of_file(params_tmp), _param_file(prefix, epoch)))
-        with open(sums_tmp, "w", encoding="utf-8") as f:
-            f.writelines("%s  %s\n" % (digest, os.path.basename(path)) for digest, path in sums)
+        _write_sums(sums_tmp, sums)
         # replace_all removes the old .params first and renames the new one last.
         replace_all(moves + [(sums_tmp, _sums_file(prefix, epoch)),
                              (params_tmp, _param_file(prefix, epoch))])
+
+
+def _write_sums(path, sums):
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines("%s  %s\n" % (digest, os.path.basename(name)) for digest, name in sums)
+
+
+def write_checksums(prefix, epoch, files):
+    """Write ``prefix-NNNN.sha256`` for ``files`` (final path -> the file holding its content
+    now, e.g. a temporary one) and return its path; for writers of checkpoint-like files
+    (exports) that rename them into place themselves."""
+    path = _sums_file(prefix, epoch)
+    _write_sums(path, [(_sha256_of_file(current), final) for final, current in files.items()])
+    return path
 
 
 def _save_params_to(module, path, meta):
