@@ -145,9 +145,9 @@ def test_checksum_file_is_sha256sum_format(ckpt):
     assert sorted(names) == ["m-0002.params", "m-0002.states", "m-symbol.json"]
 
 
-def _flip_byte(path, offset_from_end=100):
+def _flip_byte(path):
     data = bytearray(open(path, "rb").read())
-    data[-offset_from_end] ^= 0x01
+    data[len(data) // 2] ^= 0x01
     open(path, "wb").write(bytes(data))
 
 
@@ -155,7 +155,7 @@ def _flip_byte(path, offset_from_end=100):
 def test_corrupted_params_are_errors_naming_the_file(ckpt, damage):
     path = ckpt + "-0001.params"
     if damage == "flip":
-        _flip_byte(path)  # inside the last array's data: mx.nd.load takes it silently
+        _flip_byte(path)  # inside an array's data: mx.nd.load takes it silently
     elif damage == "append":
         open(path, "ab").write(b"garbage" * 10)  # ignored by mx.nd.load
     else:
