@@ -15,23 +15,23 @@ Input layouts accepted by :func:`convert_cifar` (``source``):
 Output: ``train.*`` (CIFAR-10: ``data_batch_1`` ... ``_5`` in order; CIFAR-100: ``train``) and
 ``test.*`` in ``out_dir``, record ``i`` being image ``i`` of the split in file order.
 
-The pickles are read with a restricted unpickler that only admits the numpy classes an array
-needs, so a file that is not a CIFAR pickle fails with :class:`DataFormatError` instead of
-running whatever it refers to.
+The pickles are read with the project's restricted unpickler
+(:mod:`gluon_models.utils.safe_pickle`) admitting only the numpy classes an array needs, so a
+file that is not a CIFAR pickle fails with :class:`DataFormatError` instead of running whatever
+it refers to.
 """
-import io
 import logging
 import os
-import pickle
 import tarfile
 import zlib
 
 import numpy as np
 
+from ..utils import safe_pickle
 from .datasets import DataFormatError, default_data_dir, get_dataset_info
 from .recordio import needs_write, write_records
 
-__all__ = ["CIFAR_LAYOUT", "load_cifar_batch", "find_cifar_source", "cifar_split_items",
+__all__ = ["CIFAR_LAYOUT", "cifar_member_limit", "load_cifar_batch", "find_cifar_source", "cifar_split_items",
            "convert_cifar"]
 
 _LOG = logging.getLogger(__name__)
@@ -41,31 +41,28 @@ CIFAR_LAYOUT = {
     "cifar10": dict(
         folder="cifar-10-batches-py", archive="cifar-10-python.tar.gz",
         splits={"train": ["data_batch_%d" % i for i in range(1, 6)], "test": ["test_batch"]},
+        images={"train": 10000, "test": 10000},  # per member of the split
         labels={"fine": ("labels",)}),
     "cifar100": dict(
         folder="cifar-100-python", archive="cifar-100-python.tar.gz",
         splits={"train": ["train"], "test": ["test"]},
+        images={"train": 50000, "test": 10000},
         labels={"fine": ("fine_labels",), "coarse": ("coarse_labels",),
                 "both": ("fine_labels", "coarse_labels")}),
 }
 _CLASSES = {"labels": 10, "fine_labels": 100, "coarse_labels": 20}
 
-# What a pickled numpy array may refer to (numpy 1.x and 2.x names; _codecs.encode carries
-# bytes in protocol-2 pickles written by Python 3).
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-}
+# Bytes a member may have, per image of the official split: 3072 pixel bytes plus room for the
+# pickle framing, the label(s) and the file name (the real files use about 3104 bytes per
+# image: data_batch_1 is 31,035,704 bytes). Anything larger is not a CIFAR batch, and is not
+# read: a small .tar.gz can inflate to gigabytes.
+_BYTES_PER_IMAGE = 3072 + 256
+_SLACK_BYTES = 1 << 20
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError("refers to %s.%s, which a CIFAR batch never does"
-                                         % (module, name))
-        return super().find_class(module, name)
-
+def cifar_member_limit(dataset, split):
+    """The largest size a member of ``split`` of ``dataset`` may have (see above)."""
+    return CIFAR_LAYOUT[dataset]["images"][split] * _BYTES_PER_IMAGE + _SLACK_BYTES
 
 def load_cifar_batch(data, name, label_keys=("labels",)):
     """Parse one CIFAR python batch.
@@ -85,14 +82,11 @@ def load_cifar_batch(data, name, label_keys=("labels",)):
         Rows as stored (R plane, G plane, B plane).
     labels : ndarray, (N, len(label_keys)) int64
     """
-    f = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
     try:
-        obj = _ArrayUnpickler(f, encoding="bytes").load()
-    except EOFError:
-        raise DataFormatError("%s: truncated pickle (ended early)" % name) from None
-    except Exception as e:  # noqa: BLE001  (UnpicklingError, ValueError, TypeError, ...)
-        raise DataFormatError("%s: not a readable CIFAR python pickle (%s: %s)"
-                              % (name, type(e).__name__, e)) from None
+        obj = safe_pickle.load(data, name, safe_pickle.NUMPY_ARRAYS, "CIFAR python pickle",
+                               encoding="bytes")
+    except safe_pickle.PickleFormatError as e:
+        raise DataFormatError(str(e)) from None
     if not isinstance(obj, dict):
         raise DataFormatError("%s: expected a dict, the pickle holds a %s"
                               % (name, type(obj).__name__))
@@ -108,11 +102,7 @@ def load_cifar_batch(data, name, label_keys=("labels",)):
         raise DataFormatError("%s: 'data' must be an N x 3072 uint8 array, got %s" % (name, got))
     labels = []
     for key in label_keys:
-        try:
-            lab = np.asarray(d[key], dtype=np.int64).reshape(-1)
-        except (TypeError, ValueError) as e:
-            raise DataFormatError("%s: %r is not a list of integers (%s)"
-                                  % (name, key, e)) from None
+        lab = _integer_labels(d[key], name, key)
         if lab.shape[0] != images.shape[0]:
             raise DataFormatError("%s: %d images but %d entries in %r"
                                   % (name, images.shape[0], lab.shape[0], key))
@@ -122,6 +112,37 @@ def load_cifar_batch(data, name, label_keys=("labels",)):
                                   % (name, key, hi, lab.min(), lab.max()))
         labels.append(lab)
     return images, np.stack(labels, axis=1)
+
+
+def _integer_labels(values, name, key):
+    """``values`` as an int64 vector; a label that is not an integer (1.7, '3', None) is an
+    error naming the file: casting would truncate it silently into another class."""
+    try:
+        raw = np.asarray(values)
+    except (TypeError, ValueError) as e:
+        raise DataFormatError("%s: %r is not a list of integers (%s)" % (name, key, e)) from None
+    if raw.dtype.kind in "iu":
+        return raw.astype(np.int64).reshape(-1)
+    bad = None
+    if raw.dtype.kind == "f":
+        flat = raw.reshape(-1)
+        wrong = np.flatnonzero(~np.isfinite(flat) | (flat != np.round(flat)))
+        if not wrong.size:  # 3.0 is the integer 3
+            return flat.astype(np.int64)
+        bad = (int(wrong[0]), flat[wrong[0]])
+    else:  # mixed, bytes, strings, None: the first entry that is not an integer
+        try:  # the entries as stored (np.asarray made them one type: [0, b'3'] -> b'0')
+            flat = np.asarray(values, dtype=object).reshape(-1)
+        except (TypeError, ValueError):
+            flat = raw.astype(object).reshape(-1)
+        for i, v in enumerate(flat):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
+                bad = (i, v)
+                break
+        else:
+            return flat.astype(np.int64)
+    raise DataFormatError("%s: %r must hold integer labels, entry %d is %r"
+                          % (name, key, bad[0], bad[1]))
 
 
 # ------------------------------------------------------------------------------------------
@@ -135,14 +156,24 @@ class _FolderSource:
         return os.path.join(self.folder, member)
 
     def read(self, members):
+        """``{member: bytes}``; ``members`` maps each name to the most bytes it may have."""
         out = {}
-        for m in members:
+        for m, limit in members.items():
             path = os.path.join(self.folder, m)
             if not os.path.isfile(path):
                 raise FileNotFoundError("CIFAR file not found: %s" % path)
+            _check_size(path, os.path.getsize(path), limit)
             with open(path, "rb") as f:
-                out[m] = f.read()
+                out[m] = f.read(limit + 1)  # bounded even if the file grows meanwhile
+            _check_size(path, len(out[m]), limit)
         return out
+
+
+def _check_size(name, size, limit):
+    if size > limit:
+        raise DataFormatError("%s: %d bytes, more than a CIFAR batch of this split can have "
+                              "(%d); not reading it (a damaged or crafted file?)"
+                              % (name, size, limit))
 
 
 class _ArchiveSource:
@@ -153,7 +184,9 @@ class _ArchiveSource:
         return "%s:%s/%s" % (self.path, self.folder, member)
 
     def read(self, members):
-        """One streaming pass over the archive, keeping the wanted members' bytes."""
+        """One streaming pass over the archive, keeping the wanted members' bytes;
+        ``members`` maps each name to the most bytes it may have, checked against the
+        member's header before anything is inflated."""
         wanted = {"%s/%s" % (self.folder, m): m for m in members}
         out, current = {}, None
         try:
@@ -161,8 +194,11 @@ class _ArchiveSource:
                 for info in tar:
                     key = info.name[2:] if info.name.startswith("./") else info.name
                     if key in wanted and info.isfile():
-                        current = key
-                        out[wanted[key]] = tar.extractfile(info).read()
+                        current, limit = key, members[wanted[key]]
+                        where = "%s:%s" % (self.path, key)
+                        _check_size(where, info.size, limit)
+                        out[wanted[key]] = tar.extractfile(info).read(limit + 1)
+                        _check_size(where, len(out[wanted[key]]), limit)
                         current = None
         except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
             where = " (member %s)" % current if current else ""
@@ -232,7 +268,8 @@ def cifar_split_items(batches, encoding=".png"):
 
 
 def convert_cifar(source, out_dir=None, dataset=None, label="fine", splits=("train", "test"),
-                  encoding=".png", quality=None, num_workers=1, progress=True, overwrite=False):
+                  encoding=".png", quality=None, num_workers=1, progress=True, overwrite=False,
+                  max_member_bytes=None):
     """Convert CIFAR-10 or CIFAR-100 to ``train.*`` / ``test.*`` records in ``out_dir``.
 
     Parameters
@@ -251,6 +288,13 @@ def convert_cifar(source, out_dir=None, dataset=None, label="fine", splits=("tra
         As in :func:`~gluon_models.data.recordio.write_records`.
     overwrite : bool
         Rewrite splits that already exist (else they are skipped).
+    max_member_bytes : int, optional
+        Refuse a batch file (or archive member) larger than this; default: the most a batch
+        of the official split can have (:func:`cifar_member_limit`, about 34 MB for a
+        10000-image batch), so that a crafted archive is not inflated into memory.
+
+    Every input file is read and checked before the first split is written, so a bad file
+    of a later split leaves no output behind.
 
     Returns
     -------
@@ -268,11 +312,14 @@ def convert_cifar(source, out_dir=None, dataset=None, label="fine", splits=("tra
     info = get_dataset_info(dataset)
     out_dir = out_dir or default_data_dir(dataset)
     todo = [s for s in splits if needs_write(os.path.join(out_dir, s), overwrite)]
-    raw = src.read([m for s in todo for m in lay["splits"][s]])
+    raw = src.read({m: max_member_bytes or cifar_member_limit(dataset, s)
+                    for s in todo for m in lay["splits"][s]})
+    # Every split is parsed and checked before the first one is written.
+    parsed = {s: [(m,) + load_cifar_batch(raw.pop(m), src.describe(m), lay["labels"][label])
+                  for m in lay["splits"][s]] for s in todo}
     results = {s: None for s in splits}
     for s in todo:
-        batches = [(m,) + load_cifar_batch(raw.pop(m), src.describe(m), lay["labels"][label])
-                   for m in lay["splits"][s]]
+        batches = parsed.pop(s)
         n = sum(b[1].shape[0] for b in batches)
         expected = info.num_train if s == "train" else info.num_test
         if n != expected:

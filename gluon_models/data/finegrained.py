@@ -38,8 +38,9 @@ import random
 
 from ..utils.fileio import atomic_open
 from .datasets import DataFormatError
-from .folder import IMAGE_EXTS, ImageLoader, _normalize_exts
-from .recordio import needs_write, partial_runs, write_records
+from .folder import IMAGE_EXTS, ImageLoader, _normalize_exts, walk_tree
+from .recordio import (Refused, escape_name, lst_name_problem, needs_write, partial_runs,
+                       write_records)
 
 __all__ = ["LAYOUTS", "FolderDataset", "detect_layout", "read_imagefolder", "read_cub",
            "read_aircraft", "read_cars", "read_folder_dataset", "convert_folder_dataset"]
@@ -52,7 +53,9 @@ FolderDataset = collections.namedtuple("FolderDataset", [
     "image_root",  # the paths of `splits` are relative to it
     "classes",     # class names; label = position
     "splits",      # {"train": [(path, label)], "val": [(path, label)]}
-])
+    "refused",     # {split: [(path, reason)]}: images whose path or class name cannot be
+                   # written into a .lst / classes.txt (see _refuse_unwritable_names)
+], defaults=(None,))
 
 
 # ------------------------------------------------------------------------------------------
@@ -94,11 +97,12 @@ def _id_map(path, value=str):
     return out
 
 
-def _list_class_images(folder, exts):
+def _list_class_images(folder, exts, tree):
+    """The images under one class folder; a link into ``tree`` (the split's folder) is not
+    followed, so an image is listed once, under its own class (see ``walk_tree``)."""
     found = []
-    for path, dirs, files in os.walk(folder, followlinks=True):
-        dirs.sort()
-        for fname in sorted(files):
+    for path, dirs, files in walk_tree(folder, tree):
+        for fname in files:
             if os.path.splitext(fname)[1].lower() in exts:
                 found.append(os.path.join(path, fname))
     return found
@@ -130,7 +134,7 @@ def read_imagefolder(root, exts=IMAGE_EXTS, train="train", val="val"):
             class_dir = os.path.join(folder, c)
             if not os.path.isdir(class_dir):
                 continue
-            found = _list_class_images(class_dir, exts)
+            found = _list_class_images(class_dir, exts, folder)
             if not found and split == "train":
                 _LOG.warning("%s: no images", class_dir)
             items += [(os.path.relpath(p, root), label[c]) for p in found]
@@ -284,15 +288,53 @@ def detect_layout(root, train="train"):
 
 
 def read_folder_dataset(root, layout=None, **kwargs):
-    """:class:`FolderDataset` of ``root`` in ``layout`` (detected when None)."""
+    """:class:`FolderDataset` of ``root`` in ``layout`` (detected when None). Classes and
+    images whose names cannot be written are moved to ``refused`` (see
+    :func:`_refuse_unwritable_names`)."""
     root = os.path.abspath(os.path.expanduser(root))
     layout = layout or detect_layout(root, kwargs.get("train", "train"))
     if layout not in _READERS:
         raise ValueError("layout must be one of %s, got %r" % (", ".join(LAYOUTS), layout))
-    return _READERS[layout](root, **kwargs)
+    return _refuse_unwritable_names(_READERS[layout](root, **kwargs))
+
+
+def _refuse_unwritable_names(data):
+    """``data`` without the classes and images whose names would corrupt ``classes.txt`` or
+    a ``.lst`` (a tab or line break in a class, folder or file name; see
+    :func:`~gluon_models.data.recordio.lst_name_problem`): those images go to
+    ``data.refused`` with the reason, the remaining classes are numbered again in order."""
+    bad = {}
+    for i, name in enumerate(data.classes):
+        problem = lst_name_problem(name)
+        if problem:
+            bad[i] = "class name %s: %s" % (escape_name(name), problem.replace("the name ", ""))
+            _LOG.warning("%s: refusing class %s: %s", data.image_root, escape_name(name), problem)
+    new_label, classes = {}, []
+    for i, name in enumerate(data.classes):
+        if i not in bad:
+            new_label[i] = len(classes)
+            classes.append(name)
+    splits, refused = {}, {}
+    for split, items in data.splits.items():
+        kept, out = [], list((data.refused or {}).get(split, []))
+        for path, label in items:
+            reason = bad.get(label) or lst_name_problem(path)
+            if reason:
+                out.append((path, reason))
+            else:
+                kept.append((path, new_label[label]))
+        splits[split], refused[split] = kept, out
+        if out:
+            _LOG.warning("%s %s: %d image(s) refused (listed in %s.skipped)", data.image_root,
+                         split, len(out), split)
+    return data._replace(classes=classes, splits=splits, refused=refused)
 
 
 def _write_classes(path, classes):
+    for name in classes:  # _refuse_unwritable_names took them out; never write one
+        problem = lst_name_problem(name)
+        if problem:
+            raise ValueError("%s: class %s: %s" % (path, escape_name(name), problem))
     with atomic_open(path) as f:
         for i, name in enumerate(classes):
             f.write("%d\t%s\n" % (i, name))
@@ -337,6 +379,11 @@ def convert_folder_dataset(root, out_dir, layout=None, splits=("train", "val"), 
         if s not in ("train", "val"):
             raise ValueError("splits are 'train' and 'val', got %r" % (s,))
     data = read_folder_dataset(root, layout, **layout_options)
+    refused = {s: data.refused.get(s, []) for s in splits}
+    if strict and any(refused.values()):
+        path, reason = next(r for rs in refused.values() for r in rs)
+        raise DataFormatError("%s: %s: %s (and %d more refused)" % (
+            data.image_root, escape_name(path), reason, sum(map(len, refused.values())) - 1))
     os.makedirs(out_dir, exist_ok=True)
     _write_classes(os.path.join(out_dir, "classes.txt"), data.classes)
     _LOG.info("%s (%s): %d classes, %s", root, data.layout, len(data.classes),
@@ -353,6 +400,9 @@ def convert_folder_dataset(root, out_dir, layout=None, splits=("train", "val"), 
         items = [(i, label, path, path) for i, (path, label) in enumerate(data.splits[split])]
         if shuffle and split == "train":
             random.Random(_SHUFFLE_SEED).shuffle(items)
+        # Refused images follow, never encoded: write_records lists them as skipped.
+        items += [(len(items) + j, 0, Refused(reason), path)
+                  for j, (path, reason) in enumerate(refused[split])]
         listing = hashlib.sha1("".join("%d\t%d\t%s\n" % item[:3] for item in items).encode())
         signature = dict(layout=data.layout, root=data.image_root, split=split,
                          items=listing.hexdigest(), **loader.options())

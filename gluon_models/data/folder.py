@@ -44,11 +44,13 @@ import random
 import numpy as np
 
 from .datasets import DataFormatError
-from .recordio import partial_runs, read_lst, write_lst, write_records
+from .recordio import (escape_name, lst_name_problem, partial_runs, read_lst, write_lst,
+                       write_records)
+from ..utils.fileio import atomic_open
 
 __all__ = ["IMAGE_EXTS", "INTER_METHODS", "UnreadableImageError", "check_image_bytes",
-           "ImageLoader", "list_images", "split_image_list", "make_image_lists", "find_lst_files",
-           "convert_lst", "im2rec", "add_image_args", "image_options_from_args",
+           "ImageLoader", "walk_tree", "list_images", "split_image_list", "make_image_lists",
+           "find_lst_files", "convert_lst", "im2rec", "add_image_args", "image_options_from_args",
            "parse_im2rec_args", "run_im2rec"]
 
 _LOG = logging.getLogger(__name__)
@@ -188,32 +190,83 @@ def _normalize_exts(exts):
     return tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in exts)
 
 
-def list_images(root, recursive=False, exts=IMAGE_EXTS):
+def _inside(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def walk_tree(root, tree=None):
+    """``os.walk(root, followlinks=True)`` in sorted order, each real folder visited once.
+
+    Symbolic links to folders are followed, except a link whose target lies inside ``tree``
+    (default ``root``): that folder is (or will be) walked under its own name, so following
+    the link would list its images twice, and a link to an ancestor would loop until the path
+    grew too long. A folder reached a second time by any route (a link into another linked
+    folder, a loop outside ``tree``) is not walked again. Yields ``(path, dirs, files)``,
+    ``dirs`` and ``files`` sorted."""
+    tree = os.path.realpath(tree or root)
+    seen = set()
+    for path, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(path)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        kept = []
+        for d in sorted(dirs):
+            full = os.path.join(path, d)
+            if os.path.islink(full):
+                target = os.path.realpath(full)
+                if _inside(target, tree) or target in seen or _inside(real, target):
+                    _LOG.info("not following %s: it links to %s, which is walked already "
+                              "or inside the tree", full, target)
+                    continue
+            kept.append(d)
+        dirs[:] = kept
+        yield path, dirs, sorted(files)
+
+
+def list_images(root, recursive=False, exts=IMAGE_EXTS, refused=None):
     """The images under ``root`` as im2rec ``--list`` finds them.
 
     Returns ``(images, folders)``: ``images`` is ``[(index, relative path, label)]`` in walk
-    order (folders and files sorted, symbolic links followed); ``folders`` is ``[(relative
-    folder, label)]``. With ``recursive`` each folder holding images gets the next label when
-    its first image is met; otherwise only the files directly in ``root`` are listed, label 0.
-    A file counts when its extension, lowercased, is in ``exts``."""
+    order (folders and files sorted, symbolic links followed once, see :func:`walk_tree`);
+    ``folders`` is ``[(relative folder, label)]``. With ``recursive`` each folder holding
+    images gets the next label when its first image is met; otherwise only the files directly
+    in ``root`` are listed, label 0. A file counts when its extension, lowercased, is in
+    ``exts``. An image whose relative path cannot be written into a ``.lst`` (a tab or line
+    break in a file or folder name, see :func:`~gluon_models.data.recordio.lst_name_problem`)
+    is not listed: it is logged and appended to ``refused`` (a list of ``(path, reason)``)."""
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise FileNotFoundError("image folder not found: %s" % root)
     exts = _normalize_exts(exts)
     images, labels = [], {}
+    refused = [] if refused is None else refused
+
+    def accept(full):
+        rel = os.path.relpath(full, root)
+        problem = lst_name_problem(rel)
+        if problem:
+            _LOG.warning("not listing %s: %s", escape_name(rel), problem)
+            refused.append((rel, problem))
+        return rel, problem is None
+
     if recursive:
-        for path, dirs, files in os.walk(root, followlinks=True):
-            dirs.sort()
-            for fname in sorted(files):
+        for path, dirs, files in walk_tree(root):
+            for fname in files:
                 full = os.path.join(path, fname)
                 if os.path.splitext(fname)[1].lower() in exts and os.path.isfile(full):
-                    label = labels.setdefault(path, len(labels))
-                    images.append((len(images), os.path.relpath(full, root), label))
+                    rel, ok = accept(full)
+                    if ok:
+                        label = labels.setdefault(path, len(labels))
+                        images.append((len(images), rel, label))
     else:
         for fname in sorted(os.listdir(root)):
             full = os.path.join(root, fname)
             if os.path.splitext(fname)[1].lower() in exts and os.path.isfile(full):
-                images.append((len(images), os.path.relpath(full, root), 0))
+                rel, ok = accept(full)
+                if ok:
+                    images.append((len(images), rel, 0))
         if images:
             labels[root] = 0
     folders = [(os.path.relpath(p, root), lab) for p, lab in sorted(labels.items(),
@@ -261,7 +314,9 @@ def make_image_lists(prefix, root, recursive=False, exts=IMAGE_EXTS, shuffle=Tru
     """``im2rec --list``: list the images under ``root`` (:func:`list_images`), cut the list
     (:func:`split_image_list`) and write ``PREFIX<suffix>.lst`` for each part. Returns the
     paths written, in suffix order."""
-    images, folders = list_images(root, recursive, exts)
+    refused = []
+    images, folders = list_images(root, recursive, exts, refused)
+    _write_refused(os.path.abspath(prefix) + ".lst.skipped", refused)
     for folder, label in folders:
         _LOG.info("label %d: %s", label, folder)
     _LOG.info("%s: %d images in %d labelled folder(s)", root, len(images), len(folders))
@@ -275,6 +330,20 @@ def make_image_lists(prefix, root, recursive=False, exts=IMAGE_EXTS, shuffle=Tru
         _LOG.info("wrote %s (%d images)", path, len(parts[suffix]))
         written.append(path)
     return written
+
+
+def _write_refused(path, refused):
+    """``PREFIX.lst.skipped``: ``path \t reason`` of each image left out of the lists (the
+    path escaped); it exists only when something was left out."""
+    if not refused:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_open(path) as f:
+        for rel, reason in refused:
+            f.write("%s\t%s\n" % (escape_name(rel), reason))
+    _LOG.warning("%d image(s) not listed, see %s", len(refused), path)
 
 
 # ------------------------------------------------------------------------------------------

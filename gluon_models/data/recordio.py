@@ -59,7 +59,8 @@ import numpy as np
 
 from ..utils.fileio import atomic_open, create_exclusive, replace_all
 
-__all__ = ["WriteResult", "write_records", "read_lst", "write_lst", "record_files",
+__all__ = ["WriteResult", "Refused", "lst_name_problem", "escape_name", "write_records",
+           "read_lst", "write_lst", "record_files",
            "records_exist", "needs_write", "partial_runs", "frame_record", "scan_records",
            "add_convert_args", "convert_options_from_args", "ENCODINGS", "DEFAULT_QUALITY"]
 
@@ -78,6 +79,39 @@ WriteResult = collections.namedtuple("WriteResult", [
     "rec", "idx", "lst",  # final paths (lst is None when the writer was told not to write it)
     "resumed",  # records kept from an interrupted run (0 for a fresh write)
 ], defaults=(0,))
+
+
+# A name holding a tab or a line break splits its .lst line (a crafted file name adds a fake
+# record, or makes read_lst fail); readers strip the fields, so leading or trailing white space
+# would name another file. Such names are refused, listed with the reason, never written.
+_LINE_BREAKS = ("\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028",
+                "\u2029")  # everything str.splitlines splits at
+
+
+def lst_name_problem(name):
+    """Why ``name`` (an image path or a class name) cannot go into a ``.lst`` or
+    ``classes.txt`` line, or None when it can."""
+    if "\t" in name:
+        return "the name contains a tab, which would split its .lst line"
+    if any(c in name for c in _LINE_BREAKS):
+        return "the name contains a line break, which would split its .lst line"
+    if name != name.strip():
+        return "the name starts or ends with white space, which readers of a .lst strip"
+    return None
+
+
+def escape_name(name):
+    """``name`` with its tabs and line breaks written as escapes (Python's ``unicode_escape``),
+    for one field of a tab-separated line (skipped lists); other names are kept as they are."""
+    if any(c in name for c in ("\t",) + _LINE_BREAKS):
+        return name.encode("unicode_escape").decode("ascii")
+    return name
+
+
+class Refused(collections.namedtuple("Refused", ["reason"])):
+    """An item's image that :func:`write_records` lists as skipped with ``reason`` and
+    never encodes: how a converter hands over the items it refused itself (a class whose
+    name cannot be written), so that they appear in the skipped list in order."""
 
 
 def record_files(prefix):
@@ -107,17 +141,22 @@ def read_lst(path):
     ``\\r\\n`` ending. Raises ``DataFormatError`` naming the file and line for a malformed line."""
     from .datasets import DataFormatError
     out = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = [x.strip() for x in line.rstrip("\r\n").split("\t")]
-            try:
-                if len(parts) < 3:
-                    raise ValueError("expected index, label(s) and path separated by tabs")
-                out.append((int(parts[0]), tuple(float(x) for x in parts[1:-1]), parts[-1]))
-            except ValueError as e:
-                raise DataFormatError("%s line %d: %s: %r" % (path, n, e, line)) from None
+    n = 0
+    try:
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                parts = [x.strip() for x in line.rstrip("\r\n").split("\t")]
+                try:
+                    if len(parts) < 3:
+                        raise ValueError("expected index, label(s) and path separated by tabs")
+                    out.append((int(parts[0]), tuple(float(x) for x in parts[1:-1]), parts[-1]))
+                except ValueError as e:
+                    raise DataFormatError("%s line %d: %s: %r" % (path, n, e, line)) from None
+    except UnicodeDecodeError as e:  # a binary file (a .rec given as the list, say)
+        raise DataFormatError("%s: not a text .lst file: undecodable bytes after line %d (%s)"
+                              % (path, n, e.reason)) from None
     return out
 
 
@@ -125,6 +164,12 @@ def write_lst(path, rows):
     """Write an im2rec ``.lst``: ``rows`` of ``(index, label or labels, path)``, one line each,
     ``index \\t label \\t ... \\t path`` with labels as ``%f`` (im2rec's format). Atomic: the
     file appears complete or not at all."""
+    rows = list(rows)
+    for index, _, item_path in rows:  # callers refuse such names first; never write one
+        problem = lst_name_problem(item_path)
+        if problem:
+            raise ValueError("%s: record %d (%s): %s" % (path, index, escape_name(item_path),
+                                                         problem))
     with atomic_open(path) as f:
         for index, label, item_path in rows:
             f.write("%d\t%s%s\n" % (index, _label_text(label), item_path))
@@ -189,6 +234,15 @@ def _encode_chunk(chunk):
     cfg = _CFG
     out = []
     for index, label, image, path in chunk:
+        if isinstance(image, Refused):
+            out.append((index, label, path, None, image.reason))
+            continue
+        problem = lst_name_problem(path)
+        if problem:  # never written: it would corrupt the .lst (and the skipped list)
+            if not cfg["skip_errors"]:
+                raise ValueError("record %d (%s): %s" % (index, escape_name(path), problem))
+            out.append((index, label, path, None, problem))
+            continue
         try:
             if cfg["transform"] is not None:
                 image = cfg["transform"](image)
@@ -600,7 +654,7 @@ def write_records(prefix, items, encoding=".png", quality=None, num_workers=1, t
                 else:
                     reason = partial.skipped.get(index, "skipped by the interrupted run")
                     skipped.append((index, path, reason))
-                    skip_file.write("%d\t%s\t%s\n" % (index, path, reason))
+                    skip_file.write(_skipped_line(index, path, reason))
                 if index == last:
                     break
             if kept < len(ids):
@@ -620,8 +674,7 @@ def write_records(prefix, items, encoding=".png", quality=None, num_workers=1, t
                 seen.add(index)
                 if record is None:
                     skipped.append((index, path, reason))
-                    reason = str(reason).replace("\n", " ")
-                    skip_file.write("%d\t%s\t%s\n" % (index, path, reason))
+                    skip_file.write(_skipped_line(index, path, reason))
                     skip_file.flush()  # before any later record can reach the disk
                     continue
                 idx.write("%d\t%d\n" % (index, pos))
@@ -675,7 +728,7 @@ def write_records(prefix, items, encoding=".png", quality=None, num_workers=1, t
               ", skipped %d (listed in %s.skipped)" % (len(skipped), prefix) if skipped else "")
     _write_skipped(prefix + ".skipped", skipped)
     for index, path, reason in skipped:
-        _LOG.warning("%s: skipped record %d (%s): %s", name, index, path, reason)
+        _LOG.warning("%s: skipped record %d (%s): %s", name, index, escape_name(path), reason)
     return WriteResult(count, skipped, seconds, final[0], final[1],
                        final[2] if write_lst else None, kept)
 
@@ -689,7 +742,13 @@ def _write_skipped(path, skipped):
         return
     with atomic_open(path) as f:
         for index, item_path, reason in skipped:
-            f.write("%d\t%s\t%s\n" % (index, item_path, str(reason).replace("\n", " ")))
+            f.write(_skipped_line(index, item_path, reason))
+
+
+def _skipped_line(index, path, reason):
+    """One ``index \t path \t reason`` line; a path that would split it is escaped."""
+    reason = " ".join(str(reason).split())  # one line, no tabs
+    return "%d\t%s\t%s\n" % (index, escape_name(path), reason)
 
 
 # ------------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ import mxnet as mx
 
 from ..utils.argtypes import (file_prefix, fraction, non_negative_float, non_negative_int,
                               positive_float, positive_int)
-from ..utils.checkpoint import load_checkpoint, read_params, save_checkpoint
+from ..utils.checkpoint import (load_checkpoint, load_optimizer_states, read_params,
+                                save_checkpoint)
 from .heads import extra_loss_metric, training_symbol
 from .schedules import SCHEDULES, make_lr_scheduler
 
@@ -308,8 +309,8 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
     sync_workers = workers if "_sync" in kv_type else 1
     opt = make_optimizer(cfg, net, 1.0 / (batch_size * sync_workers), epoch_size, num_update)
     mod.init_optimizer(kvstore=kv, optimizer=opt)
-    if states is not None:
-        mod.load_optimizer_states(states)
+    if states is not None:  # not mod.load_optimizer_states: it unpickles the file unchecked
+        load_optimizer_states(mod, states)
     elif cfg.load_epoch and not cfg.retrain:
         _LOG.warning("no optimizer states for epoch %d: momentum restarts from zero",
                      cfg.load_epoch)

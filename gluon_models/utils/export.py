@@ -1,6 +1,7 @@
 """Export registered networks to ``-symbol.json`` + ``-NNNN.params`` and load them back.
 
-The files are the standard MXNet pair written by ``HybridBlock.export``: they load with
+The files are the standard MXNet pair written by ``HybridBlock.export`` (plus the checksum
+file ``prefix-NNNN.sha256`` that :mod:`.checkpoint` checks on load): they load with
 ``gluon.SymbolBlock.imports`` and ``mx.mod.Module``. A network built with ``impl="native"``
 contains ``Reorder`` ops and needs the operator library (``import gluon_models``) to load; one
 built with ``impl="stock"`` needs stock MXNet only. The native op has no parameters, so the
@@ -18,7 +19,8 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..ops import OPERATORS
-from .checkpoint import load_checkpoint, read_params
+from .checkpoint import load_checkpoint, read_params, write_checksums
+from .fileio import replace_all
 
 __all__ = ["default_input_shape", "export_model", "build_and_export", "build_model",
            "load_exported", "load_training_checkpoint", "load_checkpoint_params",
@@ -85,8 +87,13 @@ def export_model(net, prefix, input_shape, epoch=0):
     try:
         tmp_prefix = os.path.join(tmp_dir, "net")
         net.export(tmp_prefix, epoch)
-        os.replace(_params_file(tmp_prefix, epoch), params_file)
-        os.replace(tmp_prefix + "-symbol.json", sym_file)
+        # The checksum file the checkpoint readers check (utils/checkpoint.py), so that a
+        # loaded export is known intact; the params are renamed last, as in a checkpoint.
+        tmp_sums = write_checksums(tmp_prefix, epoch, {
+            sym_file: tmp_prefix + "-symbol.json", params_file: _params_file(tmp_prefix, epoch)})
+        replace_all([(tmp_prefix + "-symbol.json", sym_file),
+                     (tmp_sums, "%s-%04d.sha256" % (prefix, epoch)),
+                     (_params_file(tmp_prefix, epoch), params_file)])
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     _LOG.info("exported %s and %s", sym_file, params_file)

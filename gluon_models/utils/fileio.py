@@ -12,7 +12,7 @@ import os
 import secrets
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_open", "create_exclusive",
-           "replace_all"]
+           "replace_all", "temp_for"]
 
 
 def create_exclusive(paths_for, attempts=100):
@@ -55,9 +55,10 @@ def replace_all(moves):
 
 
 @contextlib.contextmanager
-def _temp_for(path):
+def temp_for(path):
     """A new temporary path next to ``path`` (its directory is created); the file is removed
-    when the block ends without having renamed it, error or not."""
+    when the block ends without having renamed it, error or not. For a set of files renamed
+    together (:func:`replace_all`), one block per file."""
     directory, base = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     _, (tmp,) = create_exclusive(lambda token: [os.path.join(directory,
@@ -72,7 +73,7 @@ def _temp_for(path):
 def atomic_write(path, write):
     """Call ``write(tmp_path)`` for a temporary path next to ``path``, then rename it onto
     ``path``. The directory is created; the temporary file is removed on any failure."""
-    with _temp_for(path) as tmp:
+    with temp_for(path) as tmp:
         write(tmp)
         os.replace(tmp, path)
 
@@ -85,7 +86,7 @@ def atomic_open(path, mode="w", **open_kwargs):
     if "w" not in mode:
         raise ValueError("atomic_open writes a new file: mode must contain 'w', got %r"
                          % (mode,))
-    with _temp_for(path) as tmp:
+    with temp_for(path) as tmp:
         with open(tmp, mode, **open_kwargs) as fh:
             yield fh
             fh.flush()

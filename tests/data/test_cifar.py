@@ -132,7 +132,7 @@ class _CallsOnLoad:
 def test_not_a_cifar_pickle():
     # A pickle that would call a function when loaded is rejected, not run.
     evil = pickle.dumps({b"data": _CallsOnLoad()}, protocol=2)
-    with pytest.raises(DataFormatError, match="batch.bin.*not a readable CIFAR.*getcwd"):
+    with pytest.raises(DataFormatError, match="batch.bin: refers to .*getcwd, which no CIFAR"):
         load_cifar_batch(evil, "batch.bin")
     with pytest.raises(DataFormatError, match="batch.bin"):
         load_cifar_batch(b"\x89PNG\r\n\x1a\n not a pickle", "batch.bin")
@@ -155,3 +155,63 @@ def test_truncated_archive_names_it(cifar10):
 def test_missing_source(tmp_path):
     with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
         convert_cifar(str(tmp_path), str(tmp_path / "out"))
+
+
+def _tar_gz_with_header(path, member, size):
+    """A .tar.gz whose member header claims ``size`` bytes, followed by none of them: what a
+    reader sees first of a member that inflates to ``size`` (a few KB on disk)."""
+    import gzip
+    import tarfile
+    info = tarfile.TarInfo(member)
+    info.size = size
+    with open(path, "wb") as f:
+        f.write(gzip.compress(info.tobuf(format=tarfile.GNU_FORMAT) + b"\0" * 4096))
+    return path
+
+
+def test_archive_member_larger_than_a_batch_is_not_read(tmp_path):
+    # 2 GiB claimed by a 4 KB archive: refused from the header, before inflating anything
+    arc = _tar_gz_with_header(str(tmp_path / "cifar-10-python.tar.gz"),
+                              "cifar-10-batches-py/data_batch_1", 2 << 30)
+    with pytest.raises(DataFormatError, match=r"cifar-10-python\.tar\.gz:cifar-10-batches-py/"
+                                              r"data_batch_1: 2147483648 bytes, more than"):
+        convert_cifar(arc, str(tmp_path / "out"), progress=False)
+
+
+@pytest.mark.parametrize("layout", ["archive", "folder"])
+def test_member_size_bound_is_checked_before_reading(cifar10, layout):
+    # the bound (default: the official batch size) set low, so that small files trip it
+    tmp, _ = cifar10
+    source = str(tmp / "src" / "cifar-10-batches-py")
+    if layout == "archive":
+        source = make_tar_gz(source, str(tmp / "cifar-10-python.tar.gz"))
+    folder = tmp / "src" / "cifar-10-batches-py"
+    size = os.path.getsize(str(folder / "data_batch_1"))
+    with pytest.raises(DataFormatError, match=r"data_batch_1: %d bytes, more than a CIFAR "
+                                              r"batch of this split can have \(1000\)" % size):
+        convert_cifar(source, str(tmp / "out"), progress=False, max_member_bytes=1000)
+    assert not os.path.exists(tmp / "out" / "train.rec")
+    largest = max(os.path.getsize(str(f)) for f in folder.iterdir())
+    res = convert_cifar(source, str(tmp / "out"), progress=False, max_member_bytes=largest)
+    assert res["train"].count == 60
+
+
+@pytest.mark.parametrize("labels, bad", [([0, 1.7], "1.7"), ([0, "3"], "b'3'"),
+                                         ([None, 1], "None"), ([0, float("nan")], "nan")])
+def test_non_integer_labels_are_refused(tmp_path, labels, bad):
+    path = str(tmp_path / "data_batch_1")
+    py2_pickle({"data": np.zeros((2, 3072), np.uint8), "labels": labels}, path)
+    with pytest.raises(DataFormatError, match=r"data_batch_1: 'labels' must hold integer "
+                                              r"labels, entry \d is %s" % bad):
+        load_cifar_batch(open(path, "rb").read(), path)
+    # an integral float is the integer it holds
+    py2_pickle({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 3.0]}, path)
+    assert load_cifar_batch(open(path, "rb").read(), path)[1].ravel().tolist() == [0, 3]
+
+
+def test_a_bad_file_of_a_later_split_stops_before_anything_is_written(cifar10):
+    tmp, _ = cifar10
+    truncate(str(tmp / "src" / "cifar-10-batches-py" / "test_batch"), 0.5)
+    with pytest.raises(DataFormatError, match="test_batch.*truncated"):
+        convert_cifar(str(tmp / "src"), str(tmp / "out"), progress=False)
+    assert not os.path.exists(tmp / "out" / "train.rec")

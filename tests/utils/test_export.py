@@ -153,7 +153,8 @@ def test_export_is_atomic(tmp_path):
     net = _build(name, options, "native")
     prefix = tmp_path / "new" / "dir" / "net"  # created on demand
     export_model(net, str(prefix), SHAPE)
-    assert sorted(os.listdir(prefix.parent)) == ["net-0000.params", "net-symbol.json"]
+    assert sorted(os.listdir(prefix.parent)) == ["net-0000.params", "net-0000.sha256",
+                                                 "net-symbol.json"]
     before = {f: (prefix.parent / f).read_bytes() for f in os.listdir(prefix.parent)}
 
     real_export = net.export
@@ -285,3 +286,14 @@ def test_export_command_line(tmp_path):
     out = _tool("export_model.py", "--model", "igc_plain_cifar", "--model-opt", "depth=8",
                 "--checkpoint", tmp_path / "cli" / "native", "--output", tmp_path / "x")
     assert out.returncode != 0 and "fc_score_weight" in out.stderr  # classes 10 vs 5
+
+
+def test_a_corrupted_export_is_named_when_loaded(tmp_path):
+    # exports get the checkpoint checksum file, so a flipped byte in the weights is caught
+    name, options = MODELS[0]
+    _, params_file = export_model(_build(name, options, "native"), str(tmp_path / "e"), SHAPE)
+    data = bytearray(open(params_file, "rb").read())
+    data[len(data) // 2] ^= 0x40  # inside the weights: mx.nd.load takes it silently
+    open(params_file, "wb").write(bytes(data))
+    with pytest.raises(ValueError, match=r"e-0000\.params is corrupted"):
+        gluon_models.utils.build_model(name, checkpoint=(str(tmp_path / "e"), 0), **options)
