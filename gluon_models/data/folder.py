@@ -36,7 +36,6 @@ too (:func:`parse_im2rec_args`), with its keys ``resize``, ``quality``, ``encodi
 ``center_crop``, ``unchanged``, ``pack_label``, ``label_width`` and ``inter_method``.
 """
 import argparse
-import hashlib
 import logging
 import os
 import random
@@ -46,7 +45,7 @@ import numpy as np
 from .datasets import DataFormatError
 from .recordio import (escape_name, lst_name_problem, partial_runs, read_lst, write_lst,
                        write_records)
-from ..utils.fileio import atomic_open
+from ..utils.fileio import atomic_open, file_digest
 
 __all__ = ["IMAGE_EXTS", "INTER_METHODS", "UnreadableImageError", "check_image_bytes",
            "ImageLoader", "walk_tree", "list_images", "split_image_list", "make_image_lists",
@@ -373,14 +372,6 @@ def _record_label(labels, pack_label, label_width=None):
     return labels[0]
 
 
-def _file_digest(path):
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def convert_lst(lst, root, prefix=None, resize=0, center_crop=False, color=1,
                 pass_through=False, inter_method=1, quality=95, encoding=".jpg",
                 pack_label=False, label_width=None, num_workers=1, backend="thread",
@@ -450,7 +441,7 @@ def convert_lst(lst, root, prefix=None, resize=0, center_crop=False, color=1,
             items.append((index, _record_label(labels, pack_label, label_width), rel, rel))
         except ValueError as e:
             raise DataFormatError("%s: record %d: %s" % (lst, index, e)) from None
-    signature = dict(lst=_file_digest(lst), root=loader.root, pack_label=bool(pack_label),
+    signature = dict(lst=file_digest(lst, "sha1"), root=loader.root, pack_label=bool(pack_label),
                      label_width=label_width, **loader.options())
     return write_records(prefix, items, encoding=encoding, quality=quality,
                          num_workers=num_workers, progress=progress, chunksize=chunksize,

@@ -23,14 +23,12 @@ import numpy as np
 from gluoncv.data.transforms.image import ten_crop
 
 from ..data.imagenet import (add_imagenet_aug_args, add_imagenet_data_args,
-                             apply_imagenet_presets, default_val_resize, imagenet_val_iter,
-                             rec_files, resolve_norm)
-from ..model_zoo import add_model_args, model_info, model_options_from_args
-from ..model_zoo.cli import check_model_args
-from ..model_zoo.registry import data_defaults
+                             default_val_resize, imagenet_val_iter, rec_files, resolve_norm)
+from ..model_zoo import add_model_args, model_options_from_args
 from ..utils.argtypes import non_negative_int
 from ..utils.export import build_model, load_exported, load_training_checkpoint
 from .fit import _metrics, contexts, evaluate
+from .runner import parse_imagenet_args
 
 __all__ = ["CROPS", "load_classifier", "CropAverage", "TenCropData", "evaluate_classifier",
            "evaluate_parser", "parse_evaluate_args", "run_evaluation"]
@@ -186,19 +184,8 @@ def evaluate_parser():
 
 
 def parse_evaluate_args(argv=None, parser=None):
-    parser = parser or evaluate_parser()
-    known, _ = parser.parse_known_args(argv)
-    try:  # an unknown --model or a bad preset value is a usage error (exit status 2)
-        size = model_info(known.model)["input_size"] if known.model else 224
-        norm = data_defaults(known.model)["imagenet_norm"] if known.model else None
-        if norm is not None:  # the normalisation the model's family was trained with
-            parser.set_defaults(norm=norm)
-        apply_imagenet_presets(parser, argv, data_shape=size)
-    except ValueError as err:
-        parser.error(str(err))
-    args = parser.parse_args(argv)
-    check_model_args(parser, args)
-    return args
+    """Parse ``tools/evaluate.py``'s arguments with the presets of the training tool."""
+    return parse_imagenet_args(argv, parser or evaluate_parser())
 
 
 def run_evaluation(args):

@@ -161,16 +161,16 @@ def imagenet_parser(default_model="igc_resnet18_l16m16"):
 
 def parse_imagenet_args(argv=None, parser=None):
     """Parse with the presets (normalisation: the model family's, e.g. ``fbn`` for the FBN
-    nets, else ``--norm``'s default; record names; the model's input size) applied as
-    defaults."""
+    nets, else ``--norm``'s default; record names; the model's input size, 224 without a
+    model) applied as defaults; also the parse of ``tools/evaluate.py``."""
     parser = parser or imagenet_parser()
     known, _ = parser.parse_known_args(argv)
     try:  # an unknown --model or a bad preset value is a usage error (exit status 2)
-        norm = data_defaults(known.model)["imagenet_norm"]
+        norm = data_defaults(known.model)["imagenet_norm"] if known.model else None
         if norm is not None:  # the normalisation the model's family was trained with
             parser.set_defaults(norm=norm)
-        apply_imagenet_presets(parser, argv,
-                               data_shape=model_info(known.model)["input_size"])
+        size = model_info(known.model)["input_size"] if known.model else 224
+        apply_imagenet_presets(parser, argv, data_shape=size)
     except ValueError as err:
         parser.error(str(err))
     args = parser.parse_args(argv)

@@ -24,7 +24,7 @@ import re
 import mxnet as mx
 
 from . import safe_pickle
-from .fileio import atomic_write, replace_all, temp_for
+from .fileio import atomic_write, file_digest, replace_all, temp_for
 
 __all__ = ["CheckpointError", "save_checkpoint", "save_params", "load_checkpoint",
            "read_params", "load_optimizer_states", "write_checksums", "last_complete_epoch"]
@@ -53,14 +53,6 @@ def _symbol_file(prefix):
     return "%s-symbol.json" % prefix
 
 
-def _sha256_of_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_checkpoint(module, prefix, epoch, symbol=None, meta=None, states=True):
     """Write the symbol, the optimizer states (unless ``states=False``), the parameters of
     ``module`` and the checksum file of the three.
@@ -71,17 +63,17 @@ def save_checkpoint(module, prefix, epoch, symbol=None, meta=None, states=True):
     symbol = module.symbol if symbol is None else symbol
     sym_file = _symbol_file(prefix)
     atomic_write(sym_file, symbol.save)
-    sums = [(_sha256_of_file(sym_file), sym_file)]
+    sums = [(file_digest(sym_file), sym_file)]
     moves = []
     with temp_for(_states_file(prefix, epoch)) as states_tmp, \
             temp_for(_param_file(prefix, epoch)) as params_tmp, \
             temp_for(_sums_file(prefix, epoch)) as sums_tmp:
         if states and module.optimizer_initialized:
             module.save_optimizer_states(states_tmp)
-            sums.append((_sha256_of_file(states_tmp), _states_file(prefix, epoch)))
+            sums.append((file_digest(states_tmp), _states_file(prefix, epoch)))
             moves.append((states_tmp, _states_file(prefix, epoch)))
         _save_params_to(module, params_tmp, meta)
-        sums.append((_sha256_of_file(params_tmp), _param_file(prefix, epoch)))
+        sums.append((file_digest(params_tmp), _param_file(prefix, epoch)))
         _write_sums(sums_tmp, sums)
         # replace_all removes the old .params first and renames the new one last.
         replace_all(moves + [(sums_tmp, _sums_file(prefix, epoch)),
@@ -98,7 +90,7 @@ def write_checksums(prefix, epoch, files):
     now, e.g. a temporary one) and return its path; for writers of checkpoint-like files
     (exports) that rename them into place themselves."""
     path = _sums_file(prefix, epoch)
-    _write_sums(path, [(_sha256_of_file(current), final) for final, current in files.items()])
+    _write_sums(path, [(file_digest(current), final) for final, current in files.items()])
     return path
 
 

@@ -8,10 +8,11 @@ conversions started on one data set, a benchmark run twice) then each write thei
 the last rename wins, instead of both writing through one ``target.tmp`` and renaming a mix.
 """
 import contextlib
+import hashlib
 import os
 import secrets
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_open", "create_exclusive",
+__all__ = ["atomic_write", "atomic_write_text", "atomic_open", "create_exclusive", "file_digest",
            "replace_all", "temp_for"]
 
 
@@ -98,3 +99,12 @@ def atomic_write_text(path, text):
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+def file_digest(path, algorithm="sha256"):
+    """Hex digest of the file ``path``, read in 1 MiB blocks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
