@@ -389,9 +389,18 @@ def _complete_shapes(sym, given, what):
 
 def _simple_bind(self, ctx, grad_req="write", type_dict=None, stype_dict=None, group2ctx=None,
                  shared_arg_names=None, shared_exec=None, shared_buffer=None, **kwargs):
-    kwargs = _complete_shapes(self, kwargs, "simple_bind")
-    return _ORIG["simple_bind"](self, ctx, grad_req, type_dict, stype_dict, group2ctx,
-                                shared_arg_names, shared_exec, shared_buffer, **kwargs)
+    resolved = _complete_shapes(self, kwargs, "simple_bind")
+    try:
+        return _ORIG["simple_bind"](self, ctx, grad_req, type_dict, stype_dict, group2ctx,
+                                    shared_arg_names, shared_exec, shared_buffer, **resolved)
+    except MXNetError:
+        raise
+    except RuntimeError as err:
+        if resolved is kwargs:  # not our graph: MXNet's behaviour unchanged
+            raise
+        # MXNet re-raises the operator's MXNetError as a plain RuntimeError; MXNetError is a
+        # RuntimeError, so callers catching either still do.
+        raise MXNetError(str(err)) from err
 
 
 def _reshape(self, partial_shaping=False, allow_up_sizing=False, **kwargs):
@@ -399,21 +408,44 @@ def _reshape(self, partial_shaping=False, allow_up_sizing=False, **kwargs):
     return _ORIG["reshape"](self, partial_shaping, allow_up_sizing, **kwargs)
 
 
+def _check_count(op, args, kwargs, kind):
+    """MXNet's own message for a missing input names no input; this one does."""
+    names = SHAPE_RULES[op]({k: str(v) for k, v in kwargs.items()})[0]
+    given = [a for a in args if isinstance(a, kind)]
+    given += [k for k, v in kwargs.items() if isinstance(v, kind)]
+    if len(given) < len(names):
+        raise ValueError("%s: expects %d inputs %s, got %d: input '%s' is missing"
+                         % (op, len(names), tuple(names), len(given), names[len(given)]))
+
+
+def _symbolic(op, fn):
+    """mx.sym.<op> that names a missing input (see _check_count)."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        _check_count(op, args, kwargs, mx.sym.Symbol)
+        return fn(*args, **kwargs)
+    call._gm_guard = True
+    return call
+
+
 def _eager(op, fn):
     """mx.nd.<op> that refuses, in legacy shape mode, the 0-d and zero-size arrays that MXNet
     would hand the operator as shapes of unknown ndim or extent (module docstring)."""
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        if not _np_shape():
-            names = SHAPE_RULES[op]({k: str(v) for k, v in kwargs.items()})[0]
-            arrays = [(names[i] if i < len(names) else "input %d" % i, a)
-                      for i, a in enumerate(args)]
-            arrays += list(kwargs.items())
-            for name, a in arrays:
-                if isinstance(a, mx.nd.NDArray) and (a.ndim == 0 or 0 in a.shape):
-                    raise ValueError("%s: input '%s' has shape %s; 0-d and zero-size arrays need "
-                                     "mx.util.set_np_shape(True) (legacy shape mode reads 0 as "
-                                     "unknown)" % (op, name, a.shape))
+        _check_count(op, args, kwargs, mx.nd.NDArray)
+        names = SHAPE_RULES[op]({k: str(v) for k, v in kwargs.items()})[0]
+        arrays = [(names[i] if i < len(names) else "input %d" % i, a) for i, a in enumerate(args)]
+        for name, a in arrays + list(kwargs.items()):
+            if not isinstance(a, mx.nd.NDArray):
+                continue
+            if a.ndim == 0:  # the hooks cannot tell it from "unknown" (gm_common.h)
+                raise ValueError("%s: input '%s' is 0-d (shape ()), which this operator does "
+                                 "not accept" % (op, name))
+            if 0 in a.shape and not _np_shape():
+                raise ValueError("%s: input '%s' has shape %s; zero-size arrays need "
+                                 "mx.util.set_np_shape(True) (legacy shape mode reads 0 as "
+                                 "unknown)" % (op, name, a.shape))
         return fn(*args, **kwargs)
     call._gm_guard = True
     return call
@@ -430,8 +462,8 @@ def _install_guards():
     sym_cls.simple_bind = _simple_bind
     exe_cls.reshape = _reshape
     for op in SHAPE_RULES:
-        fn = getattr(mx.nd, op)
-        if not getattr(fn, "_gm_guard", False):
-            wrapped = _eager(op, fn)
-            for mod in {mx.nd, mx.nd.op}:
-                setattr(mod, op, wrapped)
+        for mods, wrap in (((mx.nd, mx.nd.op), _eager), ((mx.sym, mx.sym.op), _symbolic)):
+            fn = getattr(mods[0], op)
+            if not getattr(fn, "_gm_guard", False):
+                for mod in set(mods):
+                    setattr(mod, op, wrap(op, fn))
