@@ -409,13 +409,16 @@ def _reshape(self, partial_shaping=False, allow_up_sizing=False, **kwargs):
 
 
 def _check_count(op, args, kwargs, kind):
-    """MXNet's own message for a missing input names no input; this one does."""
+    """MXNet's own messages for a missing or extra input name no input; these do."""
     names = SHAPE_RULES[op]({k: str(v) for k, v in kwargs.items()})[0]
     given = [a for a in args if isinstance(a, kind)]
     given += [k for k, v in kwargs.items() if isinstance(v, kind)]
     if len(given) < len(names):
         raise ValueError("%s: expects %d inputs %s, got %d: input '%s' is missing"
                          % (op, len(names), tuple(names), len(given), names[len(given)]))
+    if len(given) > len(names):  # e.g. a bias passed with no_bias=True
+        raise ValueError("%s: expects %d inputs %s with these arguments, got %d"
+                         % (op, len(names), tuple(names), len(given)))
 
 
 def _symbolic(op, fn):

@@ -176,8 +176,10 @@ CHILD = textwrap.dedent("""
             return None
         if c["mode"] in ("infer_shape", "infer_shape_partial"):
             _, outs, _ = getattr(s, c["mode"])(**given)
-            full = c["shapes"] and c["shapes"][0] is not None and -1 not in c["shapes"][0] and (
-                c["np_shape"] or 0 not in c["shapes"][0])
+            data = c["shapes"][0] if c["shapes"] else None
+            # fully known data (legacy mode reads () and 0 as unknown: MXNet then returns None)
+            full = data is not None and -1 not in data and (
+                c["np_shape"] or (data and 0 not in data))
             if c["mode"] == "infer_shape" and full and len(c["names"]) == len(s.list_arguments()):
                 if outs is None or tuple(outs[0]) != want_shape(op, attrs, c["shapes"][0]):
                     return "inferred output %s" % (outs,)
