@@ -10,14 +10,57 @@ The CPU GEMMs run on the OpenBLAS of the scipy-openblas32 wheel (see setup.py), 
 per OpenMP thread (operators/gm_blas.h). That OpenBLAS picks its kernels for the CPU itself when
 it is loaded: an inherited ``OPENBLAS_CORETYPE`` is not applied to it (see
 :class:`_CoretypeForOwnBlas`); ``GLUON_MODELS_OPENBLAS_CORETYPE`` forces a core type for it.
+
+Shape inference guard
+---------------------
+MXNet 1.9.1 runs an extension operator's shape hook through glue (``src/c_api/c_api.cc``,
+``registerOperators``) that copies the input shapes into a buffer sized by summing the inputs'
+ndims, where an input of unknown shape counts -1. Whenever one of the operators' inputs has no
+shape yet (the weights of an FB layer left to inference, as in the authors' symbol files, or
+data of unknown shape) that buffer is too small and the copy writes past it: a silent heap
+overflow with 4-D data, a crash (SIGSEGV, ``free(): invalid next size``, ``std::bad_alloc``)
+with other ndims. Nothing in the library can prevent it: the write happens before the hook is
+called. So :func:`load` installs a guard in front of every symbolic shape inference entry point
+(``Symbol.infer_shape``/``infer_shape_partial`` through ``Symbol._infer_shape_impl``,
+``Symbol.simple_bind``, which ``Module.bind`` uses, and ``Executor.reshape``, which
+``Module.forward`` uses for a new batch size); graphs without these operators pass straight
+through. For a graph with them it resolves the shapes first, never letting MXNet infer a node
+of these operators while one of its inputs has an unknown ndim:
+
+1. The graph is *cut*: each node of these operators becomes a variable standing for its
+   output, and its inputs become extra outputs. MXNet infers this graph, which only has stock
+   operators, from the given shapes.
+2. Each node whose input ndims are now all known (from step 1, or fixed by its attributes:
+   :data:`SHAPE_RULES`) is inferred alone, in a one-node graph whose inputs carry those shapes,
+   so the operator's own hook fills its parameter shapes and output, or raises its named error.
+3. What step 2 found is fed back into the cut graph (the output as the shape of the standing
+   variable, fully known inputs as ``elemwise_add`` constraints that MXNet propagates back to
+   the variables behind them, e.g. through Gluon's ``identity(weight)``), and 1-2 repeat until
+   nothing changes.
+4. Only if every argument's shape is then known does MXNet infer the real graph, with all of
+   them given (every node then sees fully known inputs); otherwise ``infer_shape`` returns
+   ``(None, None, None)`` as MXNet does for an incomplete inference, ``infer_shape_partial``
+   returns what the cut graph knows, and ``simple_bind``/``reshape`` raise an MXNetError that
+   names the arguments whose shapes are missing.
+
+Gluon's deferred initialisation goes through ``Symbol.infer_shape``; a hybridized block's
+cached graph is only run with every input and parameter allocated, so all shapes are known.
+Eager calls (``mx.nd.<Op>``) always have shapes, but in MXNet's legacy shape mode a 0-d array
+counts as "unknown", with the same overflow: the ``mx.nd`` functions of these operators reject
+0-d and zero-size arrays unless ``mx.util.set_np_shape(True)`` is on (legacy mode reads a 0
+extent as unknown). A new operator adds its entry to :data:`SHAPE_RULES` and inherits all this.
+Not covered: graphs whose nodes of these operators sit inside control-flow subgraphs.
 """
+import copy
 import ctypes
+import functools
 import hashlib
 import json
 import logging
 import os
 
 import mxnet as mx
+from mxnet.base import MXNetError
 
 __all__ = ["load", "info", "check_build", "LIB_PATH", "BUILD_HELP", "CORETYPE_VAR"]
 
@@ -28,6 +71,39 @@ _SOURCE_DIR = os.path.join(os.path.dirname(_PKG_DIR), "operators")
 BUILD_HELP = ("build it from the repository root with `pip install -e .` (or `make build`, "
               "which also creates .venv)")
 OPERATORS = ("Reorder", "FMConvolution1", "FMConvolution3")
+
+
+def _attr_tuple(text, n):
+    vals = [int(v) for v in str(text).strip("()[] ").split(",") if v.strip()]
+    return tuple(vals * n if len(vals) == 1 else vals)
+
+
+def _attr_bool(text):
+    return str(text).strip() in ("True", "true", "1")
+
+
+def _fm_rule(attrs):
+    """FMConvolution1/3: input names, and the shapes the attributes fix (-1: not fixed)."""
+    no_bias = _attr_bool(attrs.get("no_bias", "False"))
+    names = ["data", "weight"] + ([] if no_bias else ["bias"]) + ["factor_mask"]
+    try:
+        o, f = int(attrs["num_filter"]), int(attrs.get("num_factor", 1))
+        kh, kw = _attr_tuple(attrs["kernel"], 2)
+    except (KeyError, ValueError, TypeError):
+        return names, [None] * len(names)  # the operator's own hook names the bad argument
+    hints = [(-1, -1, -1, -1), (o, f, -1, kh, kw)] + ([] if no_bias else [(o,)]) + [(f,)]
+    return names, hints
+
+
+# Per operator: attrs -> (input names, per input the shape its attributes fix, -1 for a free
+# dimension, or None when they do not fix its ndim). Used by the shape inference guard (module
+# docstring): a node is inferred alone once every input's ndim is known from these or from the
+# graph. A new operator adds one entry here.
+SHAPE_RULES = {
+    "Reorder": lambda attrs: (["data"], [None]),
+    "FMConvolution1": _fm_rule,
+    "FMConvolution3": _fm_rule,
+}
 
 _INFO = None  # set once the library is loaded: MXNet refuses a third registration
 
@@ -128,6 +204,7 @@ def load(path=LIB_PATH):
                      "to accumulate gradients in place, which they cannot do (they are not "
                      "told `req`); unset it when training networks with native operators")
     mx.library.load(path, verbose=False)  # runs initialize(): one BLAS thread per call
+    _install_guards()
     blas = _read_blas_info(path)
     name = built.get("blas", "mxnet libopenblas.so.0")
     own = name.startswith("scipy-openblas")  # else mxnet's, initialised at `import mxnet`
@@ -153,3 +230,243 @@ def info():
     mxnet`` (the environment variables above do not reach it).
     """
     return dict(load())
+
+
+# ---- shape inference guard (see the module docstring) ------------------------------------------
+_ORIG = {}
+
+
+def _np_shape():
+    return bool(mx.util.is_np_shape())
+
+
+def _norm(shape):
+    """A shape as MXNet reports it -> None if its ndim is unknown, else a tuple (-1: unknown)."""
+    if shape is None:
+        return None
+    shape = tuple(int(d) for d in shape)
+    if not _np_shape():  # legacy mode: () and 0 mean "unknown"
+        if shape == ():
+            return None
+        shape = tuple(-1 if d == 0 else d for d in shape)
+    return shape
+
+
+def _known(shape):
+    return shape is not None and all(d >= 0 for d in shape)
+
+
+def _our_nodes(graph):
+    return [i for i, n in enumerate(graph["nodes"]) if n["op"] in SHAPE_RULES]
+
+
+def _named_error(op, name, text):
+    return MXNetError("%s '%s': %s" % (op, name, text))
+
+
+def _infer_one(node, shapes):
+    """Infer one node of our operators alone, its inputs having the (ndim-known) ``shapes``.
+
+    Returns (input shapes, output shape); the operator's hook raises its named errors.
+    """
+    attrs = {k: v for k, v in node.get("attrs", {}).items()}
+    names, _ = SHAPE_RULES[node["op"]](attrs)
+    for name, shape in zip(names, shapes):
+        if shape == ():  # only reachable with np shapes: no operator here takes a 0-d input
+            raise _named_error(node["op"], node["name"], "input '%s' is 0-d (shape ()), which "
+                               "this operator does not accept" % name)
+    inputs = [mx.sym.var("in%d" % i, shape=s) for i, s in enumerate(shapes)]
+    one = getattr(mx.sym, node["op"])(*inputs, **attrs)
+    args, outs, _ = _ORIG["infer"](one, True)
+    by_name = dict(zip(one.list_arguments(), args))
+    return [_norm(by_name["in%d" % i]) for i in range(len(shapes))], _norm(outs[0])
+
+
+def _cut_graph(graph, ours, facts):
+    """The graph with our nodes cut out (module docstring, step 1): returns (symbol, {nid: the
+    indices of its inputs among the symbol's outputs})."""
+    nodes = copy.deepcopy(graph["nodes"])
+    heads = [list(h) for h in graph["heads"]]
+    input_heads = {}
+    for nid in ours:
+        node = graph["nodes"][nid]
+        attrs = {}
+        if nid in facts and facts[nid][1] is not None:
+            attrs["__shape__"] = str(facts[nid][1])
+        nodes[nid] = {"op": "null", "name": "%s__gm_out%d" % (node["name"], nid), "attrs": attrs,
+                      "inputs": []}
+        input_heads[nid] = list(range(len(heads), len(heads) + len(node["inputs"])))
+        heads += [list(e) for e in node["inputs"]]
+    for nid, (in_shapes, _) in facts.items():
+        node = graph["nodes"][nid]
+        names, _ = SHAPE_RULES[node["op"]](node.get("attrs", {}))
+        for entry, name, shape in zip(node["inputs"], names, in_shapes):
+            if not _known(shape):
+                continue
+            # elemwise_add infers each operand from the other: MXNet carries the shape back to
+            # whatever produced the entry. Named after the node and input it stands for.
+            nodes.append({"op": "null", "name": "%s__gm_%s_shape%d" % (node["name"], name, nid),
+                          "attrs": {"__shape__": str(shape)}, "inputs": []})
+            nodes.append({"op": "elemwise_add", "name": "%s_input_%s" % (node["name"], name),
+                          "inputs": [list(entry), [len(nodes) - 1, 0, 0]]})
+            heads.append([len(nodes) - 1, 0, 0])
+    cut = {"nodes": nodes, "heads": heads, "attrs": graph.get("attrs", {}),
+           "arg_nodes": [i for i, n in enumerate(nodes) if n["op"] == "null"]}
+    return mx.sym.load_json(json.dumps(cut)), input_heads
+
+
+def _resolve(sym, shapes):
+    """Shapes of ``sym`` given ``shapes`` {arg name: shape}, without MXNet ever inferring one of
+    our nodes with an input of unknown ndim. Returns None for a graph without our operators,
+    else (complete, arg shapes {name: shape}, cut-graph result (args, outs, aux), cut symbol)."""
+    graph = json.loads(sym.tojson())
+    ours = _our_nodes(graph)
+    if not ours:
+        return None
+    facts = {}
+    for _ in range(2 * len(ours) + 2):
+        cut, input_heads = _cut_graph(graph, ours, facts)
+        given = {k: v for k, v in shapes.items() if k in set(cut.list_arguments())}
+        res = _ORIG["infer"](cut, True, **given)
+        outs = res[1]
+        changed = False
+        for nid in ours:
+            node = graph["nodes"][nid]
+            _, hints = SHAPE_RULES[node["op"]](node.get("attrs", {}))
+            seen = [_norm(outs[i]) for i in input_heads[nid]]
+            merged = [s if s is not None else (tuple(h) if h is not None else None)
+                      for s, h in zip(seen, hints)]
+            if any(m is None for m in merged):
+                continue  # an input's ndim is still unknown: not safe to ask the operator
+            fact = _infer_one(node, merged)
+            if fact != facts.get(nid):
+                facts[nid] = fact
+                changed = True
+        if not changed:
+            break
+    arg_shapes = {n: _norm(s) for n, s in zip(cut.list_arguments(), res[0])}
+    complete = all(_known(arg_shapes.get(n)) for n in sym.list_arguments())
+    return complete, arg_shapes, res, cut
+
+
+def _shape_kwargs(sym, args, kwargs):
+    if args:
+        return {n: s for n, s in zip(sym.list_arguments(), args) if s is not None}
+    return dict(kwargs)
+
+
+def _infer_shape_impl(self, partial, *args, **kwargs):
+    if args and kwargs:  # MXNet's own message
+        return _ORIG["infer"](self, partial, *args, **kwargs)
+    given = _shape_kwargs(self, args, kwargs)
+    resolved = _resolve(self, given)
+    if resolved is None:
+        return _ORIG["infer"](self, partial, *args, **kwargs)
+    complete, arg_shapes, (cargs, couts, caux), cut = resolved
+    if complete:
+        return _ORIG["infer"](self, partial, **{n: arg_shapes[n] for n in self.list_arguments()})
+    if not partial:
+        return None, None, None
+    by_arg = dict(zip(cut.list_arguments(), cargs))
+    by_aux = dict(zip(cut.list_auxiliary_states(), caux))
+    return ([by_arg[n] for n in self.list_arguments()], list(couts[:len(self.list_outputs())]),
+            [by_aux.get(n) for n in self.list_auxiliary_states()])
+
+
+def _complete_shapes(sym, given, what):
+    resolved = _resolve(sym, given)
+    if resolved is None:
+        return given
+    complete, arg_shapes, _, _ = resolved
+    if not complete:
+        missing = [n for n in sym.list_arguments() if not _known(arg_shapes.get(n))]
+        raise MXNetError("%s: cannot infer the shapes of arguments %s from the given shapes %s "
+                         "(the graph has gluon_models operators, which MXNet 1.9.1 cannot infer "
+                         "with unknown input shapes without corrupting memory; give these shapes)"
+                         % (what, missing, given))
+    return {n: arg_shapes[n] for n in sym.list_arguments()}
+
+
+def _simple_bind(self, ctx, grad_req="write", type_dict=None, stype_dict=None, group2ctx=None,
+                 shared_arg_names=None, shared_exec=None, shared_buffer=None, **kwargs):
+    resolved = _complete_shapes(self, kwargs, "simple_bind")
+    try:
+        return _ORIG["simple_bind"](self, ctx, grad_req, type_dict, stype_dict, group2ctx,
+                                    shared_arg_names, shared_exec, shared_buffer, **resolved)
+    except MXNetError:
+        raise
+    except RuntimeError as err:
+        if resolved is kwargs:  # not our graph: MXNet's behaviour unchanged
+            raise
+        # MXNet re-raises the operator's MXNetError as a plain RuntimeError; MXNetError is a
+        # RuntimeError, so callers catching either still do.
+        raise MXNetError(str(err)) from err
+
+
+def _reshape(self, partial_shaping=False, allow_up_sizing=False, **kwargs):
+    kwargs = _complete_shapes(self._symbol, kwargs, "Executor.reshape")
+    return _ORIG["reshape"](self, partial_shaping, allow_up_sizing, **kwargs)
+
+
+def _check_count(op, args, kwargs, kind):
+    """MXNet's own messages for a missing or extra input name no input; these do."""
+    names = SHAPE_RULES[op]({k: str(v) for k, v in kwargs.items()})[0]
+    given = [a for a in args if isinstance(a, kind)]
+    given += [k for k, v in kwargs.items() if isinstance(v, kind)]
+    if len(given) < len(names):
+        raise ValueError("%s: expects %d inputs %s, got %d: input '%s' is missing"
+                         % (op, len(names), tuple(names), len(given), names[len(given)]))
+    if len(given) > len(names):  # e.g. a bias passed with no_bias=True
+        raise ValueError("%s: expects %d inputs %s with these arguments, got %d"
+                         % (op, len(names), tuple(names), len(given)))
+
+
+def _symbolic(op, fn):
+    """mx.sym.<op> that names a missing input (see _check_count)."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        _check_count(op, args, kwargs, mx.sym.Symbol)
+        return fn(*args, **kwargs)
+    call._gm_guard = True
+    return call
+
+
+def _eager(op, fn):
+    """mx.nd.<op> that refuses, in legacy shape mode, the 0-d and zero-size arrays that MXNet
+    would hand the operator as shapes of unknown ndim or extent (module docstring)."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        _check_count(op, args, kwargs, mx.nd.NDArray)
+        names = SHAPE_RULES[op]({k: str(v) for k, v in kwargs.items()})[0]
+        arrays = [(names[i] if i < len(names) else "input %d" % i, a) for i, a in enumerate(args)]
+        for name, a in arrays + list(kwargs.items()):
+            if not isinstance(a, mx.nd.NDArray):
+                continue
+            if a.ndim == 0:  # the hooks cannot tell it from "unknown" (gm_common.h)
+                raise ValueError("%s: input '%s' is 0-d (shape ()), which this operator does "
+                                 "not accept" % (op, name))
+            if 0 in a.shape and not _np_shape():
+                raise ValueError("%s: input '%s' has shape %s; zero-size arrays need "
+                                 "mx.util.set_np_shape(True) (legacy shape mode reads 0 as "
+                                 "unknown)" % (op, name, a.shape))
+        return fn(*args, **kwargs)
+    call._gm_guard = True
+    return call
+
+
+def _install_guards():
+    """Install the shape inference guard (module docstring), once per process."""
+    if _ORIG:
+        return
+    sym_cls, exe_cls = mx.sym.Symbol, mx.executor.Executor
+    _ORIG.update(infer=sym_cls._infer_shape_impl, simple_bind=sym_cls.simple_bind,
+                 reshape=exe_cls.reshape)
+    sym_cls._infer_shape_impl = _infer_shape_impl
+    sym_cls.simple_bind = _simple_bind
+    exe_cls.reshape = _reshape
+    for op in SHAPE_RULES:
+        for mods, wrap in (((mx.nd, mx.nd.op), _eager), ((mx.sym, mx.sym.op), _symbolic)):
+            fn = getattr(mods[0], op)
+            if not getattr(fn, "_gm_guard", False):
+                for mod in set(mods):
+                    setattr(mod, op, wrap(op, fn))

@@ -103,17 +103,7 @@ struct FMParam {
   int mask_slot() const { return no_bias ? 2 : 3; }
 };
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << (s.size() == 1 ? ",)" : ")");
-  return os.str();
-}
-
-std::vector<int64_t> to64(const std::vector<unsigned>& s) {
-  return std::vector<int64_t>(s.begin(), s.end());
-}
+using gm::shape_str;
 
 // Output extent along one axis; false (with a message naming 'kernel') if it does not fit.
 bool out_extent(const char* op, const char* axis, int64_t in, int64_t k, int64_t s, int64_t p,
@@ -338,15 +328,28 @@ struct CpuBackend {
     }
   }
 
+  // The two sums over factors (D here, sum_f m_f^2 Z^2 in assemble_out) accumulate in double:
+  // the output is their difference, the off-diagonal pairs, which is much smaller than either
+  // term, so float rounding over F terms is amplified (measured with float accumulators: 2.5e-4
+  // relative at F = 1000, 1.3e-2 at F = 10000; the stock twin 4e-5 / 1.1e-4). Rows are done in
+  // tiles of kAccTile so the accumulators stay in registers and the loop over the contiguous
+  // axis still vectorises; these loops are O(F S) next to the O(F K S) GEMM, so their cost
+  // barely shows.
+  static constexpr int64_t kAccTile = 256;
+
   void mask_sq_norm(const T* W, const T* m, int64_t oc, int64_t Fn, int64_t K, T* D) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for collapse(2) schedule(static)
     for (int64_t j = 0; j < oc; ++j) {
-      T* d = D + j * K;
-      for (int64_t r = 0; r < K; ++r) d[r] = 0;
-      for (int64_t f = 0; f < Fn; ++f) {
-        const T m2 = m[f] * m[f];
-        const T* w = W + (j * Fn + f) * K;
-        for (int64_t r = 0; r < K; ++r) d[r] += m2 * w[r] * w[r];
+      for (int64_t r0 = 0; r0 < K; r0 += kAccTile) {
+        const int64_t n = std::min(kAccTile, K - r0);
+        double acc[kAccTile];
+        for (int64_t t = 0; t < n; ++t) acc[t] = 0;
+        for (int64_t f = 0; f < Fn; ++f) {
+          const double m2 = static_cast<double>(m[f]) * m[f];
+          const T* w = W + (j * Fn + f) * K + r0;
+          for (int64_t t = 0; t < n; ++t) acc[t] += m2 * (static_cast<double>(w[t]) * w[t]);
+        }
+        for (int64_t t = 0; t < n; ++t) D[j * K + r0 + t] = static_cast<T>(acc[t]);
       }
     }
   }
@@ -354,19 +357,23 @@ struct CpuBackend {
   void assemble_out(const T* Z, const T* Cc, const T* m, const T* bias, int64_t oc, int64_t Fn,
                     int64_t nb, int64_t L, T* y, int64_t n0, int64_t o0, int64_t O) {
     const int64_t S = nb * L;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(3) schedule(static)
     for (int64_t j = 0; j < oc; ++j) {
       for (int64_t nl = 0; nl < nb; ++nl) {
-        T* yr = y + ((n0 + nl) * O + o0 + j) * L;
-        for (int64_t l = 0; l < L; ++l) yr[l] = 0;
-        for (int64_t f = 0; f < Fn; ++f) {
-          const T m2 = m[f] * m[f];
-          const T* z = Z + (j * Fn + f) * S + nl * L;
-          for (int64_t l = 0; l < L; ++l) yr[l] += m2 * z[l] * z[l];
+        for (int64_t l0 = 0; l0 < L; l0 += kAccTile) {
+          const int64_t n = std::min(kAccTile, L - l0);
+          double acc[kAccTile];
+          for (int64_t t = 0; t < n; ++t) acc[t] = 0;
+          for (int64_t f = 0; f < Fn; ++f) {
+            const double m2 = static_cast<double>(m[f]) * m[f];
+            const T* z = Z + (j * Fn + f) * S + nl * L + l0;
+            for (int64_t t = 0; t < n; ++t) acc[t] += m2 * (static_cast<double>(z[t]) * z[t]);
+          }
+          const double b = bias ? static_cast<double>(bias[j]) : 0.0;
+          const T* cr = Cc + j * S + nl * L + l0;
+          T* yr = y + ((n0 + nl) * O + o0 + j) * L + l0;
+          for (int64_t t = 0; t < n; ++t) yr[t] = static_cast<T>(acc[t] - cr[t] + b);
         }
-        const T b = bias ? bias[j] : T(0);
-        const T* cr = Cc + j * S + nl * L;
-        for (int64_t l = 0; l < L; ++l) yr[l] = yr[l] - cr[l] + b;
       }
     }
   }
@@ -527,6 +534,7 @@ void run_backward(Be& be, const Geom& g, const Plan& pl, bool legacy, const T* g
   T* Gy = cv.take<T>(pl.oc * Smax);
   if (db) be.bias_grad(gy, g.N, g.O, g.L, db);
   be.zero(dm, g.Fn);  // the mask is a constant of the pass (spec 2.4)
+  if (g.N == 0) be.zero(dw, g.O * g.Fn * g.K);  // no image chunk below writes it
   for (int64_t gi = 0; gi < g.G; ++gi) {
     for (int64_t n0 = 0; n0 < g.N; n0 += pl.nb) {
       const int64_t nb = std::min(pl.nb, g.N - n0), S = nb * g.L;
@@ -629,57 +637,57 @@ gm::MXReturnValue inferType(const gm::Attrs& attrs, std::vector<int>* in, std::v
 
 // Fills weight (O, Fn, C/G, kh, kw), bias (O,) and factor_mask (Fn,) from the attributes and
 // the data shape (Gluon deferred initialisation relies on it), checks the given ones, and
-// sets out = (N, O, OH, OW) with OH = (H + 2 ph - (dh (kh - 1) + 1)) / sh + 1.
+// sets out = (N, O, OH, OW) with OH = (H + 2 ph - (dh (kh - 1) + 1)) / sh + 1. Dimensions that
+// are not known yet stay unknown, but every slot gets its ndim (gm_common.h: an output left
+// empty would become ()). Zero extents are real: N = 0 gives an empty output, C = 0 an
+// all-bias output, H or W = 0 with enough padding an output of padding only.
 template <Variant V>
 gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<unsigned>>* in,
                              std::vector<std::vector<unsigned>>* out) {
   const char* op = op_name<V>();
   FMParam p;
   if (!p.parse(attrs, op)) return gm::MX_FAIL;
-  if (in->size() != static_cast<size_t>(p.num_inputs())) {
-    MX_ERROR_MSG << op << ": expects " << p.num_inputs() << " inputs, got " << in->size();
+  if (in->size() != static_cast<size_t>(p.num_inputs()) || out->size() != 1) {
+    MX_ERROR_MSG << op << ": expects " << p.num_inputs() << " inputs and 1 output, got "
+                 << in->size() << " and " << out->size();
     return gm::MX_FAIL;
   }
-  const std::vector<unsigned>& data = (*in)[0];
-  if (!data.empty() && data.size() != 4) {
-    MX_ERROR_MSG << op << ": input 'data' must be 4-D (N, C, H, W), got ndim " << data.size();
+  gm::Shape& data = (*in)[0];
+  if (data.size() != 4) {
+    MX_ERROR_MSG << op << ": input 'data' must be 4-D (N, C, H, W), got "
+                 << (data.empty() ? std::string("ndim 0 or an unknown shape")
+                                  : "ndim " + std::to_string(data.size()));
     return gm::MX_FAIL;
   }
-  const bool c_known = data.size() == 4 && gm::shape_known({data[1]});
-  Geom g;  // the kernel extent is checked before the parameter shapes that depend on it
-  if (gm::shape_known(data) && !make_geom(op, p, to64(data), &g)) return gm::MX_FAIL;
-  // Fills an unknown input shape, or checks a known one.
-  auto settle = [&](size_t slot, const std::vector<int64_t>& want, const char* meaning) {
-    std::vector<unsigned>& s = (*in)[slot];
-    if (!gm::shape_known(s)) {
-      s.assign(want.begin(), want.end());
-      return true;
-    }
-    return check_shape(op, input_name(p, slot), to64(s), want, meaning);
-  };
-  if (c_known) {
-    if (data[1] % p.num_group != 0) {
-      MX_ERROR_MSG << op << ": channels C = " << data[1] << " of input 'data' are not divisible "
-                   << "by argument 'num_group' = " << p.num_group;
-      return gm::MX_FAIL;
-    }
-    if (!settle(1, weight_shape(p, data[1]), kWeightMeaning)) return gm::MX_FAIL;
-  } else if (gm::shape_known((*in)[1])) {
-    const std::vector<int64_t> w = to64((*in)[1]);
-    if (w.size() != 5 || w[0] != p.num_filter || w[1] != p.num_factor || w[3] != p.kernel[0] ||
-        w[4] != p.kernel[1]) {
-      MX_ERROR_MSG << op << ": input 'weight' has shape " << shape_str(w) << ", expected "
-                   << kWeightMeaning;
-      return gm::MX_FAIL;
-    }
+  // data's C from a known weight (C = num_group * weight's axis 2), then the weight from C.
+  const gm::Shape& w = (*in)[1];
+  if (!gm::dim_known(data[1]) && w.size() == 5 && gm::dim_known(w[2]))
+    data[1] = static_cast<unsigned>(w[2] * p.num_group);
+  const gm::Want d = gm::want_of(data);
+  if (d[1] >= 0 && d[1] % p.num_group != 0) {
+    MX_ERROR_MSG << op << ": channels C = " << d[1] << " of input 'data' are not divisible by "
+                 << "argument 'num_group' = " << p.num_group;
+    return gm::MX_FAIL;
   }
-  if (!p.no_bias && !settle(2, {p.num_filter}, "(num_filter,)")) return gm::MX_FAIL;
-  if (!settle(p.mask_slot(), {p.num_factor}, "(num_factor,)")) return gm::MX_FAIL;
-  if (gm::shape_known(data)) {
-    (*out)[0] = {data[0], static_cast<unsigned>(g.O), static_cast<unsigned>(g.OH),
-                 static_cast<unsigned>(g.OW)};
+  gm::Want oh_ow = {-1, -1};
+  const char* axes[] = {"height", "width"};
+  for (int a = 0; a < 2; ++a) {
+    if (d[2 + a] >= 0 &&
+        !out_extent(op, axes[a], d[2 + a], p.kernel[a], p.stride[a], p.pad[a], p.dilate[a],
+                    &oh_ow[a]))
+      return gm::MX_FAIL;
   }
-  return gm::MX_SUCCESS;
+  const int64_t cg = d[1] >= 0 ? d[1] / p.num_group : -1;
+  const gm::Want want_w = {p.num_filter, p.num_factor, cg, p.kernel[0], p.kernel[1]};
+  const bool ok =
+      gm::settle_shape(op, "input", "weight", &(*in)[1], want_w, kWeightMeaning) &&
+      (p.no_bias ||
+       gm::settle_shape(op, "input", "bias", &(*in)[2], {p.num_filter}, "(num_filter,)")) &&
+      gm::settle_shape(op, "input", "factor_mask", &(*in)[p.mask_slot()], {p.num_factor},
+                       "(num_factor,)") &&
+      gm::settle_shape(op, "output", "out", &(*out)[0], {d[0], p.num_filter, oh_ow[0], oh_ow[1]},
+                       "(N, num_filter, OH, OW)");
+  return ok ? gm::MX_SUCCESS : gm::MX_FAIL;
 }
 
 // Allocates `bytes` of workspace on the device the tensors live on and runs
@@ -737,7 +745,15 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
   FMParam p;
   Geom g;
   if (!p.parse(attrs, op) || !check_inputs(op, p, *inputs, &g)) return gm::MX_FAIL;
-  if (g.N * g.O * g.L == 0) return gm::MX_SUCCESS;
+  if (outputs->size() != 1) {
+    MX_ERROR_MSG << op << ": expects 1 output, got " << outputs->size();
+    return gm::MX_FAIL;
+  }
+  if (!gm::check_output(op, "out", (*outputs)[0], {g.N, g.O, g.OH, g.OW}, (*inputs)[0].dtype))
+    return gm::MX_FAIL;
+  // N = 0: nothing to write. C = 0 (K = 0) or an all-padding input still has an output; the
+  // general path computes it (empty sums are 0, so out = bias), see gm::gemm for K = 0.
+  if (g.N == 0) return gm::MX_SUCCESS;
   if ((*inputs)[0].dtype == mxnet::ext::kFloat64)
     return dispatch_forward<V, double>(g, p, *inputs, (*outputs)[0], res);
   return dispatch_forward<V, float>(g, p, *inputs, (*outputs)[0], res);
@@ -791,6 +807,12 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
   }
   if (!check_shape(op, "grad_out", gout.shape, want, "(N, num_filter, OH, OW)"))
     return gm::MX_FAIL;
+  // Each gradient is written in full, with the shape and dtype of its input.
+  for (size_t i = 0; i < nin; ++i) {
+    const std::string name = std::string("grad_") + input_name(p, i);
+    if (!gm::check_output(op, name.c_str(), (*outputs)[i], fwd_in[i].shape, fwd_in[0].dtype))
+      return gm::MX_FAIL;
+  }
   if (fwd_in[0].dtype == mxnet::ext::kFloat64)
     return dispatch_backward<V, double>(g, p, *inputs, *outputs, res);
   return dispatch_backward<V, float>(g, p, *inputs, *outputs, res);

@@ -154,12 +154,12 @@ __global__ void mask_sq_norm_kernel(const T* __restrict__ W, const T* __restrict
                                     int64_t Fn, int64_t K, T* __restrict__ D) {
   GRID_STRIDE(i, oc * K) {
     const int64_t j = i / K, r = i - j * K;
-    T acc = T(0);
+    double acc = 0;  // double over the factors, as on the CPU (fmconv.cc, CpuBackend)
     for (int64_t f = 0; f < Fn; ++f) {
-      const T w = W[(j * Fn + f) * K + r];
-      acc += m[f] * m[f] * w * w;
+      const double w = W[(j * Fn + f) * K + r];
+      acc += static_cast<double>(m[f]) * m[f] * (w * w);
     }
-    D[i] = acc;
+    D[i] = static_cast<T>(acc);
   }
 }
 
@@ -172,13 +172,13 @@ __global__ void assemble_out_kernel(const T* __restrict__ Z, const T* __restrict
   GRID_STRIDE(i, oc * S) {
     const int64_t j = i / S, s = i - j * S;
     const int64_t nl = s / L, l = s - nl * L;
-    T acc = T(0);
+    double acc = 0;  // double over the factors, as on the CPU (fmconv.cc, CpuBackend)
     for (int64_t f = 0; f < Fn; ++f) {
-      const T z = Z[(j * Fn + f) * S + s];
-      acc += m[f] * m[f] * z * z;
+      const double z = Z[(j * Fn + f) * S + s];
+      acc += static_cast<double>(m[f]) * m[f] * (z * z);
     }
-    const T b = bias ? bias[j] : T(0);
-    y[((n0 + nl) * O + o0 + j) * L + l] = acc - Cc[i] + b;
+    const double b = bias ? static_cast<double>(bias[j]) : 0.0;
+    y[((n0 + nl) * O + o0 + j) * L + l] = static_cast<T>(acc - Cc[i] + b);
   }
 }
 

@@ -88,6 +88,14 @@ constexpr int64_t kGemmPartAlign = 16;
 template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    // An empty sum: C = beta C. CBLAS rejects lda/ldb < 1 (a zero-channel input makes K and
+    // the leading dimensions 0) and would print an error instead of computing this.
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+    return;
+  }
   const bool split_n = N >= M;
   const int64_t len = split_n ? N : M;
   int64_t parts = omp_in_parallel() ? 1 : omp_get_max_threads();

@@ -1,9 +1,12 @@
-// Shared glue for the gluon-models operator library: attribute parsing with named errors,
-// dtype names, and the CUDA launch interface (kernels live in *_kernels.cu, which must not
-// include lib_api.h, see spec/platform.md section 3).
+// Shared glue for the gluon-models operator library: error messages that do not pile up,
+// attribute parsing with named errors, dtype names, the shape rules of the inference hooks
+// and the output checks of the passes. Every operator includes this header (after, never
+// instead of, lib_api.h) so that it inherits all of them. The CUDA launch interface lives in
+// gm_cuda.h (kernels live in *_kernels.cu, which must not include lib_api.h).
 #pragma once
 
 #include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -14,6 +17,25 @@
 #include <vector>
 
 #include "mxnet/lib_api.h"
+
+namespace gm {
+
+// ---- error messages ---------------------------------------------------------------------------
+// lib_api keeps every MX_ERROR_MSG in one process-wide list that is never cleared, and MXNet
+// quotes the whole list with each new failure: after thousands of failed calls every error was
+// hundreds of kB and began with the first error ever raised. clear_error_messages() (library.cc)
+// empties that list, so each failure carries only its own message. The macro is redefined so
+// that every operator inherits this by writing MX_ERROR_MSG as usual; a failure must therefore
+// say everything in one message (a second MX_ERROR_MSG replaces the first). MXNet reads the
+// list right after the failing hook returns, on the same thread; the list itself is not
+// thread-safe (nor was it before), which is why the clear takes the same lock as the add here.
+void clear_error_messages();
+std::stringstream& fresh_error_message(const char* file, int line);
+
+}  // namespace gm
+
+#undef MX_ERROR_MSG
+#define MX_ERROR_MSG ::gm::fresh_error_message(__FILE__, __LINE__)
 
 namespace gm {
 
@@ -191,11 +213,96 @@ class AttrReader {
   std::set<std::string> known_;
 };
 
-// A shape reported by MXNet during partial inference: no dims yet, or a dim not known yet.
-inline bool shape_known(const std::vector<unsigned int>& s) {
-  if (s.empty()) return false;
-  for (unsigned int d : s)
-    if (d == 0 || d == static_cast<unsigned int>(-1)) return false;
+// ---- shapes in the inference hooks --------------------------------------------------------------
+// What MXNet 1.9.1's glue hands an inferShape hook (src/c_api/c_api.cc): a dimension it does not
+// know yet arrives as UINT_MAX (its -1 cast to unsigned) and is read back the same way, so it
+// stays unknown; 0 is a real, empty extent (legacy mode turns a user's 0 into "unknown" before
+// the hook sees it). An input whose ndim is unknown arrives empty, exactly like a 0-d shape.
+// Whatever a hook leaves in an output slot is taken as the output shape: an empty slot
+// becomes the 0-d shape (), silently, which is why every hook must set each output as soon as
+// its ndim is known (and fail, naming the input, when it cannot). The glue miscounts the buffer
+// it copies the input shapes into when an input's ndim is unknown (it adds -1 for it), so an
+// operator must never be asked to infer with such an input: gluon_models/ops.py resolves the
+// shapes before MXNet's inference runs.
+constexpr unsigned kUnknownDim = UINT_MAX;
+using Shape = std::vector<unsigned>;
+
+inline bool dim_known(unsigned d) { return d != kUnknownDim; }
+
+// Every dimension known (a 0-d shape counts as known; hooks decide what an empty slot means).
+inline bool shape_known(const Shape& s) {
+  for (unsigned d : s)
+    if (!dim_known(d)) return false;
+  return true;
+}
+
+// A target shape: int64 with -1 for "not known yet".
+using Want = std::vector<int64_t>;
+
+inline std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < s.size(); ++i) {
+    os << (i ? ", " : "");
+    if (s[i] < 0) os << "?"; else os << s[i];
+  }
+  os << (s.size() == 1 ? ",)" : ")");
+  return os.str();
+}
+
+inline Want want_of(const Shape& s) {
+  Want w;
+  for (unsigned d : s) w.push_back(dim_known(d) ? static_cast<int64_t>(d) : -1);
+  return w;
+}
+
+inline Shape shape_of(const Want& w) {
+  Shape s;
+  for (int64_t d : w) s.push_back(d < 0 ? kUnknownDim : static_cast<unsigned>(d));
+  return s;
+}
+
+// Merges what an inference hook derived for one slot (`want`, -1 = not derived) into what MXNet
+// knows (`slot`, empty = nothing yet): fills the unknown dimensions, and fails with a message
+// naming the slot and `meaning` when a known dimension disagrees or the ndim differs. Used for
+// input and output slots alike, so a slot is never left empty once its ndim is known.
+inline bool settle_shape(const char* op, const char* kind, const char* name, Shape* slot,
+                         const Want& want, const char* meaning) {
+  if (slot->empty()) {
+    *slot = shape_of(want);
+    return true;
+  }
+  bool ok = slot->size() == want.size();
+  for (size_t i = 0; ok && i < want.size(); ++i)
+    ok = want[i] < 0 || !dim_known((*slot)[i]) || (*slot)[i] == static_cast<unsigned>(want[i]);
+  if (!ok) {
+    MX_ERROR_MSG << op << ": " << kind << " '" << name << "' has shape "
+                 << shape_str(want_of(*slot)) << ", expected " << shape_str(want) << " = "
+                 << meaning;
+    return false;
+  }
+  for (size_t i = 0; i < want.size(); ++i)
+    if (!dim_known((*slot)[i]) && want[i] >= 0) (*slot)[i] = static_cast<unsigned>(want[i]);
+  return true;
+}
+
+// ---- tensors in the passes ----------------------------------------------------------------------
+// MXNet allocates an output from the shape the inference hook reported; a pass must write only
+// into an output whose shape and dtype are exactly what it computes. Any mismatch (a hook that
+// left a slot empty, a stale shape, a dtype the hook did not settle) is a named failure, never
+// a write past the buffer.
+inline bool check_output(const char* op, const char* name, const mxnet::ext::MXTensor& t,
+                         const std::vector<int64_t>& want, int dtype) {
+  if (t.shape != want) {
+    MX_ERROR_MSG << op << ": output '" << name << "' was allocated with shape "
+                 << shape_str(t.shape) << " but the operator writes " << shape_str(want);
+    return false;
+  }
+  if (t.dtype != dtype) {
+    MX_ERROR_MSG << op << ": output '" << name << "' was allocated with dtype "
+                 << dtype_name(t.dtype) << " but the operator writes " << dtype_name(dtype);
+    return false;
+  }
   return true;
 }
 

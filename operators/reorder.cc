@@ -140,31 +140,41 @@ gm::MXReturnValue inferType(const gm::Attrs& attrs, std::vector<int>* in,
   return gm::MX_SUCCESS;
 }
 
+// out = data (a permutation of channels). The output is set whenever the data's ndim is known,
+// unknown dimensions included (see gm_common.h: an output left empty would become ()).
 gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<unsigned>>* in,
                              std::vector<std::vector<unsigned>>* out) {
   ReorderParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  const std::vector<unsigned>& s = (*in)[0];
-  if (!s.empty() && s.size() < 2) {
-    MX_ERROR_MSG << kOp << ": input 'data' must have ndim >= 2 (channels on axis 1), got ndim "
-                 << s.size();
+  if (in->size() != 1 || out->size() != 1) {
+    MX_ERROR_MSG << kOp << ": expects 1 input 'data' and 1 output, got " << in->size()
+                 << " and " << out->size();
     return gm::MX_FAIL;
   }
-  if (s.size() >= 2 && gm::shape_known({s[1]}) && s[1] % p.branch_factor != 0) {
+  const gm::Shape& s = (*in)[0];
+  if (s.size() < 2) {
+    MX_ERROR_MSG << kOp << ": input 'data' must have ndim >= 2 (channels on axis 1), got "
+                 << (s.empty() ? "ndim 0 or an unknown shape" : "ndim 1");
+    return gm::MX_FAIL;
+  }
+  if (gm::dim_known(s[1]) && s[1] % p.branch_factor != 0) {
     MX_ERROR_MSG << kOp << ": channels (axis 1) of 'data' = " << s[1]
                  << " not divisible by argument 'branch_factor' = " << p.branch_factor;
     return gm::MX_FAIL;
   }
-  (*out)[0] = s;
-  return gm::MX_SUCCESS;
+  return gm::settle_shape(kOp, "output", "out", &(*out)[0], gm::want_of(s), "the shape of 'data'")
+             ? gm::MX_SUCCESS
+             : gm::MX_FAIL;
 }
 
 // Runs the permutation `src -> dst` with factor B on the device the tensors live on.
-gm::MXReturnValue run(MXTensor& src, MXTensor& dst, const char* what, const ReorderParam& p,
-                      bool inverse, const OpResource& res) {
+// `dst` must have the shape and dtype of `src` (it is written with src.size() elements).
+gm::MXReturnValue run(MXTensor& src, MXTensor& dst, const char* what, const char* dst_name,
+                      const ReorderParam& p, bool inverse, const OpResource& res) {
   int64_t outer, C, inner;
   int elem;
   if (!layout_of(src, what, p, &outer, &C, &inner, &elem)) return gm::MX_FAIL;
+  if (!gm::check_output(kOp, dst_name, dst, src.shape, src.dtype)) return gm::MX_FAIL;
   const int64_t B = inverse ? C / p.branch_factor : p.branch_factor;
   if (src.size() == 0) return gm::MX_SUCCESS;
   if (src.ctx.dev_type == "gpu") {
@@ -190,7 +200,12 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
                           std::vector<MXTensor>* outputs, const OpResource& res) {
   ReorderParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  return run((*inputs)[0], (*outputs)[0], "data", p, false, res);
+  if (inputs->size() != 1 || outputs->size() != 1) {
+    MX_ERROR_MSG << kOp << ": expects 1 input and 1 output, got " << inputs->size() << " and "
+                 << outputs->size();
+    return gm::MX_FAIL;
+  }
+  return run((*inputs)[0], (*outputs)[0], "data", "out", p, false, res);
 }
 
 // inputs: [grad_out, data, out]; outputs: [grad_data]
@@ -201,7 +216,12 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
                            std::vector<MXTensor>* outputs, const OpResource& res) {
   ReorderParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  return run((*inputs)[0], (*outputs)[0], "grad_out", p, true, res);
+  if (inputs->size() != 3 || outputs->size() != 1) {
+    MX_ERROR_MSG << kOp << ": backward expects 3 inputs and 1 output, got " << inputs->size()
+                 << " and " << outputs->size();
+    return gm::MX_FAIL;
+  }
+  return run((*inputs)[0], (*outputs)[0], "grad_out", "grad_data", p, true, res);
 }
 
 }  // namespace
