@@ -163,11 +163,14 @@ class AttrReader {
         return fail(key, "must be a tuple of integers", it->second);
       s = s.substr(1, s.size() - 2);
     }
+    // One trailing comma is Python's tuple spelling, "(3,)" / "(3, 3,)"; any other empty
+    // item ("(3,,3)", "(,3)", "(3,,)") is a malformed tuple, not a shorter one.
+    s = trim(s);
+    if (!s.empty() && s.back() == ',') s.pop_back();
     std::vector<int64_t> vals;
-    std::stringstream ss(s);
+    std::stringstream ss(s + ",");  // getline drops an empty last item: keep every item
     std::string item;
     while (std::getline(ss, item, ',')) {
-      if (trim(item).empty()) continue;  // "(3,)"
       int64_t v;
       if (!parse_int(item, &v)) return fail(key, "must be a tuple of integers", it->second);
       vals.push_back(v);

@@ -329,6 +329,10 @@ BAD_ARGS = [
     (dict(kernel=(8, 1)), "argument 'kernel' height = 8"),
     (dict(kernel=(3, 3), dilate=(1, 4)), "argument 'kernel' width = 3 \\(dilated extent 9"),
     (dict(kernel=(1, 2, 3)), "'kernel' must have 2 elements"),
+    # an empty item is a malformed tuple, not a shorter one (only "(3,)" may end in a comma)
+    (dict(kernel="(3,,3)"), "'kernel' must be a tuple of integers"),
+    (dict(kernel="(,3,3)"), "'kernel' must be a tuple of integers"),
+    (dict(kernel="(3,3,,)"), "'kernel' must be a tuple of integers"),
     (dict(p=1.0), "'p' must be in \\[0, 1\\)"),
     (dict(p=-0.1), "'p' must be in"),
     (dict(stride=(0, 1)), "'stride' elements must be >= 1"),
@@ -383,6 +387,12 @@ def test_bad_inputs_raise_named_errors(op, mutate, message):
     mutate(inputs)
     with pytest.raises(MXNetError, match=message):
         OPS[op](*inputs, **GOOD).wait_to_read()
+
+
+def test_tuple_spellings():
+    """"(3, 3)", "[3,3]", "3" and Python's one-element "(3,)" are accepted."""
+    for kernel in ("(3, 3)", "[3,3]", "3", "(3,)", "(3, )"):
+        assert OPS[3](*good_inputs(), **dict(GOOD, kernel=kernel)).shape == (2, 4, 5, 5)
 
 
 def test_symbolic_shape_errors():
