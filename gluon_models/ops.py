@@ -412,7 +412,8 @@ def _check_count(op, args, kwargs, kind):
     """MXNet's own messages for a missing or extra input name no input; these do."""
     names = SHAPE_RULES[op]({k: str(v) for k, v in kwargs.items()})[0]
     given = [a for a in args if isinstance(a, kind)]
-    given += [k for k, v in kwargs.items() if isinstance(v, kind)]
+    # `out=` (mx.nd) is where the result goes, not an input
+    given += [k for k, v in kwargs.items() if isinstance(v, kind) and k != "out"]
     if len(given) < len(names):
         raise ValueError("%s: expects %d inputs %s, got %d: input '%s' is missing"
                          % (op, len(names), tuple(names), len(given), names[len(given)]))
@@ -440,7 +441,7 @@ def _eager(op, fn):
         names = SHAPE_RULES[op]({k: str(v) for k, v in kwargs.items()})[0]
         arrays = [(names[i] if i < len(names) else "input %d" % i, a) for i, a in enumerate(args)]
         for name, a in arrays + list(kwargs.items()):
-            if not isinstance(a, mx.nd.NDArray):
+            if not isinstance(a, mx.nd.NDArray) or name == "out":
                 continue
             if a.ndim == 0:  # the hooks cannot tell it from "unknown" (gm_common.h)
                 raise ValueError("%s: input '%s' is 0-d (shape ()), which this operator does "

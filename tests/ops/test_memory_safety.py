@@ -235,3 +235,11 @@ def test_float32_error_at_large_num_factor_matches_stock_twin(op, F):
     # F = 1000, 18x at F = 10000); double accumulators bring it to the twin's level.
     native, stock = _float32_error("native", op, F), _float32_error("stock", op, F)
     assert native <= 1.5 * stock + 1e-7, (native, stock)
+
+
+def test_eager_call_with_out_argument():
+    """``mx.nd.<op>(..., out=buf)`` writes into ``buf``; ``out`` is not counted as an input."""
+    x = mx.nd.arange(24).reshape((2, 4, 3))
+    out = mx.nd.zeros((2, 4, 3))
+    mx.nd.Reorder(x, branch_factor=2, out=out)
+    np.testing.assert_array_equal(out.asnumpy(), mx.nd.Reorder(x, branch_factor=2).asnumpy())
