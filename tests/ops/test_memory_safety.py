@@ -56,35 +56,48 @@ ZERO_CASES = [
 
 
 @pytest.mark.parametrize("op", FM_OPS)
-@pytest.mark.parametrize("data,kernel,pad,want", ZERO_CASES)
-def test_zero_size_inputs_give_exact_outputs_and_gradients(op, data, kernel, pad, want):
-    res = run_child("""
+def test_zero_size_inputs_give_exact_outputs_and_gradients(op):
+    # one child for every case (each child pays the import); it names each case on stderr
+    # before running it, so a crash shows which one
+    results = run_child("""
         from mxnet import autograd
         mx.util.set_np_shape(True)
-        op, data, kernel, pad = %r, %r, %r, %r
-        C = data[1]
-        arrs = [mx.nd.ones(data), mx.nd.ones((6, 3, C) + kernel), mx.nd.arange(6.0),
-                mx.nd.ones((3,))]
-        for a in arrs:
-            a.attach_grad()
-        with autograd.record():
-            y = getattr(mx.nd, op)(*arrs, kernel=kernel, pad=pad, num_filter=6, num_factor=3)
-        y.backward(mx.nd.ones(y.shape))
-        d, w, b, m = (mx.sym.var(n) for n in ("d", "w", "b", "m"))
-        s = getattr(mx.sym, op)(d, w, b, m, kernel=kernel, pad=pad, num_filter=6, num_factor=3)
-        _, sym_out, _ = s.infer_shape(d=data)
-        print(json.dumps({"shape": y.shape, "y": y.asnumpy().tolist(), "sym": sym_out[0],
-                          "grads": [a.grad.asnumpy().tolist() for a in arrs],
-                          "grad_shapes": [a.grad.shape for a in arrs]}))
-    """ % (op, data, kernel, pad))
-    assert tuple(res["shape"]) == want and tuple(res["sym"]) == want
-    y = np.array(res["y"]).reshape(want)
-    np.testing.assert_array_equal(y, np.broadcast_to(np.arange(6.0).reshape(1, 6, 1, 1), want))
-    assert [tuple(s) for s in res["grad_shapes"]] == [data, (6, 3, data[1]) + kernel, (6,), (3,)]
-    n_out = int(np.prod(want[2:])) * want[0]
-    np.testing.assert_array_equal(np.array(res["grads"][1]).ravel(), 0)  # x is 0 or absent
-    np.testing.assert_array_equal(res["grads"][2], [n_out] * 6)  # db = sum of ones
-    np.testing.assert_array_equal(res["grads"][3], [0] * 3)
+        op, out = %r, []
+        for data, kernel, pad, _ in %r:
+            print("case data=%%s kernel=%%s pad=%%s" %% (data, kernel, pad), file=sys.stderr,
+                  flush=True)
+            C = data[1]
+            arrs = [mx.nd.ones(data), mx.nd.ones((6, 3, C) + kernel), mx.nd.arange(6.0),
+                    mx.nd.ones((3,))]
+            for a in arrs:
+                a.attach_grad()
+            with autograd.record():
+                y = getattr(mx.nd, op)(*arrs, kernel=kernel, pad=pad, num_filter=6,
+                                       num_factor=3)
+            y.backward(mx.nd.ones(y.shape))
+            d, w, b, m = (mx.sym.var(n) for n in ("d", "w", "b", "m"))
+            s = getattr(mx.sym, op)(d, w, b, m, kernel=kernel, pad=pad, num_filter=6,
+                                    num_factor=3)
+            _, sym_out, _ = s.infer_shape(d=data)
+            out.append({"shape": y.shape, "y": y.asnumpy().tolist(), "sym": sym_out[0],
+                        "grads": [a.grad.asnumpy().tolist() for a in arrs],
+                        "grad_shapes": [a.grad.shape for a in arrs]})
+        print(json.dumps(out))
+    """ % (op, ZERO_CASES))
+    for (data, kernel, pad, want), res in zip(ZERO_CASES, results):
+        case = "data %s kernel %s pad %s" % (data, kernel, pad)
+        assert tuple(res["shape"]) == want and tuple(res["sym"]) == want, case
+        y = np.array(res["y"]).reshape(want)
+        np.testing.assert_array_equal(
+            y, np.broadcast_to(np.arange(6.0).reshape(1, 6, 1, 1), want), err_msg=case)
+        assert [tuple(s) for s in res["grad_shapes"]] == \
+            [data, (6, 3, data[1]) + kernel, (6,), (3,)], case
+        n_out = int(np.prod(want[2:])) * want[0]
+        np.testing.assert_array_equal(np.array(res["grads"][1]).ravel(), 0,
+                                      err_msg=case)  # x is 0 or absent
+        np.testing.assert_array_equal(res["grads"][2], [n_out] * 6, err_msg=case)  # sum of 1s
+        np.testing.assert_array_equal(res["grads"][3], [0] * 3, err_msg=case)
+    assert len(results) == len(ZERO_CASES)
 
 
 def test_reorder_zero_size_and_output_shape_set():
