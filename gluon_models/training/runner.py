@@ -117,13 +117,22 @@ def parse_cifar_args(argv=None, parser=None):
     """Parse with the presets applied as defaults: the augmentation preset the model's
     family was trained with on this dataset (e.g. ``fbn`` for the FBN nets on CIFAR), else
     the dataset's own."""
-    parser = parser or cifar_parser()
-    known, _ = parser.parse_known_args(argv)
-    try:  # an unknown --model or a bad preset value is a usage error (exit status 2)
+    def presets(known):
         aug = data_defaults(known.model)["cifar_aug"].get(known.dataset)
         if aug is not None:
             parser.set_defaults(aug=aug)
         apply_presets(parser, argv)  # the preset becomes the defaults of its options
+    parser = parser or cifar_parser()
+    return _parse_with_presets(parser, argv, presets)
+
+
+def _parse_with_presets(parser, argv, presets):
+    """``presets(known)`` (after ``parse_known_args``) sets the defaults the model and data
+    imply, then the final parse; an unknown ``--model`` or a bad preset value is a usage
+    error (exit status 2), as is a ``--model-opt`` the model does not take."""
+    known, _ = parser.parse_known_args(argv)
+    try:
+        presets(known)
     except ValueError as err:
         parser.error(str(err))
     args = parser.parse_args(argv)
@@ -163,19 +172,14 @@ def parse_imagenet_args(argv=None, parser=None):
     """Parse with the presets (normalisation: the model family's, e.g. ``fbn`` for the FBN
     nets, else ``--norm``'s default; record names; the model's input size, 224 without a
     model) applied as defaults; also the parse of ``tools/evaluate.py``."""
-    parser = parser or imagenet_parser()
-    known, _ = parser.parse_known_args(argv)
-    try:  # an unknown --model or a bad preset value is a usage error (exit status 2)
+    def presets(known):
         norm = data_defaults(known.model)["imagenet_norm"] if known.model else None
         if norm is not None:  # the normalisation the model's family was trained with
             parser.set_defaults(norm=norm)
         size = model_info(known.model)["input_size"] if known.model else 224
         apply_imagenet_presets(parser, argv, data_shape=size)
-    except ValueError as err:
-        parser.error(str(err))
-    args = parser.parse_args(argv)
-    check_model_args(parser, args)
-    return args
+    parser = parser or imagenet_parser()
+    return _parse_with_presets(parser, argv, presets)
 
 
 def train_imagenet(args, setup_logging=None):
