@@ -13,6 +13,7 @@ so parameter names do not depend on how many gluoncv networks the process built 
 :func:`load_parts` loads a parameter file into some children only (fine-tuning: the features
 of a trained network, a new classifier), through an optional name map.
 """
+import fnmatch
 import inspect
 
 import mxnet as mx
@@ -161,9 +162,9 @@ def _stages_v1b(net):
 # function listing the children for networks without `.features`; input size of the
 # backbone). Each cut leaves the last feature map: ResNet v1 / SE / ResNeXt drop the global
 # pooling; DenseNet the 7 x 7 pooling and Flatten (keeping the final BN + ReLU); Inception v3
-# the 8 x 8 pooling and dropout; VGG and AlexNet the dense layers (two Dense + Dropout pairs)
-# and their last max pooling (the split of the fast MPN-COV code: pool5 belongs to the
-# representation).
+# the 8 x 8 pooling and dropout; VGG its two Dense + Dropout pairs and pool5, AlexNet those,
+# its Flatten and its last max pooling (the split of the fast MPN-COV code: the last pooling
+# belongs to the representation).
 GLUONCV_BACKBONES = {
     "resnet*_v1b": (_stages_v1b, 224),
     "resnet*_v1": (1, 224),
@@ -173,12 +174,11 @@ GLUONCV_BACKBONES = {
     "densenet*": (2, 224),
     "inceptionv3": (2, 299),
     "vgg*": (5, 224),
-    "alexnet": (5, 224),
+    "alexnet": (6, 224),
 }
 
 
 def _backbone_rule(name):
-    import fnmatch
     for pattern, rule in GLUONCV_BACKBONES.items():
         if fnmatch.fnmatch(name, pattern):
             return rule
@@ -213,8 +213,6 @@ def gluoncv_features(name, last_stride=2, **kwargs):
     rule, size = _backbone_rule(name)
     net = gluoncv_model(name, pretrained=False, **kwargs)
     children = rule(net) if callable(rule) else list(net.features._children.values())[:-rule]
-    if name.startswith(("vgg", "alexnet")):
-        children = children[:-1]  # pool5 / the last max pooling (see GLUONCV_BACKBONES)
     features = nn.HybridSequential(prefix="")
     features.add(*children)
     if last_stride not in (1, 2):

@@ -58,16 +58,21 @@ def test_a_representation_goes_onto_any_backbone():
         gluon_models.get_model("igc_resnet_cifar", representation="cov")
 
 
-@pytest.mark.parametrize("name,channels,side,last_side", [
-    ("resnet18_v1b", 512, 224, 7), ("resnet18_v1", 512, 224, 7),
-    ("se_resnet18_v1", 512, 224, 7), ("vgg11_bn", 512, 224, 14), ("alexnet", 256, 224, 13),
-    ("densenet121", 1024, 224, 7), ("inceptionv3", 2048, 299, 8),
+@pytest.mark.parametrize("name,channels,side,last_side,last", [
+    ("resnet18_v1b", 512, 224, 7, "HybridSequential"),
+    ("resnet18_v1", 512, 224, 7, "HybridSequential"),
+    ("se_resnet18_v1", 512, 224, 7, "HybridSequential"),
+    ("vgg11_bn", 512, 224, 14, "Activation"),  # conv5 + BN + ReLU, pool5 removed
+    ("alexnet", 256, 224, 13, "Conv2D"),  # conv5 with its ReLU, the last max pool removed
+    ("densenet121", 1024, 224, 7, "Activation"),  # norm5 + ReLU
+    ("inceptionv3", 2048, 299, 8, "HybridConcurrent"),
 ])
-def test_gluoncv_backbones_are_cut_at_the_last_feature_map(name, channels, side, last_side):
+def test_gluoncv_backbones_are_cut_at_the_last_feature_map(name, channels, side, last_side,
+                                                           last):
     def build():
         return Classifier(lambda: gluoncv_features(name), 10, prefix="cut_")
     net = build()
-    assert net.feature_channels == channels
+    assert net.feature_channels == channels and type(net.features[-1]).__name__ == last
     _, out, _ = net.features(mx.sym.var("data")).infer_shape(data=(1, 3, side, side))
     assert out[0] == (1, channels, last_side, last_side)
     # the same parameter names however many gluoncv networks the process built before
@@ -84,6 +89,10 @@ def test_gluoncv_resnet_counts_and_last_stride():
     net200 = Classifier(lambda: gluoncv_features("resnet50_v1b"), 200, prefix="r50_")
     assert summary(net200, (3, 224, 224)).params == 23917832
     assert summary(net200.features, (3, 224, 224)).params == 23508032
+    # the conv parts of fast MPN-COV's table (4.7): VGG-16 14,714,688, AlexNet 2,469,696
+    for name, count in (("vgg16", 14714688), ("alexnet", 2469696)):
+        net = Classifier(lambda: gluoncv_features(name), 10, prefix="c_")
+        assert summary(net.features, (3, 224, 224)).params == count, name
     s1 = Classifier(lambda: gluoncv_features("resnet50_v1b", last_stride=1), 10, prefix="s1_")
     _, out, _ = s1.features(mx.sym.var("data")).infer_shape(data=(1, 3, 224, 224))
     assert out[0] == (1, 2048, 14, 14)
