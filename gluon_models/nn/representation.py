@@ -180,7 +180,8 @@ class _IndexConstants(nn.HybridBlock):
     def cast(self, dtype):
         super().cast(dtype)
         for name in self._index_constants:
-            getattr(self, name).cast("int32")
+            if getattr(self, name) is not None:
+                getattr(self, name).cast("int32")
 
 
 class ISqrtCov(_IndexConstants):

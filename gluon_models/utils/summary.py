@@ -8,7 +8,8 @@ convolutions (spec platform.md section 8).
 Counting rules, for one sample (batch 1):
 
 * parameters: every learnable argument of the graph, i.e. all arguments except the data
-  inputs, ``*label`` inputs and the gamma of a BatchNorm with ``fix_gamma=True``; auxiliary
+  inputs, ``*label`` inputs, Gluon constants (``params.get_constant``, e.g. an index table)
+  and the gamma of a BatchNorm with ``fix_gamma=True``; auxiliary
   states (BatchNorm running mean / variance) are not parameters. A parameter is listed on
   the first layer that uses it.
 * multiply-adds: one rule per operator, from a table that a layer family extends with
@@ -103,6 +104,12 @@ def _as_symbol(net_or_symbol, data_name):
                     % type(net_or_symbol).__name__)
 
 
+def _is_constant(node):
+    # A Gluon constant (``params.get_constant``: an index table, fixed hashes) is a graph
+    # variable whose initialiser Gluon names ``Constant_<param name>_<id>``; it is not learnt.
+    return str(node.get("attrs", {}).get("__init__", "")).startswith("Constant_")
+
+
 def _size(shape):
     n = 1
     for d in shape:
@@ -164,7 +171,7 @@ def summary(net_or_symbol, input_shape, data_name="data"):
     learnable = {i for i, node in enumerate(nodes)
                  if node["op"] == "null" and node["name"] in arg_shape
                  and node["name"] != data_name and not node["name"].endswith("label")
-                 and i not in fixed_gamma}
+                 and i not in fixed_gamma and not _is_constant(node)}
 
     rows, seen = [], set()
     for node, shapes in zip(nodes, node_shapes):

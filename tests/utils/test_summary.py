@@ -223,3 +223,12 @@ def test_model_table_command_line(tmp_path):
     out = _tool("model_table.py", "--check", readme, *subset)
     assert out.returncode == 1 and "stale" in out.stderr and "1.27" in out.stderr
     assert os.listdir(tmp_path) == ["README.md"]
+
+
+def test_gluon_constants_are_not_parameters():
+    """An index table kept as a Gluon constant (iSQRT-COV's upper-triangle gather) is a graph
+    variable but not learnt: 0 parameters, while the matrix products are counted."""
+    from gluon_models.nn.representation import ISqrtCov
+    s = summary(ISqrtCov(4, iter_num=2), (4, 3, 3))
+    assert s.params == 0
+    assert s.macs == 4 * 4 * 9 + 3 * 4 ** 3
