@@ -21,7 +21,7 @@ from mxnet.gluon import nn
 from mxnet.gluon.contrib.nn import Identity
 
 from ..nn.basic import fc_uniform
-from ..nn.representation import GAvP
+from ..nn.representation import GAvP, MaxPoolFlatten
 
 __all__ = ["Classifier", "register_representation", "representations", "make_representation",
            "gluoncv_features", "GLUONCV_BACKBONES", "freeze_features", "load_parts",
@@ -65,6 +65,9 @@ def _keywords(name):
 
 
 register_representation("gavp", lambda in_channels, classes, **kw: GAvP(in_channels, **kw))
+# a fixed max-pooling window read by a flattening head (AlexNet's / VGG's last pooling)
+register_representation("maxpool",
+                        lambda in_channels, classes, **kw: MaxPoolFlatten(in_channels, **kw))
 
 
 def _dense(in_units, classes, prefix="fc_", weight_initializer=None):

@@ -3,9 +3,9 @@ from .basic import ConvBNAct, he_normal, fc_uniform, train_mode_dropout, train_m
 from .fb import (FactorizedBilinear, FBConv2D, FBHead, fb_quadratic, dropfactor_mask,
                  fb_parameters)
 from .igc import Reorder, IGCConv, reorder
-from .representation import GAvP, ISqrtCov, BCNN, CBP, covpool, sqrtm, triuvec
+from .representation import GAvP, MaxPoolFlatten, ISqrtCov, BCNN, CBP, covpool, sqrtm, triuvec
 
 __all__ = ["ConvBNAct", "he_normal", "fc_uniform", "train_mode_dropout", "train_mode_flag",
            "FactorizedBilinear", "FBConv2D", "FBHead", "fb_quadratic", "dropfactor_mask",
-           "fb_parameters", "Reorder", "IGCConv", "reorder", "GAvP",
+           "fb_parameters", "Reorder", "IGCConv", "reorder", "GAvP", "MaxPoolFlatten",
            "ISqrtCov", "BCNN", "CBP", "covpool", "sqrtm", "triuvec"]

@@ -29,7 +29,7 @@ from mxnet.gluon import nn
 
 from .basic import ConvBNAct, check_impl, check_int, check_positive_int
 
-__all__ = ["GAvP", "ISqrtCov", "BCNN", "CBP", "covpool", "sqrtm", "triuvec", "triu_index",
+__all__ = ["GAvP", "MaxPoolFlatten", "ISqrtCov", "BCNN", "CBP", "covpool", "sqrtm", "triuvec", "triu_index",
            "signed_sqrt", "l2_normalize", "compact_bilinear", "cbp_hashes", "cbp_bins"]
 
 # Smallest trace the pre-normalisation divides by. The authors have no epsilon (a zero-variance
@@ -166,6 +166,41 @@ class GAvP(nn.HybridBlock):
             self.pool = nn.GlobalAvgPool2D(prefix=pool_prefix) if pool_size is None else \
                 nn.AvgPool2D(pool_size, strides, prefix=pool_prefix)
             self.flatten = nn.Flatten(prefix=flatten_prefix)
+
+    def hybrid_forward(self, F, x):
+        return self.flatten(self.pool(x))
+
+
+class MaxPoolFlatten(nn.HybridBlock):
+    """A fixed max-pooling window, flattened: ``(B, C, H, W) -> (B, C * h * w)``.
+
+    The last pooling of AlexNet and VGG, which the fast MPN-COV code treats as those networks'
+    representation (their fully connected head reads its flattened ``C x h x w`` map, so the
+    head's width fixes the input size: 7 x 7 from the 14 x 14 map of a 224-pixel VGG).
+
+    Parameters
+    ----------
+    in_channels : int
+        Input channels ``C``.
+    pool_size, strides : int
+        The pooling window and stride.
+    map_size : int
+        Side of the input map the network is defined for; with the window it gives
+        ``output_dim = C * ((map_size - pool_size) // strides + 1) ** 2``.
+    """
+
+    def __init__(self, in_channels, pool_size, strides, map_size, **kwargs):
+        super().__init__(**kwargs)
+        side = (check_positive_int("map_size", map_size)
+                - check_positive_int("pool_size", pool_size)) // check_positive_int(
+                    "strides", strides) + 1
+        if side < 1:
+            raise ValueError("MaxPoolFlatten: a %d x %d window does not fit a %d x %d map"
+                             % (pool_size, pool_size, map_size, map_size))
+        self.output_dim = check_positive_int("in_channels", in_channels) * side * side
+        with self.name_scope():
+            self.pool = nn.MaxPool2D(pool_size, strides, prefix="pool_")
+            self.flatten = nn.Flatten(prefix="flatten_")
 
     def hybrid_forward(self, F, x):
         return self.flatten(self.pool(x))

@@ -24,8 +24,14 @@ def test_every_registered_network_has_the_three_parts():
     for name in gluon_models.list_models():
         net = gluon_models.get_model(name)
         assert list(net._children) == ["features", "representation", "output"], name
-        assert net.representation.output_dim == (net.classes if name.count("fbn") else
-                                                 net.feature_channels), name
+        rep = gluon_models.model_info(name)["options"].get("representation")
+        if rep in ("gavp", "fb"):
+            assert net.representation.output_dim == (net.classes if name.count("fbn") else
+                                                     net.feature_channels), name
+        else:  # iSQRT-COV, AlexNet / VGG's flattened last pooling: the classifier reads it
+            first = net.output[0] if isinstance(net.output, gluon.nn.HybridSequential) else net.output
+            first = first if isinstance(first, gluon.nn.Dense) else net.output[1]  # AlexNet: dropout
+            assert first.weight.shape[1] == net.representation.output_dim, name
 
 
 def test_a_representation_goes_onto_any_backbone():
@@ -196,6 +202,11 @@ def test_registered_names_are_distinct_networks(readme_model_table):
     variant (once preact_resnet_cifar was resnet164_cifar again)."""
     names = gluon_models.list_models()
     assert not [n for n in names if n.startswith("preact_resnet")]
-    rows = [line.split(" | ")[3:5] for line in readme_model_table.splitlines()
-            if line.startswith("| `")]
-    assert len(rows) == len(names) and len(set(map(tuple, rows))) == len(rows)
+    rows = {line.split(" | ")[0][3:-1]: tuple(line.split(" | ")[3:5])
+            for line in readme_model_table.splitlines() if line.startswith("| `")}
+    assert sorted(rows) == sorted(names)
+    # Two families' seeds name the same network; each family keeps its seed's name.
+    same = {"resnet18": "resnet18_w64"}  # fast MPN-COV's torchvision ResNet-18 = IGC's C = 64
+    assert all(rows[a] == rows[b] for a, b in same.items())
+    distinct = [r for n, r in rows.items() if n not in same]
+    assert len(set(distinct)) == len(distinct)
