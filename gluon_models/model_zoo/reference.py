@@ -36,6 +36,15 @@ SOURCES = {
         "(spec fbn.md 6.2; ResNet-34/50-FBN with 50 factors, Inception-BN-FBN with the 20 of "
         "its file); for the ResNets this includes the 3 fixed gammas of `bn_data`, which are "
         "not learnable, hence 3 more than our count."),
+    "mpncov-imagenet": (
+        "Fast MPN-COV (Li, Xie, Wang, Gao, CVPR 2018, arXiv 1712.01034), authors' PyTorch "
+        "README (https://github.com/jiangtaoxie/fast-MPN-COV): ImageNet-1k validation top-1 "
+        "error, single 224 x 224 crop, of the released PyTorch models (the README's "
+        "\"reproduced\" column; its \"paper\" column: 26.55 / 22.14 / 21.21, the VGG-D one "
+        "being the ICCV MPN-COV-VGG-16 figure). Exact counts: learnable parameters of the "
+        "repository's mpncovvgg16_bn / mpncovresnet50 / mpncovresnet101 with 1000 classes; "
+        "their float32 state dicts (BN statistics included) are the README's model files "
+        "of 650.4 / 217.3 / 289.9 MB (MiB)."),
 }
 
 REFERENCE = {
@@ -75,6 +84,12 @@ REFERENCE = {
                          source="fbn-imagenet"),
     "inception_bn_fbn": dict(label="Inception-BN-FBN", top1_err=26.4, exact_params=31776240,
                              source="fbn-imagenet"),
+    "mpncov_vgg16_bn": dict(label="fast MPN-COV-VGG-D", top1_err=23.98,
+                            exact_params=170479144, source="mpncov-imagenet"),
+    "mpncov_resnet50": dict(label="fast MPN-COV-ResNet50", top1_err=21.71,
+                            exact_params=56929832, source="mpncov-imagenet"),
+    "mpncov_resnet101": dict(label="fast MPN-COV-ResNet101", top1_err=20.99,
+                             exact_params=75921960, source="mpncov-imagenet"),
 }
 
 

@@ -43,8 +43,27 @@ def test_published_network_counts(name, count):
     assert params(name) == count
 
 
+def test_reference_figures_are_our_counts():
+    """The README table's "authors' definition" column holds the counts measured above."""
+    from gluon_models.model_zoo.reference import REFERENCE, SOURCES
+    for name in ("mpncov_resnet50", "mpncov_resnet101", "mpncov_vgg16_bn"):
+        assert REFERENCE[name]["exact_params"] == params(name)
+        assert REFERENCE[name]["source"] in SOURCES
+
+
 def test_resnet50_gavp_200_classes():
     assert params("resnet50", representation="gavp", classes=200) == 23917832
+
+
+@pytest.mark.parametrize("name,count", [("alexnet", 61100840), ("vgg16", 138357544),
+                                        ("vgg16_bn", 138365992), ("resnet18", 11689512),
+                                        ("resnet50", 25557032), ("densenet121", 7978856),
+                                        ("inception_v3", 23834568)])
+def test_backbones_are_torchvision_sized(name, count):
+    """The repository builds torchvision's networks (Inception v3 without its auxiliary
+    head): their well-known sizes with 1000 classes."""
+    size = gluon_models.model_info(name)["input_size"]
+    assert summary(gluon_models.get_model(name), (3, size, size)).params == count
 
 
 # ---- the authors' composed models (spec table 4.7; every model here is built from scratch) --
