@@ -16,7 +16,7 @@ import math
 import os
 import random
 import time
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import mxnet as mx

@@ -301,16 +301,23 @@ def test_isqrtcov_gradient():
     check_gradient(block, features((1, 3, 2, 3), relu=False, seed=2))
 
 
+def _finite_forward_backward(block, x):
+    """Forward and backward of ``block`` on ``x`` (float64); both must be finite. Returns the
+    output."""
+    xa = nd64(x)
+    xa.attach_grad()
+    with autograd.record():
+        out = block(xa)
+    out.backward(mx.nd.ones_like(out))
+    assert np.isfinite(out.asnumpy()).all() and np.isfinite(xa.grad.asnumpy()).all()
+    return out.asnumpy()
+
+
 def test_isqrtcov_degenerate_inputs_give_no_nan():
     block = block64(ISqrtCov(4))
     for x in (np.full((2, 4, 3, 3), 0.7), np.zeros((1, 4, 4, 4)), np.ones((1, 4, 1, 1))):
-        xa = nd64(x)
-        xa.attach_grad()
-        with autograd.record():
-            out = block(xa)
-        out.backward(mx.nd.ones_like(out))
-        assert np.isfinite(out.asnumpy()).all() and np.isfinite(xa.grad.asnumpy()).all()
-        assert np.abs(out.asnumpy()).max() < 1e-6
+        out = _finite_forward_backward(block, x)
+        assert np.abs(out).max() < 1e-6
     # a dead channel: finite, and the other channels' result as without it
     x = features((2, 4, 3, 3))
     x[:, 1] = 0
@@ -445,12 +452,7 @@ def test_cbp_full_size_runs():
 def test_cbp_and_bcnn_degenerate_inputs():
     for block in (block64(CBP(4, proj_dim=8)), block64(BCNN(4))):
         for x in (np.zeros((1, 4, 3, 3)), np.full((1, 4, 2, 2), 0.5)):
-            xa = nd64(x)
-            xa.attach_grad()
-            with autograd.record():
-                out = block(xa)
-            out.backward(mx.nd.ones_like(out))
-            assert np.isfinite(out.asnumpy()).all() and np.isfinite(xa.grad.asnumpy()).all()
+            _finite_forward_backward(block, x)
 
 
 # ---- hybridize, export, cast, registry -------------------------------------------------------

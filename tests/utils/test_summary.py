@@ -13,7 +13,7 @@ import gluon_models
 from gluon_models.model_zoo.reference import REFERENCE, SOURCES
 from gluon_models.nn import FBConv2D
 from gluon_models.utils import format_summary, model_summary, register_macs, summary
-from gluon_models.utils.model_table import BEGIN, END, check_model_table, model_table
+from gluon_models.utils.model_table import BEGIN, END, check_model_table
 
 summary_module = importlib.import_module("gluon_models.utils.summary")  # not the function
 
