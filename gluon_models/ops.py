@@ -70,7 +70,7 @@ LIB_PATH = os.path.join(_PKG_DIR, "libgluon_models_ops.so")
 _SOURCE_DIR = os.path.join(os.path.dirname(_PKG_DIR), "operators")
 BUILD_HELP = ("build it from the repository root with `pip install -e .` (or `make build`, "
               "which also creates .venv)")
-OPERATORS = ("Reorder", "FMConvolution1", "FMConvolution3")
+OPERATORS = ("Reorder", "FMConvolution1", "FMConvolution3", "IBN")
 
 
 def _attr_tuple(text, n):
@@ -95,6 +95,18 @@ def _fm_rule(attrs):
     return names, hints
 
 
+def _ibn_rule(attrs):
+    """IBN: the IN group's gamma/beta are (in_channels,); the BN group's vectors and the flag
+    are 1-d. ``moving_mean``/``moving_var`` are auxiliary states (mutable inputs)."""
+    names = ["data", "in_gamma", "in_beta", "bn_gamma", "bn_beta", "train_flag", "moving_mean",
+             "moving_var"]
+    try:
+        ci = int(attrs["in_channels"])
+    except (KeyError, ValueError, TypeError):
+        return names, [None] * len(names)
+    return names, [None, (ci,), (ci,), (-1,), (-1,), (1,), (-1,), (-1,)]
+
+
 # Per operator: attrs -> (input names, per input the shape its attributes fix, -1 for a free
 # dimension, or None when they do not fix its ndim). Used by the shape inference guard (module
 # docstring): a node is inferred alone once every input's ndim is known from these or from the
@@ -103,6 +115,7 @@ SHAPE_RULES = {
     "Reorder": lambda attrs: (["data"], [None]),
     "FMConvolution1": _fm_rule,
     "FMConvolution3": _fm_rule,
+    "IBN": _ibn_rule,
 }
 
 _INFO = None  # set once the library is loaded: MXNet refuses a third registration
@@ -277,8 +290,9 @@ def _infer_one(node, shapes):
                                "this operator does not accept" % name)
     inputs = [mx.sym.var("in%d" % i, shape=s) for i, s in enumerate(shapes)]
     one = getattr(mx.sym, node["op"])(*inputs, **attrs)
-    args, outs, _ = _ORIG["infer"](one, True)
+    args, outs, aux = _ORIG["infer"](one, True)
     by_name = dict(zip(one.list_arguments(), args))
+    by_name.update(zip(one.list_auxiliary_states(), aux or []))  # mutable inputs (IBN's)
     return [_norm(by_name["in%d" % i]) for i in range(len(shapes))], _norm(outs[0])
 
 
@@ -349,6 +363,16 @@ def _resolve(sym, shapes):
     return complete, arg_shapes, res, cut
 
 
+def _all_given(sym, arg_shapes):
+    """Every argument's shape, plus those of the auxiliary states that the cut graph resolved:
+    the mutable inputs of our operators (IBN's running statistics), which MXNet would otherwise
+    hand the operator's hook with an unknown ndim (module docstring)."""
+    given = {n: arg_shapes[n] for n in sym.list_arguments()}
+    given.update({n: arg_shapes[n] for n in sym.list_auxiliary_states()
+                  if _known(arg_shapes.get(n))})
+    return given
+
+
 def _shape_kwargs(sym, args, kwargs):
     if args:
         return {n: s for n, s in zip(sym.list_arguments(), args) if s is not None}
@@ -364,7 +388,7 @@ def _infer_shape_impl(self, partial, *args, **kwargs):
         return _ORIG["infer"](self, partial, *args, **kwargs)
     complete, arg_shapes, (cargs, couts, caux), cut = resolved
     if complete:
-        return _ORIG["infer"](self, partial, **{n: arg_shapes[n] for n in self.list_arguments()})
+        return _ORIG["infer"](self, partial, **_all_given(self, arg_shapes))
     if not partial:
         return None, None, None
     by_arg = dict(zip(cut.list_arguments(), cargs))
@@ -384,7 +408,7 @@ def _complete_shapes(sym, given, what):
                          "(the graph has gluon_models operators, which MXNet 1.9.1 cannot infer "
                          "with unknown input shapes without corrupting memory; give these shapes)"
                          % (what, missing, given))
-    return {n: arg_shapes[n] for n in sym.list_arguments()}
+    return _all_given(sym, arg_shapes)
 
 
 def _simple_bind(self, ctx, grad_req="write", type_dict=None, stype_dict=None, group2ctx=None,

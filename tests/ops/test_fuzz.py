@@ -57,7 +57,25 @@ def gen_fmconv(rng):
     return attrs, names, shapes
 
 
-GENERATORS = {"Reorder": gen_reorder, "FMConvolution1": gen_fmconv, "FMConvolution3": gen_fmconv}
+def gen_ibn(rng):
+    C = rng.randint(2, 6)
+    ci, cb = rng.randint(1, C - 1), None
+    cb = C - ci
+    attrs = {"in_channels": str(ci)}
+    if rng.random() < 0.5:
+        attrs["in_first"] = str(rng.random() < 0.5)
+    if rng.random() < 0.3:
+        attrs["eps"] = str(rng.choice([1e-5, 2e-5, 0.1]))
+    if rng.random() < 0.3:
+        attrs["momentum"] = str(rng.choice([0.0, 0.9, 1.0]))
+    names = ["data", "in_gamma", "in_beta", "bn_gamma", "bn_beta", "train_flag", "moving_mean",
+             "moving_var"]
+    data = (rng.randint(0, 3), C) + tuple(rng.randint(0, 3) for _ in range(rng.randint(1, 3)))
+    return attrs, names, [data, (ci,), (ci,), (cb,), (cb,), (1,), (cb,), (cb,)]
+
+
+GENERATORS = {"Reorder": gen_reorder, "FMConvolution1": gen_fmconv, "FMConvolution3": gen_fmconv,
+              "IBN": gen_ibn}
 
 
 def random_shape(rng):
@@ -107,6 +125,7 @@ CHILD = textwrap.dedent("""
     import gluon_models
     from tests.ops.test_fmconv import np_fmconv, out_size
     from tests.ops.test_reorder import np_reorder
+    from tests.nn.test_ibn import np_ibn
 
     def tup(text):
         vals = [int(v) for v in text.strip("()[] ").split(",") if v.strip()]
@@ -116,6 +135,11 @@ CHILD = textwrap.dedent("""
         # numpy output of a call the operator accepted (the generator's attributes are plain)
         if op == "Reorder":
             return np_reorder(xs[0], int(attrs["branch_factor"]))
+        if op == "IBN":  # train_flag > 0.5: batch statistics for the BN group
+            with np.errstate(all="ignore"):
+                return np_ibn(xs[0], xs[1:5] + xs[6:], int(attrs["in_channels"]),
+                              attrs.get("in_first", "True") == "True",
+                              float(attrs.get("eps", "1e-5")), xs[5][0] > 0.5)[0]
         no_bias = attrs.get("no_bias", "False") == "True"
         b = np.zeros(xs[1].shape[0]) if no_bias else xs[2]
         return np_fmconv(xs[0], xs[1], b, xs[-1], tup(attrs["kernel"]),
@@ -123,7 +147,7 @@ CHILD = textwrap.dedent("""
                          tup(attrs.get("dilate", "1")), int(attrs.get("num_group", "1")))
 
     def want_shape(op, attrs, data):
-        if op == "Reorder":
+        if op in ("Reorder", "IBN"):
             return tuple(data)
         (kh, kw), (sh, sw) = tup(attrs["kernel"]), tup(attrs.get("stride", "1"))
         (ph, pw), (dh, dw) = tup(attrs.get("pad", "0")), tup(attrs.get("dilate", "1"))
@@ -139,21 +163,23 @@ CHILD = textwrap.dedent("""
         if any(t not in ("float32", "float64") for t in c["dtypes"]):
             return None
         xs = [a.asnumpy().astype(np.float64) for a in arrs]
-        if c["op"] != "Reorder" and xs[0].size == 0:  # np_fmconv needs data: empty sums are 0
+        fm = c["op"].startswith("FMConvolution")
+        if fm and xs[0].size == 0:  # np_fmconv needs data: empty sums are 0
             want = want_shape(c["op"], c["attrs"], xs[0].shape)
             bias = 0.0 if len(xs) == 3 else xs[2].reshape(1, -1, 1, 1)
             ref = np.broadcast_to(bias, want)
         else:
             ref = reference(c["op"], c["attrs"], xs)
         tol = 1e-9 if all(t == "float64" for t in c["dtypes"]) else 2e-4
-        if c["op"] != "Reorder":  # np_fmconv returns (N, O, OH * OW)
+        if fm:  # np_fmconv returns (N, O, OH * OW)
             want = want_shape(c["op"], c["attrs"], xs[0].shape)
             if got.shape != want:
                 return "output shape %s, expected %s" % (got.shape, want)
             ref = ref.reshape(want)
         if got.shape != ref.shape:
             return "output shape %s, expected %s" % (got.shape, ref.shape)
-        if not np.allclose(got, ref, rtol=tol, atol=tol):
+        # equal_nan: IBN normalises with sqrt(var + eps), nan for the negative moving_var drawn
+        if not np.allclose(got, ref, rtol=tol, atol=tol, equal_nan=True):
             return "values differ from numpy by %s" % np.abs(got - ref).max()
         return None
 
@@ -162,7 +188,8 @@ CHILD = textwrap.dedent("""
         mx.util.set_np_shape(c["np_shape"])
         if c["mode"] == "nd":
             arrs = arrays(c, rs)
-            y = getattr(mx.nd, op)(*arrs, **attrs).asnumpy()
+            y = getattr(mx.nd, op)(*arrs, **attrs)
+            y = (y[0] if isinstance(y, list) else y).asnumpy()  # IBN: (out, mean, var)
             return check_values(c, y, arrs)
         syms = [mx.sym.var(n) for n in c["names"]]
         s = getattr(mx.sym, op)(*syms, **attrs)
@@ -188,13 +215,13 @@ CHILD = textwrap.dedent("""
                             type_dict=dict(zip(c["names"], c["dtypes"])), **given)
         arrs = []
         for n in c["names"]:
-            a = exe.arg_dict[n]
+            a = exe.arg_dict[n] if n in exe.arg_dict else exe.aux_dict[n]  # IBN: aux states
             a[:] = rs.uniform(-1, 1, a.shape)
             arrs.append(a)
         exe.forward(is_train=c["train"])
         y = exe.outputs[0].asnumpy()
         if c["train"]:
-            exe.backward([mx.nd.ones_like(exe.outputs[0])])
+            exe.backward([mx.nd.ones_like(o) for o in exe.outputs])
             for g in exe.grad_arrays:
                 g.wait_to_read()
         c = dict(c, shapes=[a.shape for a in arrs], dtypes=[str(np.dtype(a.dtype)) for a in arrs])
