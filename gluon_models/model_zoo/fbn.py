@@ -61,13 +61,14 @@ from ..data.imagenet import Norm
 from ..data.presets import AugPreset
 from ..nn.basic import ConvBNAct, check_impl, check_positive_int, he_normal
 from ..nn.fb import FBHead, fb_parameters
+from ..nn.ibn import IBN
 from ..training.rules import OptimizerRule
 from ..utils.argtypes import fraction, non_negative_float, positive_float, positive_int
 from .compose import Classifier, register_representation
 from .registry import register_family, register_model, register_seed_network
 
 __all__ = ["PreActUnit", "FBNRule", "FBN_MEAN_RGB", "cifar_resnet_units", "preact_resnet_cifar",
-           "preact_resnet", "RESNET_UNITS"]
+           "preact_resnet", "preact_cifar_units", "RESNET_UNITS"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -125,14 +126,22 @@ class PreActUnit(nn.HybridBlock):
     norm_kwargs : dict, optional
         BatchNorm arguments.
     names : dict, optional
-        Prefixes of the children by role (``bn1, conv1, sc, bn2, conv2, bn3, conv3``); default
-        ``"<role>_"``.
+        Prefixes of the children by role (``bn1, conv1, sc, bn2, conv2, bn3, conv3``, and
+        ``in1`` with ``ibn``); default ``"<role>_"``.
+    ibn : bool
+        ``bn1`` is an :class:`~gluon_models.nn.IBN` (instance norm on the first half of the
+        input channels, batch norm on the rest, with ``norm_kwargs``' epsilon and momentum):
+        the IBN-a unit of the MXNet port of IBN-Net, whose parameters are ``in1_gamma/beta``
+        and ``bn1_*``.
+    impl : {"native", "stock"}
+        Implementation of that IBN layer.
     """
 
-    ROLES = ("bn1", "conv1", "sc", "bn2", "conv2", "bn3", "conv3")
+    ROLES = ("bn1", "in1", "conv1", "sc", "bn2", "conv2", "bn3", "conv3")
 
     def __init__(self, in_channels, channels, stride, bottleneck, projection,
-                 stride_on_3x3=True, use_bias=False, norm_kwargs=None, names=None, **kwargs):
+                 stride_on_3x3=True, use_bias=False, norm_kwargs=None, names=None, ibn=False,
+                 impl="native", **kwargs):
         super().__init__(**kwargs)
         if not projection and (in_channels != channels or stride != 1):
             raise ValueError("an identity shortcut needs in_channels == channels and stride 1, "
@@ -149,7 +158,13 @@ class PreActUnit(nn.HybridBlock):
             return nn.BatchNorm(in_channels=c, prefix=names[role], **norm_kwargs)
 
         with self.name_scope():
-            self.bn1 = bn(in_channels, "bn1")
+            if ibn:
+                self.bn1 = IBN(in_channels, 0.5, True, impl=impl, in_prefix=names["in1"],
+                               bn_prefix=names["bn1"], prefix="",
+                               **{k: norm_kwargs[k] for k in ("epsilon", "momentum")
+                                  if k in norm_kwargs})
+            else:
+                self.bn1 = bn(in_channels, "bn1")
             if bottleneck:
                 width = channels // 4
                 s1, s2 = (1, stride) if stride_on_3x3 else (stride, 1)
@@ -252,23 +267,53 @@ def _inception_small_layers(act):
 
 # ---- ImageNet: pre-activation ResNet (spec 4.3) -----------------------------------------------
 
-def _imagenet_resnet_layers(depth, act):
+def preact_cifar_units(depth):
+    """``(units per stage, bottleneck)`` of tornadomeet's pre-activation ResNet on 32 x 32
+    inputs (the layout of the MXNet port of IBN-Net): depth >= 164 with ``(depth - 2) % 9 == 0``
+    is a bottleneck net of ``(depth - 2) / 9`` units per stage, a smaller depth with
+    ``(depth - 2) % 6 == 0`` a basic one of ``(depth - 2) / 6``."""
+    if int(depth) == depth and depth >= 164 and (depth - 2) % 9 == 0:
+        return (int(depth) - 2) // 9, True
+    if int(depth) == depth and 8 <= depth < 164 and (depth - 2) % 6 == 0:
+        return (int(depth) - 2) // 6, False
+    raise ValueError("the 32 x 32 pre-activation ResNet needs depth = 9n + 2 >= 164 "
+                     "(bottleneck) or 6n + 2 < 164 (basic), got %r" % (depth,))
+
+
+def _imagenet_resnet_layers(depth, act, ibn=False, cifar=False, impl="native"):
     """BN on the input (gamma fixed), conv0 7 x 7/2 - bn0 - relu - max pool 3 x 3/2, four stages
-    whose first unit projects (stride 1 in stage 1, else 2), bn1, ``act``."""
-    units, bottleneck = RESNET_UNITS[depth], depth >= 50
-    widths = (64, 256, 512, 1024, 2048) if bottleneck else (64, 64, 128, 256, 512)
+    whose first unit projects (stride 1 in stage 1, else 2), bn1, ``act``.
+
+    ``cifar``: the same network on 32 x 32 inputs (the layout of tornadomeet's ResNet that the
+    MXNet port of IBN-Net keeps): stem ``conv0`` 3 x 3/1 only, three stages of widths 64, 128,
+    256 (bottleneck) or 16, 32, 64 (basic), :func:`preact_cifar_units`. ``ibn``: the port's
+    IBN-a, ``bn1`` of every bottleneck unit of width < 2048 is an IBN (instance norm on half of
+    the unit's input channels); its basic units ignore the flag, as the port's do.
+    """
+    if cifar:
+        n, bottleneck = preact_cifar_units(depth)
+        units = (n, n, n)
+        widths = (16, 64, 128, 256) if bottleneck else (16, 16, 32, 64)
+    else:
+        units, bottleneck = RESNET_UNITS[depth], depth >= 50
+        widths = (64, 256, 512, 1024, 2048) if bottleneck else (64, 64, 128, 256, 512)
     norm = dict(epsilon=_RESNET_EPS, momentum=_MOMENTUM)
-    layers = [nn.BatchNorm(in_channels=3, scale=False, prefix="bn_data_", **norm),
-              ConvBNAct(3, widths[0], 7, 2, 3, norm_kwargs=norm, conv_prefix="conv0_",
-                        bn_prefix="bn0_", act_prefix="relu0_", prefix=""),
-              nn.MaxPool2D(3, 2, 1, prefix="pool0_")]
+    layers = [nn.BatchNorm(in_channels=3, scale=False, prefix="bn_data_", **norm)]
+    if cifar:
+        layers.append(nn.Conv2D(widths[0], 3, 1, 1, use_bias=False, in_channels=3,
+                                weight_initializer=he_normal(), prefix="conv0_"))
+    else:
+        layers += [ConvBNAct(3, widths[0], 7, 2, 3, norm_kwargs=norm, conv_prefix="conv0_",
+                             bn_prefix="bn0_", act_prefix="relu0_", prefix=""),
+                   nn.MaxPool2D(3, 2, 1, prefix="pool0_")]
     in_c = widths[0]
     for s, n in enumerate(units):
         for u in range(n):
             stride = 2 if s and u == 0 else 1
             layers.append(PreActUnit(in_c, widths[s + 1], stride, bottleneck, u == 0,
                                      norm_kwargs=norm,
-                                     prefix="stage%d_unit%d_" % (s + 1, u + 1)))
+                                     ibn=ibn and bottleneck and widths[s + 1] != 2048,
+                                     impl=impl, prefix="stage%d_unit%d_" % (s + 1, u + 1)))
             in_c = widths[s + 1]
     layers += [nn.BatchNorm(in_channels=in_c, prefix="bn1_", **norm),
                nn.Activation(act, prefix="%s1_" % act)]
@@ -404,8 +449,9 @@ def _build(trunk, fixed, pool, cfg, prefix):
 
     def features():
         # the FB head reads a tanh-activated map (spec 4), the plain classifier a ReLU one
-        layers, channels, built["names"] = trunk(act="tanh" if representation == "fb"
-                                                 else "relu", **fixed)
+        layers, channels, built["names"] = trunk(
+            act="tanh" if representation == "fb" else "relu",
+            **dict(fixed, **({"impl": impl} if fixed.get("ibn") else {})))
         seq = nn.HybridSequential(prefix="")
         seq.add(*layers)
         return seq, channels
@@ -521,17 +567,29 @@ def preact_resnet_cifar(depth=164, fbn=False, classes=10, **kwargs):
                   "resnet%d%s_cifar_" % (depth, "_fbn" if fbn else ""))
 
 
-def preact_resnet(depth=50, fbn=False, classes=1000, **kwargs):
+def preact_resnet(depth=50, fbn=False, classes=1000, ibn=False, cifar=False, prefix=None,
+                  **kwargs):
     """ImageNet pre-activation ResNet (authors' ``symbol_resnet-fmconv.py``), plain or with the
     FB head (``fbn``); ``depth`` one of 18, 34, 50, 101, 152, 200, 269. Prefix
-    ``resnet<depth>_preact_`` or ``resnet<depth>_fbn_``."""
-    if depth not in RESNET_UNITS:
+    ``resnet<depth>_preact_`` or ``resnet<depth>_fbn_`` unless ``prefix`` is given.
+
+    ``ibn`` gives the IBN-a network of the MXNet port of IBN-Net (IBN on the input of every
+    bottleneck unit of stages 1-3) and ``cifar`` the same layout on 32 x 32 inputs (any depth
+    of :func:`preact_cifar_units`); see :func:`_imagenet_resnet_layers`. Both keep every
+    parameter name (``stage<s>_unit<u>_bn1_*``, plus ``_in1_*`` for the IN half)."""
+    if cifar:
+        preact_cifar_units(depth)
+        if fbn:
+            raise ValueError("the FB head of this builder is the ImageNet one; use "
+                             "preact_resnet_cifar for the FBN CIFAR networks")
+    elif depth not in RESNET_UNITS:
         raise ValueError("ImageNet ResNet depth must be one of %s, got %r"
                          % (sorted(RESNET_UNITS), depth))
     cfg = dict(_COMMON, classes=classes, **(_FB_RESNET if fbn else {}))
-    return _build(_imagenet_resnet_layers, dict(depth=depth),
+    fixed = dict(depth=depth, **({"ibn": True} if ibn else {}), **({"cifar": True} if cifar else {}))
+    return _build(_imagenet_resnet_layers, fixed,
                   _IMAGENET_POOL if fbn else _RESNET_POOL, dict(cfg, **kwargs),
-                  "resnet%d_%s_" % (depth, "fbn" if fbn else "preact"))
+                  prefix or "resnet%d_%s_" % (depth, "fbn" if fbn else "preact"))
 
 
 # ---- the FBN seed's --network values (spec 5.1, 5.2) and data pipeline (spec 5.5) --------------

@@ -2,11 +2,11 @@
 from .basic import ConvBNAct, he_normal, fc_uniform, train_mode_dropout, train_mode_flag
 from .fb import (FactorizedBilinear, FBConv2D, FBHead, fb_quadratic, dropfactor_mask,
                  fb_parameters)
-from .ibn import IBN, ibn_split
+from .ibn import IBN, ibn_split, InstanceNorm
 from .igc import Reorder, IGCConv, reorder
 from .representation import GAvP, MaxPoolFlatten, ISqrtCov, BCNN, CBP, covpool, sqrtm, triuvec
 
 __all__ = ["ConvBNAct", "he_normal", "fc_uniform", "train_mode_dropout", "train_mode_flag",
            "FactorizedBilinear", "FBConv2D", "FBHead", "fb_quadratic", "dropfactor_mask",
-           "fb_parameters", "IBN", "ibn_split", "Reorder", "IGCConv", "reorder", "GAvP", "MaxPoolFlatten",
+           "fb_parameters", "IBN", "ibn_split", "InstanceNorm", "Reorder", "IGCConv", "reorder", "GAvP", "MaxPoolFlatten",
            "ISqrtCov", "BCNN", "CBP", "covpool", "sqrtm", "triuvec"]

@@ -119,8 +119,9 @@ def test_layer_matches_numpy(shape, ratio, in_first, dtype, hybridize):
     dy = rs.normal(0, 1, shape)
     eps, mom = 2e-5, 0.8
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-10)
-    # MXNet 1.9.1's InstanceNorm has no float64: the stock twin runs in float32 only
-    for impl in ("native", "stock") if dtype == "float32" else ("native",):
+    for impl in ("native", "stock"):
+        if impl == "stock" and dtype == "float64":  # MXNet's BatchNorm: ~1e-8 off in float64
+            tol = dict(rtol=1e-6, atol=1e-7)
         layer = make_layer(C, ratio, in_first, impl, params, eps, mom, dtype, hybridize)
         # inference first: running statistics, no change to them
         y, _, (rm, rv) = run_layer(layer, x, dy, False, dtype)
@@ -148,7 +149,7 @@ def test_inference_backward_uses_running_statistics():
     params = random_params(n_in, n_bn, rs)
     x, dy = rs.normal(0, 1, shape), rs.normal(0, 1, shape)
     want, want_g, _ = np_ibn(x, params, n_in, True, 1e-5, False, dy)
-    for impl, dtype in (("native", "float64"), ("stock", "float32")):
+    for impl, dtype in (("native", "float64"), ("stock", "float64")):
         layer = make_layer(6, 0.5, True, impl, params, dtype=dtype)
         xn = mx.nd.array(x, dtype=dtype)
         xn.attach_grad()

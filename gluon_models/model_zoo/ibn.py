@@ -1,0 +1,483 @@
+"""IBN-Net (Pan, Luo, Shi, Tang, "Two at Once: Enhancing Learning and Generalization Capacities
+via IBN-Net", ECCV 2018, arXiv 1807.09441): instance and batch normalisation in one layer
+(:class:`~gluon_models.nn.IBN`).
+
+Two sets of networks:
+
+* **The authors' PyTorch definitions** (github.com/XingangPan/IBN-Net, package ``ibnnet``; the
+  ones with published weights and their siblings), family ``ibn``: post-activation ResNets
+  ``resnet{18,34,50,101,152}_ibn_a`` / ``_ibn_b``, ``resnext{50,101,152}_ibn_a`` (32 x 4d),
+  ``se_resnet{50,101,152}_ibn_a`` and ``densenet{121,161,169,201}_ibn_a``. IBN-a: the first
+  normalisation of every block of stages 1-3 is an IBN (IN on half of the channels); IBN-b: IN
+  (affine) replaces the stem BN and follows the residual addition of the last block of stages 1
+  and 2; DenseNet-IBN-a: BN on the first 60 % and IN on the rest of the first normalisation of
+  every third dense layer of blocks 1-3. Epsilon 1e-5, input normalised with the ImageNet
+  mean/std, a fixed 7 x 7 average pooling (224-pixel inputs). Parameter names follow the
+  authors' module paths with ``_`` for ``.`` (``layer1_0_bn1_IN_gamma`` is ``layer1.0.bn1.IN
+  .weight``; DenseNet: ``features_denseblock1_denselayer1_norm1_BN_gamma``).
+* **The MXNet port** (github.com/bruinxiong/IBN-Net.mxnet), family ``ibn_mx``, suffix ``_mx``:
+  raw 0-255 pixels normalised by ``bn_data`` (BatchNorm with gamma fixed to 1), epsilon 2e-5.
+  ``resnet<d>_ibn_a_mx`` (d = 18 ... 269) and ``resnet{110,164,1001}_ibn_a_mx_cifar`` are the
+  pre-activation ResNet v2 of the FBN family's builder
+  (:func:`~gluon_models.model_zoo.fbn.preact_resnet` with ``ibn``), IBN on the *input* of every
+  bottleneck unit of stages 1-3 (basic units, depth < 50 or CIFAR depth < 164, have none, as in
+  the port). ``resnext{50,101,152}_ibn_a_mx``, ``_ibn_a_w_d_mx`` and ``_ibn_b_mx`` are its
+  post-activation ResNeXt (32 groups) files; see :class:`MXResNeXtUnit` for what they compute,
+  including the port's unused first 1 x 1 convolution. Parameter names are the port's symbol
+  names (``stage1_unit1_in1_gamma``, ``stage1_unit1_bn1_gamma``, ``fc1_weight``, ...) under the
+  model prefix, with MXNet's ``moving_mean``/``moving_var`` as Gluon's ``running_mean`` /
+  ``running_var``.
+
+Every network is a :class:`~gluon_models.model_zoo.compose.Classifier` (features ->
+representation -> output) with the common options ``classes``, ``impl`` (the IBN layers:
+``native`` operator or the ``stock`` twin), ``representation``, ``representation_options`` and
+``freeze``.
+"""
+import mxnet as mx
+from mxnet.gluon import nn
+
+from ..nn.basic import check_impl, check_positive_int, fc_uniform, he_normal, layout_barrier
+from ..nn.ibn import IBN, InstanceNorm
+from .compose import Classifier
+from .fbn import RESNET_UNITS, preact_resnet
+from .registry import register_family, register_model
+
+__all__ = ["PTBottleneck", "PTBasicBlock", "DenseLayer", "MXResNeXtUnit", "pt_resnet",
+           "pt_densenet", "mx_resnext"]
+
+_PT_EPS = 1e-5
+_MX_EPS = 2e-5
+_MOMENTUM = 0.9
+
+
+def _fan_out():
+    """The authors' PyTorch conv init: N(0, sqrt(2 / (k_h k_w out_channels)))."""
+    return mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2)
+
+
+def _pt_conv(c_in, c_out, kernel, stride=1, padding=0, groups=1, prefix="", init=None):
+    return nn.Conv2D(c_out, kernel, stride, padding, groups=groups, use_bias=False,
+                     in_channels=c_in, weight_initializer=init or _fan_out(), prefix=prefix)
+
+
+def _bn(c, prefix, eps):
+    return nn.BatchNorm(in_channels=c, epsilon=eps, momentum=_MOMENTUM, prefix=prefix)
+
+
+def _in(c, prefix, eps):
+    return InstanceNorm(c, eps, prefix=prefix)
+
+
+# ---- the authors' PyTorch ResNet / ResNeXt / SE-ResNet --------------------------------------------
+
+class _SE(nn.HybridBlock):
+    """Squeeze-and-excitation gate: global average -> fc (C -> int(C/16), no bias) -> ReLU -> fc
+    (-> C, no bias) -> sigmoid, multiplied onto the input (``se.fc.0`` / ``se.fc.2``)."""
+
+    def __init__(self, channels, reduction=16, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.fc0 = nn.Dense(int(channels / reduction), use_bias=False, in_units=channels,
+                                weight_initializer=fc_uniform(), prefix="fc_0_")
+            self.fc2 = nn.Dense(channels, use_bias=False, in_units=int(channels / reduction),
+                                weight_initializer=fc_uniform(), prefix="fc_2_")
+
+    def hybrid_forward(self, F, x):
+        z = F.sigmoid(self.fc2(F.relu(self.fc0(F.contrib.AdaptiveAvgPooling2D(x, 1)))))
+        return F.broadcast_mul(x, F.reshape(z, shape=(0, 0, 1, 1)))
+
+
+class PTBottleneck(nn.HybridBlock):
+    """The authors' ``Bottleneck_IBN`` (ResNet), ResNeXt block and SE-ResNet block in one:
+
+    ``conv1`` 1 x 1 (-> width) - ``bn1`` (IBN if ``ibn == "a"``) - relu - ``conv2`` 3 x 3
+    (``groups``, stride) - ``bn2`` - relu - ``conv3`` 1 x 1 (-> ``channels``) - ``bn3`` - [SE
+    gate] - + shortcut (``downsample_0`` 1 x 1 conv + ``downsample_1`` BN when given) -
+    [``IN`` if ``ibn == "b"``] - relu.
+    """
+
+    def __init__(self, in_channels, channels, width, stride, ibn, downsample, groups=1,
+                 se=False, impl="native", **kwargs):
+        super().__init__(**kwargs)
+        eps = _PT_EPS
+        with self.name_scope():
+            self.conv1 = _pt_conv(in_channels, width, 1, prefix="conv1_")
+            self.bn1 = IBN(width, 0.5, epsilon=eps, impl=impl, in_prefix="IN_", bn_prefix="BN_",
+                           prefix="bn1_") if ibn == "a" else _bn(width, "bn1_", eps)
+            self.conv2 = _pt_conv(width, width, 3, stride, 1, groups, prefix="conv2_")
+            self.bn2 = _bn(width, "bn2_", eps)
+            self.conv3 = _pt_conv(width, channels, 1, prefix="conv3_")
+            self.bn3 = _bn(channels, "bn3_", eps)
+            self.se = _SE(channels, prefix="se_") if se else None
+            if downsample:
+                self.down_conv = _pt_conv(in_channels, channels, 1, stride,
+                                          prefix="downsample_0_")
+                self.down_bn = _bn(channels, "downsample_1_", eps)
+            else:
+                self.down_conv = self.down_bn = None
+            self.IN = _in(channels, "IN_", eps) if ibn == "b" else None
+        self.grouped = groups > 1
+
+    def hybrid_forward(self, F, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        if self.grouped:  # grouped conv next to BN: see layout_barrier
+            y = layout_barrier(F, self.conv2(layout_barrier(F, y)))
+        else:
+            y = self.conv2(y)
+        y = self.bn3(self.conv3(F.relu(self.bn2(y))))
+        if self.se is not None:
+            y = self.se(y)
+        y = y + (self.down_bn(self.down_conv(x)) if self.down_conv is not None else x)
+        if self.IN is not None:
+            y = self.IN(y)
+        return F.relu(y)
+
+
+class PTBasicBlock(nn.HybridBlock):
+    """The authors' ``BasicBlock_IBN``: ``conv1`` 3 x 3 (stride) - ``bn1`` (IBN if ``ibn ==
+    "a"``) - relu - ``conv2`` 3 x 3 - ``bn2`` - + shortcut - [``IN`` if ``ibn == "b"``] - relu."""
+
+    def __init__(self, in_channels, channels, stride, ibn, downsample, impl="native", **kwargs):
+        super().__init__(**kwargs)
+        eps = _PT_EPS
+        with self.name_scope():
+            self.conv1 = _pt_conv(in_channels, channels, 3, stride, 1, prefix="conv1_")
+            self.bn1 = IBN(channels, 0.5, epsilon=eps, impl=impl, in_prefix="IN_",
+                           bn_prefix="BN_", prefix="bn1_") if ibn == "a" else \
+                _bn(channels, "bn1_", eps)
+            self.conv2 = _pt_conv(channels, channels, 3, 1, 1, prefix="conv2_")
+            self.bn2 = _bn(channels, "bn2_", eps)
+            if downsample:
+                self.down_conv = _pt_conv(in_channels, channels, 1, stride,
+                                          prefix="downsample_0_")
+                self.down_bn = _bn(channels, "downsample_1_", eps)
+            else:
+                self.down_conv = self.down_bn = None
+            self.IN = _in(channels, "IN_", eps) if ibn == "b" else None
+
+    def hybrid_forward(self, F, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        y = y + (self.down_bn(self.down_conv(x)) if self.down_conv is not None else x)
+        if self.IN is not None:
+            y = self.IN(y)
+        return F.relu(y)
+
+
+def _pt_resnet_layers(units, block, ibn_cfg, groups=1, base_width=64, se=False, stem_in=False,
+                      impl="native"):
+    """Stem conv1 7 x 7/2 - bn1 (IN with IBN-b) - relu - maxpool 3 x 3/2, layer1..4 (planes 64,
+    128, 256, 512; ``ibn_cfg`` per layer, IBN-b only on the last block of a layer)."""
+    eps = _PT_EPS
+    layers = [_pt_conv(3, 64, 7, 2, 3, prefix="conv1_"),
+              _in(64, "bn1_", eps) if stem_in else _bn(64, "bn1_", eps),
+              nn.Activation("relu", prefix="relu_"), nn.MaxPool2D(3, 2, 1, prefix="maxpool_")]
+    expansion = 4 if block == "bottleneck" else 1
+    in_c = 64
+    for li, (n, planes, ibn) in enumerate(zip(units, (64, 128, 256, 512), ibn_cfg)):
+        stage = nn.HybridSequential(prefix="layer%d_" % (li + 1))
+        stride = 1 if li == 0 else 2
+        with stage.name_scope():
+            for b in range(n):
+                s = stride if b == 0 else 1
+                channels = planes * expansion
+                down = b == 0 and (s != 1 or in_c != channels)
+                # IBN-b: the authors give 'b' to the last block of the layer only
+                block_ibn = ibn if ibn != "b" or b == n - 1 else None
+                if block == "bottleneck":
+                    width = (planes * base_width // 64) * groups
+                    stage.add(PTBottleneck(in_c, channels, width, s, block_ibn, down, groups,
+                                           se, impl, prefix="%d_" % b))
+                else:
+                    stage.add(PTBasicBlock(in_c, channels, s, block_ibn, down, impl,
+                                           prefix="%d_" % b))
+                in_c = channels
+        layers.append(stage)
+    return layers, in_c
+
+
+# ---- the authors' PyTorch DenseNet-IBN-a ---------------------------------------------------------
+
+class DenseLayer(nn.HybridBlock):
+    """``norm1`` (IBN: BN on the first 60 %, IN on the rest, or BN) - relu - ``conv1`` 1 x 1
+    (-> ``bn_size * growth``) - ``norm2`` - relu - ``conv2`` 3 x 3 (-> ``growth``); the output
+    is the input with the new maps concatenated."""
+
+    def __init__(self, in_channels, growth, bn_size, ibn, impl="native", **kwargs):
+        super().__init__(**kwargs)
+        eps, init = _PT_EPS, fc_uniform()  # PyTorch's default conv init (no custom init)
+        with self.name_scope():
+            self.norm1 = IBN(in_channels, 0.4, in_first=False, epsilon=eps, impl=impl,
+                             in_prefix="IN_", bn_prefix="BN_", prefix="norm1_") if ibn else \
+                _bn(in_channels, "norm1_", eps)
+            self.conv1 = _pt_conv(in_channels, bn_size * growth, 1, prefix="conv1_", init=init)
+            self.norm2 = _bn(bn_size * growth, "norm2_", eps)
+            self.conv2 = _pt_conv(bn_size * growth, growth, 3, 1, 1, prefix="conv2_", init=init)
+
+    def hybrid_forward(self, F, x):
+        y = self.conv1(F.relu(self.norm1(x)))
+        return F.concat(x, self.conv2(F.relu(self.norm2(y))), dim=1)
+
+
+def _pt_densenet_layers(init_features, growth, blocks, bn_size=4, impl="native"):
+    """``features``: conv0 7 x 7/2 - norm0 - relu0 - pool0, dense blocks (IBN on every third
+    layer of blocks 1-3) with transitions (BN - relu - 1 x 1 conv halving - avg pool 2/2),
+    norm5, relu (the authors' forward applies it before the pooling)."""
+    eps, init = _PT_EPS, fc_uniform()
+    seq = nn.HybridSequential(prefix="features_")
+    with seq.name_scope():
+        seq.add(_pt_conv(3, init_features, 7, 2, 3, prefix="conv0_", init=init),
+                _bn(init_features, "norm0_", eps), nn.Activation("relu", prefix="relu0_"),
+                nn.MaxPool2D(3, 2, 1, prefix="pool0_"))
+        c = init_features
+        for bi, n in enumerate(blocks):
+            block = nn.HybridSequential(prefix="denseblock%d_" % (bi + 1))
+            with block.name_scope():
+                for i in range(n):
+                    block.add(DenseLayer(c, growth, bn_size, bi < 3 and i % 3 == 0, impl,
+                                         prefix="denselayer%d_" % (i + 1)))
+                    c += growth
+            seq.add(block)
+            if bi < len(blocks) - 1:
+                trans = nn.HybridSequential(prefix="transition%d_" % (bi + 1))
+                with trans.name_scope():
+                    trans.add(_bn(c, "norm_", eps), nn.Activation("relu", prefix="relu_"),
+                              _pt_conv(c, c // 2, 1, prefix="conv_", init=init),
+                              nn.AvgPool2D(2, 2, prefix="pool_"))
+                seq.add(trans)
+                c //= 2
+        seq.add(_bn(c, "norm5_", eps))
+    return [seq, nn.Activation("relu", prefix="relu_")], c
+
+
+# ---- the MXNet port's ResNeXt files ---------------------------------------------------------------
+
+class MXResNeXtUnit(nn.HybridBlock):
+    """A post-activation ResNeXt unit of the MXNet port (``residual_unit`` of its resnext
+    files), ``channels = F``, width ``w = F / 2``, ``groups = G``:
+
+    * ``kind="a"`` (``symbol_resnext_ibn_a.py`` and ``_w_d_v2``), **as the port computes it**:
+      the port declares ``conv1`` (1 x 1, x -> w) but never uses its result; the first
+      normalisation reads the unit input instead::
+
+          a = relu(IBN(C_in)(x))  (``in1`` + ``bn1``; BN ``bn1`` when not ``ibn``)
+          h = bn3(conv3(relu(bn2(conv2(a)))))   conv2: 3 x 3, C_in -> w, G groups, stride
+          out = relu(h + shortcut)
+
+      so the unit has no ``conv1`` weights and its grouped conv reads the full-width input,
+      which is why these networks have far fewer parameters than a ResNeXt-50 (the authors'
+      ``resnext*_ibn_a`` of family ``ibn`` is the correct form).
+    * ``kind="b"`` (``symbol_resnext_ibn_b.py``): the correct unit ``conv1`` (x -> w) - bn1 -
+      relu - ``conv2`` (grouped, stride) - bn2 - relu - ``conv3`` - bn3, plus the shortcut, then
+      ``ibn1`` = InstanceNorm(F) after the addition (in every unit), relu.
+
+    Shortcut: ``x`` or ``sc`` (1 x 1, stride) + ``sc_bn``; ``sc_kernel=3`` is the w_d variant's
+    3 x 3 stride-2 projection (pad 1), used where the unit has stride 2.
+    """
+
+    def __init__(self, in_channels, channels, stride, projection, groups, kind, ibn,
+                 sc_kernel=1, impl="native", **kwargs):
+        super().__init__(**kwargs)
+        eps, w = _MX_EPS, channels // 2
+        self.kind = kind
+        with self.name_scope():
+            if kind == "a":
+                self.bn1 = IBN(in_channels, 0.5, epsilon=eps, impl=impl, in_prefix="in1_",
+                               bn_prefix="bn1_", prefix="") if ibn else \
+                    _bn(in_channels, "bn1_", eps)
+                self.conv1 = None
+                c2_in = in_channels
+            else:
+                self.conv1 = _pt_conv(in_channels, w, 1, prefix="conv1_", init=he_normal())
+                self.bn1 = _bn(w, "bn1_", eps)
+                c2_in = w
+            self.conv2 = _pt_conv(c2_in, w, 3, stride, 1, groups, prefix="conv2_",
+                                  init=he_normal())
+            self.bn2 = _bn(w, "bn2_", eps)
+            self.conv3 = _pt_conv(w, channels, 1, prefix="conv3_", init=he_normal())
+            self.bn3 = _bn(channels, "bn3_", eps)
+            if projection:
+                k = sc_kernel if stride == 2 else 1
+                self.sc = _pt_conv(in_channels, channels, k, stride, k // 2, prefix="sc_",
+                                   init=he_normal())
+                self.sc_bn = _bn(channels, "sc_bn_", eps)
+            else:
+                self.sc = self.sc_bn = None
+            self.ibn1 = _in(channels, "ibn1_", eps) if kind == "b" and ibn else None
+
+    def hybrid_forward(self, F, x):
+        a = x if self.conv1 is None else self.conv1(x)
+        a = F.relu(self.bn1(a))
+        h = layout_barrier(F, self.conv2(layout_barrier(F, a)))  # grouped conv next to BN
+        h = self.bn3(self.conv3(F.relu(self.bn2(h))))
+        y = h + (self.sc_bn(self.sc(x)) if self.sc is not None else x)
+        if self.ibn1 is not None:
+            y = self.ibn1(y)
+        return F.relu(y)
+
+
+def _mx_resnext_layers(depth, kind, groups=32, deep_stem=False, impl="native"):
+    """bn_data (gamma fixed) - stem (conv0 7 x 7/2, or the w_d file's conv02 3 x 3/1 - conv03
+    3 x 3/2, each with BN and ReLU) - max pool 3 x 3/2 - four stages of :class:`MXResNeXtUnit`
+    (widths 256 ... 2048; IBN-a in stages 1-3, IBN-b everywhere)."""
+    eps = _MX_EPS
+    init = he_normal()
+    layers = [nn.BatchNorm(in_channels=3, scale=False, epsilon=eps, momentum=_MOMENTUM,
+                           prefix="bn_data_")]
+    if deep_stem:  # as coded: conv01/bn01 are dead (conv02 reads the data), see the docs
+        layers += [_pt_conv(3, 64, 3, 1, 1, prefix="conv02_", init=init), _bn(64, "bn02_", eps),
+                   nn.Activation("relu", prefix="relu02_"),
+                   _pt_conv(64, 64, 3, 2, 1, prefix="conv03_", init=init), _bn(64, "bn03_", eps),
+                   nn.Activation("relu", prefix="relu03_")]
+    else:
+        layers += [_pt_conv(3, 64, 7, 2, 3, prefix="conv0_", init=init), _bn(64, "bn0_", eps),
+                   nn.Activation("relu", prefix="relu0_")]
+    layers.append(nn.MaxPool2D(3, 2, 1, prefix="pool0_"))
+    in_c = 64
+    for s, n in enumerate(RESNET_UNITS[depth]):
+        width = (256, 512, 1024, 2048)[s]
+        for u in range(n):
+            layers.append(MXResNeXtUnit(in_c, width, 2 if s and u == 0 else 1, u == 0, groups,
+                                        kind, kind == "b" or width != 2048,
+                                        3 if deep_stem else 1, impl,
+                                        prefix="stage%d_unit%d_" % (s + 1, u + 1)))
+            in_c = width
+    return layers, in_c
+
+
+# ---- networks ---------------------------------------------------------------------------------------
+
+_COMMON = dict(impl="native", representation="gavp", representation_options=None, freeze=0)
+
+
+def _classifier(trunk, fixed, prefix, pool, fc_prefix, dropout=0.0, **cfg):
+    """The network of ``trunk(impl=..., **fixed)`` -> ``pool`` (GAvP options) -> [dropout] ->
+    Dense ``fc_prefix``, with the common options ``cfg``."""
+    cfg = dict(_COMMON, **cfg)
+    impl = check_impl(cfg.pop("impl"))
+    classes = check_positive_int("classes", cfg.pop("classes"))
+    representation, rep_options = cfg.pop("representation"), cfg.pop("representation_options")
+    freeze = cfg.pop("freeze")
+    if cfg:
+        raise TypeError("unknown option(s) %s" % ", ".join(sorted(cfg)))
+
+    def features():
+        layers, channels = trunk(impl=impl, **fixed)
+        seq = nn.HybridSequential(prefix="")
+        seq.add(*layers)
+        return seq, channels
+
+    def head_options():
+        user = rep_options or {}
+        return dict(pool, prefix="", **user) if representation == "gavp" else user
+
+    def output(in_units, n):
+        dense = nn.Dense(n, in_units=in_units, weight_initializer=fc_uniform(), prefix=fc_prefix)
+        if not dropout:
+            return dense
+        head = nn.HybridSequential(prefix="")
+        head.add(nn.Dropout(dropout, prefix="dp1_"), dense)
+        return head
+    return Classifier(features, classes, representation, head_options, output, freeze, impl,
+                      prefix=prefix)
+
+
+# PyTorch's AvgPool2d(7): a 7 x 7 window with stride 7 (DenseNet: avg_pool2d(7, stride=1))
+_PT_POOL = dict(pool_size=7, strides=7, pool_prefix="avgpool_")
+_PT_DENSE_POOL = dict(pool_size=7, strides=1, pool_prefix="avgpool_")
+_MX_POOL = dict(pool_size=None, pool_prefix="pool1_")
+
+_PT_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
+              152: (3, 8, 36, 3)}
+_DENSENETS = {121: (64, 32, (6, 12, 24, 16)), 161: (96, 48, (6, 12, 36, 24)),
+              169: (64, 32, (6, 12, 32, 32)), 201: (64, 32, (6, 12, 48, 32))}
+
+
+def pt_resnet(depth, ibn="a", resnext=False, se=False, **cfg):
+    """The authors' ResNet-IBN-a/b (depth 18 ... 152), ResNeXt-IBN-a (32 x 4d, depth >= 50) or
+    SE-ResNet-IBN-a. ``cfg``: the common options (``classes``, ``impl``, ...)."""
+    name = "%sresnet%s%d_ibn_%s_" % ("se_" if se else "", "xt" if resnext else "", depth, ibn)
+    block = "bottleneck" if depth >= 50 else "basic"
+    ibn_cfg = ("a", "a", "a", None) if ibn == "a" else ("b", "b", None, None)
+    fixed = dict(units=_PT_LAYERS[depth], block=block, ibn_cfg=ibn_cfg, se=se,
+                 stem_in=ibn == "b", **(dict(groups=32, base_width=4) if resnext else {}))
+    return _classifier(_pt_resnet_layers, fixed, cfg.pop("prefix", name), _PT_POOL, "fc_",
+                       **cfg)
+
+
+def pt_densenet(depth, **cfg):
+    """The authors' DenseNet-IBN-a (121, 161, 169, 201)."""
+    init, growth, blocks = _DENSENETS[depth]
+    return _classifier(_pt_densenet_layers, dict(init_features=init, growth=growth,
+                                                 blocks=blocks),
+                       cfg.pop("prefix", "densenet%d_ibn_a_" % depth), _PT_DENSE_POOL,
+                       "classifier_", **cfg)
+
+
+def mx_resnext(depth, kind="a", deep=False, dropout=0.0, **cfg):
+    """The MXNet port's ResNeXt-IBN-a (``kind="a"``), -IBN-b (``"b"``) or the w_d_v2 variant
+    (``deep``: deep stem, 3 x 3 projections; its run script passes dropout 0.2 before
+    ``fc1``); 32 groups."""
+    name = "resnext%d_ibn_%s%s_mx_" % (depth, kind, "_w_d" if deep else "")
+    return _classifier(_mx_resnext_layers, dict(depth=depth, kind=kind, deep_stem=deep),
+                       cfg.pop("prefix", name), _MX_POOL, "fc1_", dropout, **cfg)
+
+
+def mx_resnet(depth, cifar=False, **cfg):
+    """The MXNet port's pre-activation ResNet-IBN-a: the FBN family's builder with ``ibn``."""
+    cfg = dict(_COMMON, **cfg)
+    name = "resnet%d_ibn_a_mx%s_" % (depth, "_cifar" if cifar else "")
+    return preact_resnet(depth, ibn=True, cifar=cifar, prefix=cfg.pop("prefix", name), **cfg)
+
+
+# name -> (builder, fixed arguments, family, input size, default classes)
+_SPECS = {}
+for _d in (18, 34, 50, 101, 152):
+    for _k in ("a", "b"):
+        _SPECS["resnet%d_ibn_%s" % (_d, _k)] = (pt_resnet, dict(depth=_d, ibn=_k), "ibn", 224, 1000)
+for _d in (50, 101, 152):
+    _SPECS["resnext%d_ibn_a" % _d] = (pt_resnet, dict(depth=_d, resnext=True), "ibn", 224, 1000)
+    _SPECS["se_resnet%d_ibn_a" % _d] = (pt_resnet, dict(depth=_d, se=True), "ibn", 224, 1000)
+for _d in (121, 161, 169, 201):
+    _SPECS["densenet%d_ibn_a" % _d] = (pt_densenet, dict(depth=_d), "ibn", 224, 1000)
+for _d in (18, 34, 50, 101, 152, 200, 269):
+    _SPECS["resnet%d_ibn_a_mx" % _d] = (mx_resnet, dict(depth=_d), "ibn_mx", 224, 1000)
+for _d in (110, 164, 1001):
+    _SPECS["resnet%d_ibn_a_mx_cifar" % _d] = (mx_resnet, dict(depth=_d, cifar=True), "ibn_mx",
+                                              32, 10)
+for _d in (50, 101, 152):
+    _SPECS["resnext%d_ibn_a_mx" % _d] = (mx_resnext, dict(depth=_d), "ibn_mx", 224, 1000)
+    _SPECS["resnext%d_ibn_b_mx" % _d] = (mx_resnext, dict(depth=_d, kind="b"), "ibn_mx", 224,
+                                         1000)
+    _SPECS["resnext%d_ibn_a_w_d_mx" % _d] = (mx_resnext, dict(depth=_d, deep=True), "ibn_mx",
+                                             224, 1000)
+
+
+def _options(name):
+    extra = dict(dropout=0.2) if name.endswith("_w_d_mx") else {}
+    return dict(_COMMON, classes=_SPECS[name][4], **extra)
+
+
+def _create(name, **kwargs):
+    """Build ``name`` with its spec-table options overridden by ``kwargs``."""
+    builder, fixed, _, _, _ = _SPECS[name]
+    return builder(**fixed, **dict(_options(name), **kwargs))
+
+
+def _register(name):
+    family, size = _SPECS[name][2], _SPECS[name][3]
+
+    def build(**kwargs):
+        return _create(name, **kwargs)
+    build.__name__ = name
+    build.__qualname__ = name
+    build.__doc__ = "IBN-Net %s (see the module docstring)." % name
+    globals()[name] = register_model(family, input_size=size, options=_options(name))(build)
+
+
+for _name in _SPECS:
+    _register(_name)
+
+# The authors' networks read mean/std-normalised RGB; the port's read raw 0-255 pixels (its
+# bn_data normalises them; its iterators fill with 127).
+register_family("ibn", imagenet_norm="imagenet")
+register_family("ibn_mx", imagenet_norm="raw")
