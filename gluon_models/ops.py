@@ -296,11 +296,12 @@ def _infer_one(node, shapes):
     return [_norm(by_name["in%d" % i]) for i in range(len(shapes))], _norm(outs[0])
 
 
-def _cut_graph(graph, ours, facts):
+def _cut_graph(graph, ours, facts, only=None):
     """The graph with our nodes cut out (module docstring, step 1): returns (symbol, {nid: the
-    indices of its inputs among the symbol's outputs})."""
+    indices of its inputs among the symbol's outputs}). ``only`` (a node id): the outputs are
+    just that node's inputs, so only what feeds it is inferred (see :func:`_resolve`)."""
     nodes = copy.deepcopy(graph["nodes"])
-    heads = [list(h) for h in graph["heads"]]
+    heads = [] if only is not None else [list(h) for h in graph["heads"]]
     input_heads = {}
     for nid in ours:
         node = graph["nodes"][nid]
@@ -309,6 +310,8 @@ def _cut_graph(graph, ours, facts):
             attrs["__shape__"] = str(facts[nid][1])
         nodes[nid] = {"op": "null", "name": "%s__gm_out%d" % (node["name"], nid), "attrs": attrs,
                       "inputs": []}
+        if only is not None and nid != only:
+            continue
         input_heads[nid] = list(range(len(heads), len(heads) + len(node["inputs"])))
         heads += [list(e) for e in node["inputs"]]
     for nid, (in_shapes, _) in facts.items():
@@ -338,16 +341,40 @@ def _resolve(sym, shapes):
     if not ours:
         return None
     facts = {}
-    for _ in range(2 * len(ours) + 2):
-        cut, input_heads = _cut_graph(graph, ours, facts)
+
+    def infer(only=None):
+        cut, input_heads = _cut_graph(graph, ours, facts, only)
         given = {k: v for k, v in shapes.items() if k in set(cut.list_arguments())}
-        res = _ORIG["infer"](cut, True, **given)
-        outs = res[1]
+        return cut, input_heads, _ORIG["infer"](cut, True, **given)
+
+    partial = False
+    for _ in range(2 * len(ours) + 2):
+        try:
+            cut, input_heads, res = infer()
+            partial, seen_by = False, {nid: res[1] for nid in ours}
+        except MXNetError:
+            # Downstream of a node whose output is not known yet, MXNet's partial inference
+            # can fail (1.9.1's Concat takes a wrong channel count from partly unknown
+            # inputs, e.g. DenseNet's concat(x, f(op(x)))): infer what feeds each node without
+            # a fact alone; the first of them in the graph always succeeds.
+            if all(nid in facts for nid in ours):
+                raise
+            partial, seen_by, input_heads = True, {}, {}
+            for nid in ours:
+                if nid in facts:
+                    continue
+                try:
+                    _, heads_of, one = infer(nid)
+                except MXNetError:
+                    continue
+                seen_by[nid], input_heads[nid] = one[1], heads_of[nid]
         changed = False
         for nid in ours:
+            if nid not in seen_by:
+                continue
             node = graph["nodes"][nid]
             _, hints = SHAPE_RULES[node["op"]](node.get("attrs", {}))
-            seen = [_norm(outs[i]) for i in input_heads[nid]]
+            seen = [_norm(seen_by[nid][i]) for i in input_heads[nid]]
             merged = [s if s is not None else (tuple(h) if h is not None else None)
                       for s, h in zip(seen, hints)]
             if any(m is None for m in merged):
@@ -358,6 +385,8 @@ def _resolve(sym, shapes):
                 changed = True
         if not changed:
             break
+    if partial:
+        cut, input_heads, res = infer()
     arg_shapes = {n: _norm(s) for n, s in zip(cut.list_arguments(), res[0])}
     complete = all(_known(arg_shapes.get(n)) for n in sym.list_arguments())
     return complete, arg_shapes, res, cut
