@@ -134,3 +134,18 @@ def test_fb_quick_writes_json_and_markdown(tmp_path):
     assert md.startswith("# FB layer")
     assert "| case | variant | median s (min) | speed vs stock |" in md
     assert "Reference rates" in md and "mode: quick" in md
+
+
+def test_ibn_quick_writes_results(tmp_path):
+    from benchmarks import bench_ibn
+    written = run.main(["ibn", "--quick", "--out-dir", str(tmp_path)])
+    with open(written["ibn"][0]) as fh:
+        res = json.load(fh)
+    assert res["name"] == "ibn" and len(res["cases"]) == len(bench_ibn.QUICK_CASES)
+    assert {"speedup_vs_stock", "speedup_vs_mxnet"} <= set(res["verdicts"])
+    for case in res["cases"]:
+        assert case["outputs_agree"] is True
+        assert set(case["timings"]) == {"native", "stock", "mxnet"}
+        assert case["speedup_vs_stock"] > 0 and case["speedup_vs_mxnet"] > 0
+    with open(written["ibn"][1]) as fh:
+        assert fh.read().startswith("# IBN layer")

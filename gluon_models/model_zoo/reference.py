@@ -45,6 +45,16 @@ SOURCES = {
         "repository's mpncovvgg16_bn / mpncovresnet50 / mpncovresnet101 with 1000 classes; "
         "their float32 state dicts (BN statistics included) are the README's model files "
         "of 650.4 / 217.3 / 289.9 MB (MiB)."),
+    "ibn-imagenet": (
+        "IBN-Net (Pan, Luo, Shi, Tang, ECCV 2018, arXiv 1807.09441), authors' README "
+        "(https://github.com/XingangPan/IBN-Net): ImageNet validation top-1 error, single 224 "
+        "centre crop, of their IBN-a models. Exact counts: learnable parameters of the "
+        "authors' PyTorch definitions with 1000 classes."),
+    "ibn-mx": (
+        "IBN-Net's MXNet port (https://github.com/bruinxiong/IBN-Net.mxnet): no published "
+        "results. Exact counts: every argument of the port's symbols with 1000 classes (10 "
+        "for CIFAR), including the 3 fixed gammas of `bn_data`, which are not learnable, "
+        "hence 3 more than our count."),
 }
 
 REFERENCE = {
@@ -90,6 +100,35 @@ REFERENCE = {
                             exact_params=56929832, source="mpncov-imagenet"),
     "mpncov_resnet101": dict(label="fast MPN-COV-ResNet101", top1_err=20.99,
                              exact_params=75921960, source="mpncov-imagenet"),
+    "densenet121_ibn_a": dict(label="DenseNet-121 IBN-a", top1_err=24.47,
+                              exact_params=7978856, source="ibn-imagenet"),
+    "densenet169_ibn_a": dict(label="DenseNet-169 IBN-a", top1_err=23.25,
+                              source="ibn-imagenet"),
+    "resnet18_ibn_a": dict(label="ResNet-18 IBN-a", top1_err=29.17, source="ibn-imagenet"),
+    "resnet34_ibn_a": dict(label="ResNet-34 IBN-a", top1_err=25.78, source="ibn-imagenet"),
+    "resnet50_ibn_a": dict(label="ResNet-50 IBN-a", top1_err=22.54, exact_params=25557032,
+                           source="ibn-imagenet"),
+    "resnet50_ibn_b": dict(label="ResNet-50 IBN-b", exact_params=25558568,
+                           source="ibn-imagenet"),
+    "resnet101_ibn_a": dict(label="ResNet-101 IBN-a", top1_err=21.39, source="ibn-imagenet"),
+    "resnext50_ibn_a": dict(label="ResNeXt-50 IBN-a", exact_params=25028904,
+                            source="ibn-imagenet"),
+    "resnext101_ibn_a": dict(label="ResNeXt-101 (32x4d) IBN-a", top1_err=20.88,
+                             source="ibn-imagenet"),
+    "se_resnet50_ibn_a": dict(label="SE-ResNet-50 IBN-a", exact_params=28071976,
+                              source="ibn-imagenet"),
+    "se_resnet101_ibn_a": dict(label="SE-ResNet-101 IBN-a", top1_err=21.25,
+                               source="ibn-imagenet"),
+    "resnet50_ibn_a_mx": dict(label="resnet_ibn_a, depth 50", exact_params=25549486,
+                              source="ibn-mx"),
+    "resnext50_ibn_a_mx": dict(label="resnext_ibn_a, depth 50", exact_params=17401774,
+                               source="ibn-mx"),
+    "resnext50_ibn_b_mx": dict(label="resnext_ibn_b, depth 50", exact_params=25059118,
+                               source="ibn-mx"),
+    "resnext50_ibn_a_w_d_mx": dict(label="resnext_w_d_v2, depth 50", exact_params=39451182,
+                                   source="ibn-mx"),
+    "resnet164_ibn_a_mx_cifar": dict(label="resnet_ibn_a, cifar10, depth 164",
+                                     exact_params=1703264, source="ibn-mx"),
 }
 
 

@@ -18,6 +18,7 @@ EXCLUDED = {
     "resnet1001_cifar": "1001 layers: the slowest network to build, trace and calibrate; its "
                         "builder and units are covered by resnet164_cifar",
     "resnet1001_fbn_cifar": "as resnet1001_cifar; covered by resnet164_fbn_cifar",
+    "resnet1001_ibn_a_mx_cifar": "as resnet1001_cifar; covered by resnet164_ibn_a_mx_cifar",
 }
 # The generic builders (functions behind the seed aliases) at small FB configurations; the
 # ImageNet one as a 64-pixel twin (global pooling instead of the 7 x 7 window).

@@ -261,3 +261,13 @@ def test_family_input_normalisation():
     from gluon_models.model_zoo.registry import data_defaults
     assert data_defaults("resnet50_ibn_a")["imagenet_norm"] == "imagenet"
     assert data_defaults("resnet50_ibn_a_mx")["imagenet_norm"] == "raw"
+
+
+def test_reference_figures_are_ours():
+    from gluon_models.model_zoo.reference import REFERENCE, SOURCES
+    for name, ref in REFERENCE.items():
+        if ref["source"] not in ("ibn-imagenet", "ibn-mx"):
+            continue
+        assert ref["source"] in SOURCES and name in IBN_NAMES
+        if "exact_params" in ref:
+            assert ref["exact_params"] == PUBLISHED[name]
