@@ -68,7 +68,16 @@ def _in(c, prefix, eps):
     return InstanceNorm(c, eps, prefix=prefix)
 
 
-# ---- the authors' PyTorch ResNet / ResNeXt / SE-ResNet --------------------------------------------
+# ---- the authors' PyTorch ResNet / ResNeXt / SE-ResNet ------------------------------------------
+
+def _downsample(in_channels, channels, stride, wanted):
+    """The projection shortcut ``downsample_0`` (1 x 1 conv, stride) + ``downsample_1`` (BN),
+    or (None, None)."""
+    if not wanted:
+        return None, None
+    return (_pt_conv(in_channels, channels, 1, stride, prefix="downsample_0_"),
+            _bn(channels, "downsample_1_", _PT_EPS))
+
 
 class _SE(nn.HybridBlock):
     """Squeeze-and-excitation gate: global average -> fc (C -> int(C/16), no bias) -> ReLU -> fc
@@ -109,12 +118,7 @@ class PTBottleneck(nn.HybridBlock):
             self.conv3 = _pt_conv(width, channels, 1, prefix="conv3_")
             self.bn3 = _bn(channels, "bn3_", eps)
             self.se = _SE(channels, prefix="se_") if se else None
-            if downsample:
-                self.down_conv = _pt_conv(in_channels, channels, 1, stride,
-                                          prefix="downsample_0_")
-                self.down_bn = _bn(channels, "downsample_1_", eps)
-            else:
-                self.down_conv = self.down_bn = None
+            self.down_conv, self.down_bn = _downsample(in_channels, channels, stride, downsample)
             self.IN = _in(channels, "IN_", eps) if ibn == "b" else None
         self.grouped = groups > 1
 
@@ -147,12 +151,7 @@ class PTBasicBlock(nn.HybridBlock):
                 _bn(channels, "bn1_", eps)
             self.conv2 = _pt_conv(channels, channels, 3, 1, 1, prefix="conv2_")
             self.bn2 = _bn(channels, "bn2_", eps)
-            if downsample:
-                self.down_conv = _pt_conv(in_channels, channels, 1, stride,
-                                          prefix="downsample_0_")
-                self.down_bn = _bn(channels, "downsample_1_", eps)
-            else:
-                self.down_conv = self.down_bn = None
+            self.down_conv, self.down_bn = _downsample(in_channels, channels, stride, downsample)
             self.IN = _in(channels, "IN_", eps) if ibn == "b" else None
 
     def hybrid_forward(self, F, x):
@@ -195,7 +194,7 @@ def _pt_resnet_layers(units, block, ibn_cfg, groups=1, base_width=64, se=False, 
     return layers, in_c
 
 
-# ---- the authors' PyTorch DenseNet-IBN-a ---------------------------------------------------------
+# ---- the authors' PyTorch DenseNet-IBN-a --------------------------------------------------------
 
 class DenseLayer(nn.HybridBlock):
     """``norm1`` (IBN: BN on the first 60 %, IN on the rest, or BN) - relu - ``conv1`` 1 x 1
@@ -249,7 +248,7 @@ def _pt_densenet_layers(init_features, growth, blocks, bn_size=4, impl="native")
     return [seq, nn.Activation("relu", prefix="relu_")], c
 
 
-# ---- the MXNet port's ResNeXt files ---------------------------------------------------------------
+# ---- the MXNet port's ResNeXt files -------------------------------------------------------------
 
 class MXResNeXtUnit(nn.HybridBlock):
     """A post-activation ResNeXt unit of the MXNet port (``residual_unit`` of its resnext
@@ -344,7 +343,7 @@ def _mx_resnext_layers(depth, kind, groups=32, deep_stem=False, impl="native"):
     return layers, in_c
 
 
-# ---- networks ---------------------------------------------------------------------------------------
+# ---- networks -----------------------------------------------------------------------------------
 
 _COMMON = dict(impl="native", representation="gavp", representation_options=None, freeze=0)
 
@@ -429,27 +428,49 @@ def mx_resnet(depth, cifar=False, **cfg):
     return preact_resnet(depth, ibn=True, cifar=cifar, prefix=cfg.pop("prefix", name), **cfg)
 
 
-# name -> (builder, fixed arguments, family, input size, default classes)
-_SPECS = {}
-for _d in (18, 34, 50, 101, 152):
-    for _k in ("a", "b"):
-        _SPECS["resnet%d_ibn_%s" % (_d, _k)] = (pt_resnet, dict(depth=_d, ibn=_k), "ibn", 224, 1000)
-for _d in (50, 101, 152):
-    _SPECS["resnext%d_ibn_a" % _d] = (pt_resnet, dict(depth=_d, resnext=True), "ibn", 224, 1000)
-    _SPECS["se_resnet%d_ibn_a" % _d] = (pt_resnet, dict(depth=_d, se=True), "ibn", 224, 1000)
-for _d in (121, 161, 169, 201):
-    _SPECS["densenet%d_ibn_a" % _d] = (pt_densenet, dict(depth=_d), "ibn", 224, 1000)
-for _d in (18, 34, 50, 101, 152, 200, 269):
-    _SPECS["resnet%d_ibn_a_mx" % _d] = (mx_resnet, dict(depth=_d), "ibn_mx", 224, 1000)
-for _d in (110, 164, 1001):
-    _SPECS["resnet%d_ibn_a_mx_cifar" % _d] = (mx_resnet, dict(depth=_d, cifar=True), "ibn_mx",
-                                              32, 10)
-for _d in (50, 101, 152):
-    _SPECS["resnext%d_ibn_a_mx" % _d] = (mx_resnext, dict(depth=_d), "ibn_mx", 224, 1000)
-    _SPECS["resnext%d_ibn_b_mx" % _d] = (mx_resnext, dict(depth=_d, kind="b"), "ibn_mx", 224,
-                                         1000)
-    _SPECS["resnext%d_ibn_a_w_d_mx" % _d] = (mx_resnext, dict(depth=_d, deep=True), "ibn_mx",
-                                             224, 1000)
+# One line per variant: name -> (builder, its fixed arguments, family, input size, classes).
+_PT, _DN, _MXR, _MXX = pt_resnet, pt_densenet, mx_resnet, mx_resnext
+_SPECS = {
+    "resnet18_ibn_a": (_PT, dict(depth=18, ibn="a"), "ibn", 224, 1000),
+    "resnet18_ibn_b": (_PT, dict(depth=18, ibn="b"), "ibn", 224, 1000),
+    "resnet34_ibn_a": (_PT, dict(depth=34, ibn="a"), "ibn", 224, 1000),
+    "resnet34_ibn_b": (_PT, dict(depth=34, ibn="b"), "ibn", 224, 1000),
+    "resnet50_ibn_a": (_PT, dict(depth=50, ibn="a"), "ibn", 224, 1000),
+    "resnet50_ibn_b": (_PT, dict(depth=50, ibn="b"), "ibn", 224, 1000),
+    "resnet101_ibn_a": (_PT, dict(depth=101, ibn="a"), "ibn", 224, 1000),
+    "resnet101_ibn_b": (_PT, dict(depth=101, ibn="b"), "ibn", 224, 1000),
+    "resnet152_ibn_a": (_PT, dict(depth=152, ibn="a"), "ibn", 224, 1000),
+    "resnet152_ibn_b": (_PT, dict(depth=152, ibn="b"), "ibn", 224, 1000),
+    "resnext50_ibn_a": (_PT, dict(depth=50, resnext=True), "ibn", 224, 1000),
+    "resnext101_ibn_a": (_PT, dict(depth=101, resnext=True), "ibn", 224, 1000),
+    "resnext152_ibn_a": (_PT, dict(depth=152, resnext=True), "ibn", 224, 1000),
+    "se_resnet50_ibn_a": (_PT, dict(depth=50, se=True), "ibn", 224, 1000),
+    "se_resnet101_ibn_a": (_PT, dict(depth=101, se=True), "ibn", 224, 1000),
+    "se_resnet152_ibn_a": (_PT, dict(depth=152, se=True), "ibn", 224, 1000),
+    "densenet121_ibn_a": (_DN, dict(depth=121), "ibn", 224, 1000),
+    "densenet161_ibn_a": (_DN, dict(depth=161), "ibn", 224, 1000),
+    "densenet169_ibn_a": (_DN, dict(depth=169), "ibn", 224, 1000),
+    "densenet201_ibn_a": (_DN, dict(depth=201), "ibn", 224, 1000),
+    "resnet18_ibn_a_mx": (_MXR, dict(depth=18), "ibn_mx", 224, 1000),
+    "resnet34_ibn_a_mx": (_MXR, dict(depth=34), "ibn_mx", 224, 1000),
+    "resnet50_ibn_a_mx": (_MXR, dict(depth=50), "ibn_mx", 224, 1000),
+    "resnet101_ibn_a_mx": (_MXR, dict(depth=101), "ibn_mx", 224, 1000),
+    "resnet152_ibn_a_mx": (_MXR, dict(depth=152), "ibn_mx", 224, 1000),
+    "resnet200_ibn_a_mx": (_MXR, dict(depth=200), "ibn_mx", 224, 1000),
+    "resnet269_ibn_a_mx": (_MXR, dict(depth=269), "ibn_mx", 224, 1000),
+    "resnet110_ibn_a_mx_cifar": (_MXR, dict(depth=110, cifar=True), "ibn_mx", 32, 10),
+    "resnet164_ibn_a_mx_cifar": (_MXR, dict(depth=164, cifar=True), "ibn_mx", 32, 10),
+    "resnet1001_ibn_a_mx_cifar": (_MXR, dict(depth=1001, cifar=True), "ibn_mx", 32, 10),
+    "resnext50_ibn_a_mx": (_MXX, dict(depth=50), "ibn_mx", 224, 1000),
+    "resnext101_ibn_a_mx": (_MXX, dict(depth=101), "ibn_mx", 224, 1000),
+    "resnext152_ibn_a_mx": (_MXX, dict(depth=152), "ibn_mx", 224, 1000),
+    "resnext50_ibn_b_mx": (_MXX, dict(depth=50, kind="b"), "ibn_mx", 224, 1000),
+    "resnext101_ibn_b_mx": (_MXX, dict(depth=101, kind="b"), "ibn_mx", 224, 1000),
+    "resnext152_ibn_b_mx": (_MXX, dict(depth=152, kind="b"), "ibn_mx", 224, 1000),
+    "resnext50_ibn_a_w_d_mx": (_MXX, dict(depth=50, deep=True), "ibn_mx", 224, 1000),
+    "resnext101_ibn_a_w_d_mx": (_MXX, dict(depth=101, deep=True), "ibn_mx", 224, 1000),
+    "resnext152_ibn_a_w_d_mx": (_MXX, dict(depth=152, deep=True), "ibn_mx", 224, 1000),
+}
 
 
 def _options(name):

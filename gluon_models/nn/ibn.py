@@ -10,10 +10,15 @@ only drops the running statistics of the IN channels.
 ``impl="native"`` runs the ``IBN`` operator of the operator library (one pass for the
 statistics, fused normalisation and affine, analytic backward); ``impl="stock"`` is its twin
 made of ``slice_axis`` + instance norm (stock mean / broadcast ops, see
-:func:`_instance_norm`) + ``BatchNorm`` + ``concat``, which exports without the library. Both share the parameters, the train/inference semantics of MXNet's BatchNorm for the
+:func:`_instance_norm`) + ``BatchNorm`` + ``concat``, which exports without the library.
+Both share the parameters, the train/inference semantics of MXNet's BatchNorm for the
 BN group (batch statistics in training, running ones in inference; running statistics updated
 by the backward pass of a training step, ``run <- momentum * run + (1 - momentum) * batch`` with
-the biased batch variance) and give the same results.
+the biased batch variance) and give the same results. One corner differs: a backward pass
+through an inference-mode forward (``autograd.record(train_mode=False)``) gives the native
+layer the gradient of what it computed, the running statistics being constants (MXNet's
+BatchNorm with ``use_global_stats=True``), while MXNet 1.9.1's BatchNorm applies its
+batch-statistics formula to the running statistics there.
 """
 import math
 

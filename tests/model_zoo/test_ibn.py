@@ -166,7 +166,8 @@ def test_densenet_ibn_placement():
     net = gluon_models.get_model("densenet121_ibn_a")
     ibns = {b.prefix[len(net.prefix):]: (b.n_bn, b.n_in, b.in_first)
             for b in _blocks(net, IBN).values()}
-    per_block = [sum(k.startswith("features_denseblock%d_" % i) for k in ibns) for i in (1, 2, 3, 4)]
+    per_block = [sum(k.startswith("features_denseblock%d_" % i) for k in ibns)
+                 for i in (1, 2, 3, 4)]
     assert per_block == [2, 4, 8, 0]
     assert ibns["features_denseblock1_denselayer1_norm1_"] == (38, 26, False)
     assert ibns["features_denseblock1_denselayer4_norm1_"] == (96, 64, False)

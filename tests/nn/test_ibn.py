@@ -346,7 +346,8 @@ def test_layer_bad_arguments():
 @pytest.mark.parametrize("attrs,message", [
     ({"in_channels": "0"}, "in_channels"), ({"in_channels": "abc"}, "in_channels"),
     ({"in_channels": "6"}, "in_channels"), ({"in_channels": "2", "eps": "0"}, "eps"),
-    ({"in_channels": "2", "momentum": "2"}, "momentum"), ({"in_channels": "2", "bogus": "1"}, "bogus"),
+    ({"in_channels": "2", "momentum": "2"}, "momentum"),
+    ({"in_channels": "2", "bogus": "1"}, "bogus"),
     ({"in_channels": "2", "in_first": "maybe"}, "in_first")])
 def test_operator_bad_attributes_named(attrs, message):
     args = [mx.nd.ones(s) for s in ((2, 6, 3, 3), (2,), (2,), (4,), (4,), (1,), (4,), (4,))]
