@@ -18,6 +18,11 @@ The input owns a gradient buffer, so the native layer copies it once through a s
 ``identity`` first (extension operators cannot accumulate gradients); inside a network it
 does not. Outputs and gradients of ``native`` and ``stock`` are checked against each other
 before timing.
+
+Then whole networks: a ResNet-50-IBN-a training step (SGD with momentum, softmax cross
+entropy, batch 32 at 224 px; quick: batch 2 at 64 px) and inference, with the native IBN, with
+the stock twin, and the same network without IN (gluoncv's resnet50_v1b, ``resnet50`` in the
+registry), timed interleaved.
 """
 import logging
 
@@ -46,6 +51,13 @@ QUICK_CASES = [((4, 16, 14, 14), 0.5, True, "quick point"),
 FULL = {"repeats": 7, "warmup": 1, "min_time": 1e-3}
 QUICK = {"repeats": 3, "warmup": 1, "min_time": 1e-3}
 TARGET_SPEEDUP = 4.0
+# networks: (batch, side), timing settings
+NET_FULL = ((32, 224), {"repeats": 3, "warmup": 1, "min_time": 1e-3})
+NET_QUICK = ((2, 64), {"repeats": 2, "warmup": 1, "min_time": 1e-3})
+NETWORKS = {"resnet50_ibn_a native": ("resnet50_ibn_a", "native"),
+            "resnet50_ibn_a stock": ("resnet50_ibn_a", "stock"),
+            "resnet50 (no IN)": ("resnet50", "native")}
+TARGET_OVERHEAD = 1.10  # IBN network step / plain network step
 
 
 class _MXNetComposition(gluon.HybridBlock):
@@ -132,6 +144,47 @@ def measure_case(shape, ratio, in_first, label, repeats, warmup, min_time):
             "speedup_vs_mxnet": med["mxnet"] / med["native"]}
 
 
+def _network_variants(batch, side):
+    """name -> (training step, inference) callables of each network in :data:`NETWORKS`."""
+    out = {}
+    rng = np.random.RandomState(2)
+    x = mx.nd.array(rng.standard_normal((batch, 3, side, side)))
+    y = mx.nd.array(rng.randint(0, 1000, batch))
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    for label, (name, impl) in NETWORKS.items():
+        opts = {} if side == 224 else {"representation_options": {"pool_size": None}}
+        net = gluon_models.get_model(name, impl=impl, **opts)
+        net.initialize(mx.init.Xavier())
+        net.hybridize(static_alloc=True, static_shape=True)
+        net(x).wait_to_read()
+        trainer = gluon.Trainer(net.collect_params(), "sgd",
+                                {"learning_rate": 1e-3, "momentum": 0.9})
+
+        def step(net=net, trainer=trainer):
+            with autograd.record():
+                loss = loss_fn(net(x), y)
+            loss.backward()
+            trainer.step(batch)
+
+        out[label] = (step, lambda net=net: net(x))
+    return out
+
+
+def measure_networks(batch, side, repeats, warmup, min_time):
+    variants = _network_variants(batch, side)
+    train = time_interleaved({k: v[0] for k, v in variants.items()}, repeats, warmup, min_time)
+    infer = time_interleaved({k: v[1] for k, v in variants.items()}, repeats, warmup, min_time)
+    plain = "resnet50 (no IN)"
+    rows, overhead = [], {}
+    for k in variants:
+        t, i = train[k]["median_ms"], infer[k]["median_ms"]
+        overhead[k] = t / train[plain]["median_ms"]
+        rows.append([k, "%.0f" % t, "%.2f" % (batch / t * 1e3), "%.0f" % i,
+                     "%.2f" % (batch / i * 1e3), "%.2fx" % overhead[k]])
+    return {"batch": batch, "side": side, "train": train, "infer": infer,
+            "step_vs_plain": overhead, "rows": rows}
+
+
 def _shape(s):
     return "(%s)" % ", ".join(str(d) for d in s)
 
@@ -145,6 +198,9 @@ def run(quick=False):
         cases.append(case)
         _LOG.info("%-20s native %.1f ms, stock %.1f ms, mxnet %.1f ms", _shape(shape),
                   *(case["timings"][v]["median_ms"] for v in ("native", "stock", "mxnet")))
+    (batch, side), net_settings = NET_QUICK if quick else NET_FULL
+    nets = measure_networks(batch, side, **net_settings)
+    _LOG.info("networks: %s", "; ".join(" ".join(r[:2]) + " ms" for r in nets["rows"]))
     label = lambda c: "%s %s" % (_shape(c["shape"]), c["label"])  # noqa: E731
     verdicts = {
         "speedup_vs_mxnet": verdict([(label(c), c["speedup_vs_mxnet"]) for c in cases],
@@ -153,6 +209,11 @@ def run(quick=False):
         "speedup_vs_stock": verdict([(label(c), c["speedup_vs_stock"]) for c in cases],
                                     TARGET_SPEEDUP, "stock twin / native >= %.0f, "
                                     "forward+backward" % TARGET_SPEEDUP),
+        "ibn_network_overhead": verdict(
+            [("resnet50_ibn_a native, batch %d, %d px" % (batch, side),
+              nets["step_vs_plain"]["resnet50_ibn_a native"])], TARGET_OVERHEAD,
+            "ResNet-50-IBN-a step / ResNet-50 step <= %.2f" % TARGET_OVERHEAD,
+            higher_is_better=False),
     }
     rows = [[_shape(c["shape"]), "%g" % c["ratio"], "IN" if c["in_first"] else "BN",
              "%.1f" % c["timings"]["native"]["median_ms"],
@@ -173,8 +234,16 @@ def run(quick=False):
         "tables": [{"title": "forward + backward",
                     "columns": ["shape", "ratio", "first", "native ms", "stock ms", "mxnet ms",
                                 "stock / native", "mxnet / native", "site"],
-                    "rows": rows}],
-        "notes": [verdict_line(v, fmt) for v in verdicts.values()],
+                    "rows": rows},
+                   {"title": "networks: training step and inference, batch %d, %d px"
+                             % (batch, side),
+                    "columns": ["network", "step ms", "train img/s", "inference ms",
+                                "inference img/s", "step / plain step"],
+                    "rows": nets["rows"]}],
+        "notes": [verdict_line(v, fmt) for k, v in verdicts.items()
+                  if k != "ibn_network_overhead"]
+        + [verdict_line(verdicts["ibn_network_overhead"])],
         "verdicts": verdicts,
         "cases": cases,
+        "networks": {k: v for k, v in nets.items() if k != "rows"},
     }

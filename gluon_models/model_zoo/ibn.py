@@ -38,9 +38,10 @@ from mxnet.gluon import nn
 
 from ..nn.basic import check_impl, check_positive_int, fc_uniform, he_normal, layout_barrier
 from ..nn.ibn import IBN, InstanceNorm
+from ..utils.argtypes import fraction, positive_int
 from .compose import Classifier
 from .fbn import RESNET_UNITS, preact_resnet
-from .registry import register_family, register_model
+from .registry import register_family, register_model, register_seed_network
 
 __all__ = ["PTBottleneck", "PTBasicBlock", "DenseLayer", "MXResNeXtUnit", "pt_resnet",
            "pt_densenet", "mx_resnext"]
@@ -351,7 +352,7 @@ _COMMON = dict(impl="native", representation="gavp", representation_options=None
 def _classifier(trunk, fixed, prefix, pool, fc_prefix, dropout=0.0, **cfg):
     """The network of ``trunk(impl=..., **fixed)`` -> ``pool`` (GAvP options) -> [dropout] ->
     Dense ``fc_prefix``, with the common options ``cfg``."""
-    cfg = dict(_COMMON, **cfg)
+    cfg = dict(dict(_COMMON, classes=1000), **cfg)
     impl = check_impl(cfg.pop("impl"))
     classes = check_positive_int("classes", cfg.pop("classes"))
     representation, rep_options = cfg.pop("representation"), cfg.pop("representation_options")
@@ -412,16 +413,21 @@ def pt_densenet(depth, **cfg):
                        "classifier_", **cfg)
 
 
-def mx_resnext(depth, kind="a", deep=False, dropout=0.0, **cfg):
+def mx_resnext(depth=50, kind="a", deep=False, dropout=0.0, groups=32, **cfg):
     """The MXNet port's ResNeXt-IBN-a (``kind="a"``), -IBN-b (``"b"``) or the w_d_v2 variant
     (``deep``: deep stem, 3 x 3 projections; its run script passes dropout 0.2 before
-    ``fc1``); 32 groups."""
+    ``fc1``); ``groups`` (the port's ``--num-group``, 32) in every grouped convolution."""
+    if depth not in (50, 101, 152):
+        raise ValueError("the port's ResNeXt depth must be one of 50, 101, 152, got %r"
+                         % (depth,))
+    groups = check_positive_int("groups", groups)
     name = "resnext%d_ibn_%s%s_mx_" % (depth, kind, "_w_d" if deep else "")
-    return _classifier(_mx_resnext_layers, dict(depth=depth, kind=kind, deep_stem=deep),
+    return _classifier(_mx_resnext_layers, dict(depth=depth, kind=kind, deep_stem=deep,
+                                                groups=groups),
                        cfg.pop("prefix", name), _MX_POOL, "fc1_", dropout, **cfg)
 
 
-def mx_resnet(depth, cifar=False, **cfg):
+def mx_resnet(depth=50, cifar=False, **cfg):
     """The MXNet port's pre-activation ResNet-IBN-a: the FBN family's builder with ``ibn``."""
     cfg = dict(_COMMON, **cfg)
     name = "resnet%d_ibn_a_mx%s_" % (depth, "_cifar" if cifar else "")
@@ -498,7 +504,32 @@ def _register(name):
 for _name in _SPECS:
     _register(_name)
 
+
+# ---- the port's train_*.py --network values and flags (its --depth, --num-group, --drop-out) --
+
+def _seed(**fixed):
+    def options(depth=None, num_group=None, drop_out=None):
+        values = dict(fixed, depth=depth)
+        if fixed.get("kind") is not None:  # the ResNeXt files
+            values.update(groups=num_group, dropout=drop_out)
+        return values
+    return options
+
+
+register_seed_network("resnet_ibn_a", mx_resnet, _seed(), "ibn_mx")
+register_seed_network("resnext_ibn_a", mx_resnext, _seed(kind="a"), "ibn_mx")
+register_seed_network("resnext_ibn_b", mx_resnext, _seed(kind="b"), "ibn_mx")
+register_seed_network("resnext_w_d_v2", mx_resnext, _seed(kind="a", deep=True), "ibn_mx")
+
 # The authors' networks read mean/std-normalised RGB; the port's read raw 0-255 pixels (its
 # bn_data normalises them; its iterators fill with 127).
 register_family("ibn", imagenet_norm="imagenet")
-register_family("ibn_mx", imagenet_norm="raw")
+register_family(
+    "ibn_mx", imagenet_norm="raw",
+    model_flags={
+        "depth": (dict(type=positive_int, help="network depth"), None),
+        "num_group": (dict(type=positive_int, help="ResNeXt groups (the port's --num-group, "
+                                                   "default 32)"), None),
+        "drop_out": (dict(type=fraction, help="dropout before fc1 of resnext_w_d_v2 (the "
+                                              "port's --drop-out, default 0)"), None),
+    })

@@ -272,3 +272,19 @@ def test_reference_figures_are_ours():
         assert ref["source"] in SOURCES and name in IBN_NAMES
         if "exact_params" in ref:
             assert ref["exact_params"] == PUBLISHED[name]
+
+
+def test_seed_networks_of_the_port():
+    r = gluon_models.get_model("resnet_ibn_a", depth=101)
+    assert learnable(r) == learnable(gluon_models.get_model("resnet101_ibn_a_mx"))
+    b = gluon_models.get_model("resnext_ibn_b")  # the scripts' defaults: depth 50, 32 groups
+    assert learnable(b) == PUBLISHED["resnext50_ibn_b_mx"]
+    w = gluon_models.get_model("resnext_w_d_v2", depth=50, groups=16)
+    assert w.features[8].conv2.weight.shape == (128, 64 // 16, 3, 3)
+    assert not isinstance(w.output, mx.gluon.nn.HybridSequential)  # --drop-out defaults to 0
+    from gluon_models.model_zoo.registry import seed_network
+    assert seed_network("resnext_w_d_v2")(depth=101, num_group=32, drop_out=0.2) == dict(
+        kind="a", deep=True, depth=101, groups=32, dropout=0.2)
+    assert seed_network("resnet_ibn_a")(depth=None) == dict(depth=None)
+    with pytest.raises(ValueError, match="depth"):
+        gluon_models.get_model("resnext_ibn_a", depth=34)

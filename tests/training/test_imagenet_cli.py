@@ -13,9 +13,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TOOLS = os.path.join(REPO, "tools")
 
 
-def _train(tmp_path, *extra):
-    cmd = [sys.executable, os.path.join(TOOLS, "train_imagenet.py"),
-           "--network", "resnet_cifar", "--depth", "8", "--model-opt", "width=4",
+SMALL_NET = ("--network", "resnet_cifar", "--depth", "8", "--model-opt", "width=4")
+
+
+def _train(tmp_path, *extra, net=SMALL_NET):
+    cmd = [sys.executable, os.path.join(TOOLS, "train_imagenet.py")] + list(net) + [
            "--num-classes", "10", "--data-dir", str(tmp_path / "data"),  # train.rec, val.rec
            "--data-shape", "32", "--batch-size", "8", "--kv-store", "local",
            "--num-epoches", "1", "--lr-step", "1", "--disp-batches", "1",
@@ -62,3 +64,26 @@ def test_train_evaluate_retrain(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "ck" / "re-0001.params").exists()
     log = (tmp_path / "train.log").read_text()
     assert "Retraining from the weights of %s-0001" % (tmp_path / "ck" / "net") in log
+
+
+def test_ibn_port_network_trains_and_retrains(tmp_path):
+    """The MXNet port's ResNet-IBN-a by its seed --network value: native IBN operators (their
+    running statistics are auxiliary states) through Module training, checkpoint, --retrain."""
+    write_set(tmp_path / "data", n_train=16, n_val=8)
+    net = ["--network", "resnet_ibn_a", "--depth", "50", "--optimizer", "nag",
+           "--label-smoothing", "0.1"]
+    _train(tmp_path, "--model-prefix", str(tmp_path / "ck" / "ibn"), net=net)
+    log = (tmp_path / "train.log").read_text()
+    assert "Epoch[0] Validation-accuracy=" in log
+    import mxnet as mx
+    saved = mx.nd.load(str(tmp_path / "ck" / "ibn-0001.params"))
+    # the IBN of stage 1 unit 1: IN and BN halves, the BN half's running statistics moved
+    assert saved["arg:resnet50_ibn_a_mx_stage1_unit1_in1_gamma"].shape == (32,)
+    moving = saved["aux:resnet50_ibn_a_mx_stage1_unit1_bn1_running_var"].asnumpy()
+    assert moving.shape == (32,) and not (moving == 1).all()
+    sym = (tmp_path / "ck" / "ibn-symbol.json").read_text()
+    assert '"IBN"' in sym
+    _train(tmp_path, "--model-load-epoch", "1", "--retrain", "--lr", "0.001",
+           "--model-load-prefix", str(tmp_path / "ck" / "ibn"),
+           "--model-prefix", str(tmp_path / "ck" / "ibn_re"), net=net)
+    assert (tmp_path / "ck" / "ibn_re-0001.params").exists()
