@@ -187,7 +187,7 @@ def test_a_seed_alias_is_the_same_network_everywhere(alias):
     direct = gluon_models.get_model(alias)
     via_cli = gluon_models.get_model(alias, **_cli_options("--network", alias))
     assert direct.prefix == via_cli.prefix and _shapes(direct) == _shapes(via_cli)
-    assert gluon_models.model_info(alias)["family"] in ("igc", "fbn")
+    assert gluon_models.model_info(alias)["family"] in ("igc", "fbn", "ibn_mx")
 
 
 def test_resnet_small_fmconv_is_resnet164_fbn():
