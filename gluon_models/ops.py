@@ -37,6 +37,11 @@ of these operators while one of its inputs has an unknown ndim:
    variable, fully known inputs as ``elemwise_add`` constraints that MXNet propagates back to
    the variables behind them, e.g. through Gluon's ``identity(weight)``), and 1-2 repeat until
    nothing changes.
+   If MXNet's inference of the cut graph fails downstream of a stand-in variable whose shape
+   is not known yet (1.9.1's Concat takes a wrong channel count from partly unknown inputs, as
+   in DenseNet's ``concat(x, f(op(x)))``), what feeds each node without a result is inferred
+   alone, and the rounds go on. Mutable inputs of these operators (IBN's running statistics,
+   auxiliary states) get their resolved shapes passed on like the arguments'.
 4. Only if every argument's shape is then known does MXNet infer the real graph, with all of
    them given (every node then sees fully known inputs); otherwise ``infer_shape`` returns
    ``(None, None, None)`` as MXNet does for an incomplete inference, ``infer_shape_partial``
