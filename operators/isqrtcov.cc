@@ -2,11 +2,12 @@
 // Faster Training of Global Covariance Pooling Networks by Iterative Matrix Square Root
 // Normalization", CVPR 2018; the authors' MPNCOV layer, https://github.com/jiangtaoxie/fast-MPN-COV).
 //
-//   ISqrtCov(data, index, iter_num=5, sqrt=True, vectorize=True)     (vectorize=False: no index)
+//   ISqrtCov(data, index, iter_num=5, sqrt=True, vectorize=True, eps=0)   (vectorize=False: no index)
 //
 // Per image, with X the (C, M = H*W) feature matrix and X_c = X minus its row means:
 //   S = X_c X_c^T / M                           covariance (biased, no M x M centring matrix)
-//   t = max(tr S, 1e-30), A = S / t             pre-normalisation (the clamp: see the Gluon block)
+//   t = max(tr S + eps, 1e-30), A = S / t       pre-normalisation (fast MPN-COV: eps = 0, the clamp
+//                                               only keeps a zero map finite; GM-SOP: eps = 1e-8)
 //   N = iter_num coupled Newton-Schulz steps:   Y_1 = 1.5 A - 0.5 A^2, Z_1 = 1.5 I - 0.5 A,
 //     W_k = Z_{k-1} Y_{k-1},  Y_k = 1.5 Y_{k-1} - 0.5 Y_{k-1} W_k,  Z_k = 1.5 Z_{k-1} - 0.5 W_k Z_{k-1}
 //     (k = 2 .. N-1), and Y_N = 1.5 Y_{N-1} - 0.5 Y_{N-1} W_N with no Z_N; N < 2: Y_N = Y_1.
@@ -64,12 +65,13 @@ constexpr int64_t kMaxPool = INT_MAX - 64 * kAlign;  // alloc_cpu/alloc_gpu take
 struct ISqrtCovParam {
   int64_t iter_num;
   bool sqrt, vectorize;
+  double eps;
 
   bool parse(const gm::Attrs& attrs) {
     gm::AttrReader r(attrs, kOp);
     return r.get_int("iter_num", &iter_num, false, 5, 0, kMaxIter) &&
            r.get_bool("sqrt", &sqrt, true) && r.get_bool("vectorize", &vectorize, true) &&
-           r.finish();
+           r.get_float("eps", &eps, false, 0.0, 0.0, 1.0) && r.finish();
   }
   size_t num_inputs() const { return vectorize ? 2 : 1; }
   // Newton-Schulz iterates kept per image: Y_1..Y_{N-1}, Z_1..Z_{N-1}, W_2..W_N.
@@ -237,7 +239,7 @@ double iterate(Be& be, const ISqrtCovParam& p, const Dims& d, const T* x, Work<T
   be.center(x, C, d.M, w.Xc);
   be.gemm_sym(false, true, C, d.M, T(1.0 / static_cast<double>(d.M)), w.Xc, d.M, w.Xc, d.M, w.S);
   if (!p.sqrt) return 1.0;
-  const double tr = be.trace(w.S, C);
+  const double tr = be.trace(w.S, C) + p.eps;
   *clamped = !(tr >= kMinTrace);
   const double t = *clamped ? kMinTrace : tr;
   be.combo(C, w.A, T(1.0 / t), w.S, T(0), nullptr, T(0), nullptr, T(0));

@@ -89,21 +89,23 @@ def covpool(F, x):
     return F.broadcast_div(F.batch_dot(xc, xc, transpose_b=True), _positions(F, xf))
 
 
-def sqrtm(F, cov, iter_num=5):
+def sqrtm(F, cov, iter_num=5, eps=0.0):
     """Approximate matrix square root of a batch of PSD matrices ``(B, C, C)`` (iSQRT).
 
     Pre-normalisation by the trace ``A = Σ / tr(Σ)`` (paper Eq. 2; the trace is clamped at
     1e-30, see ``_MIN_TRACE``), then ``N = iter_num`` coupled Newton-Schulz steps (Eq. 3:
     ``T = ½(3I - Z Y)``, ``Y ← Y T``, ``Z ← T Z`` from ``Y₀ = A``, ``Z₀ = I``), the first one
     specialised to ``Z₀ = I`` and the last computing ``Y`` only, as the authors do; then
-    post-compensation ``sqrt(tr Σ) · Y_N`` (Eq. 4). ``iter_num`` < 2 (0 included) is the
+    post-compensation ``sqrt(tr Σ) · Y_N`` (Eq. 4). ``eps`` > 0 uses ``tr Σ + eps`` in both
+    places (GM-SOP's guard; fast MPN-COV has none). ``iter_num`` < 2 (0 included) is the
     one-step form ``½ A (3I - A)``. ``3N - 3`` batched ``C x C`` products for N >= 2, 1 for
     N = 1. With N = 5 this is deliberately a rough square root (the networks are trained
     with it); N -> infinity gives ``Σ^{1/2}``.
     """
     n = int(iter_num)
     diag = F.linalg.extractdiag(cov)                                  # (B, C)
-    trace = F.maximum(F.sum(diag, axis=-1), _MIN_TRACE)               # (B,)
+    trace = F.sum(diag, axis=-1)                                      # (B,)
+    trace = F.maximum(trace + eps if eps else trace, _MIN_TRACE)
     trace = F.reshape(trace, shape=(-1, 1, 1))
     a = F.broadcast_div(cov, trace)
     three = 3 * F.linalg.makediag(F.ones_like(F.BlockGrad(diag)))     # 3I, no gradient
@@ -119,14 +121,25 @@ def sqrtm(F, cov, iter_num=5):
     return F.broadcast_mul(y, F.sqrt(trace))
 
 
-def triu_index(dim):
-    """Flat positions ``i*dim + j`` (``i <= j``) of the row-major upper triangle, in the
-    authors' order ``(0,0), (0,1), ..., (0,dim-1), (1,1), ...``: ``dim(dim+1)/2`` int64.
+TRIANGLE_ORDERS = ("row", "column")
 
-    Not ``linalg.extracttrian``'s order: MXNet's upper triangle is column-major.
+
+def triu_index(dim, order="row"):
+    """Flat positions ``i*dim + j`` (``i <= j``) of the upper triangle, diagonal included:
+    ``dim(dim+1)/2`` int64.
+
+    ``order="row"``: fast MPN-COV's ``(0,0), (0,1), ..., (0,dim-1), (1,1), ...`` (not
+    ``linalg.extracttrian``'s order: MXNet's upper triangle is column-major);
+    ``order="column"``: GM-SOP's ``(0,0), (0,1), (1,1), (0,2), (1,2), (2,2), ...``, which for a
+    symmetric matrix is ``linalg.extracttrian(lower=True)``.
     """
     dim = check_positive_int("dim", dim)
+    if order not in TRIANGLE_ORDERS:
+        raise ValueError("order must be one of %s, got %r" % (TRIANGLE_ORDERS, order))
     rows, cols = np.triu_indices(dim)     # row-major: sorted by i, then j
+    if order == "column":
+        by_column = np.lexsort((rows, cols))
+        rows, cols = rows[by_column], cols[by_column]
     return rows.astype(np.int64) * dim + cols
 
 
@@ -260,6 +273,12 @@ class ISqrtCov(_IndexConstants):
         Matrix square root; False: the plain covariance (no trace normalisation either).
     vectorize : bool
         Upper-triangle vector; False: the ``d x d`` matrix (``output_dim = d²``).
+    order : {"row", "column"}
+        Order of the upper triangle (:func:`triu_index`): fast MPN-COV's row-major one, or
+        GM-SOP's column-major one.
+    eps : float
+        Added to the trace before normalisation and compensation (GM-SOP's guard, 1e-8;
+        0 for fast MPN-COV, whose zero-trace inputs are kept finite by a 1e-30 clamp).
     impl : {"native", "stock"}
         ``"native"``: the ``ISqrtCov`` operator (the same numbers to rounding, about a quarter
         of the time and a fraction of the memory on the CPU: ``python -m benchmarks.run
@@ -273,7 +292,7 @@ class ISqrtCov(_IndexConstants):
     _index_constants = ("triu",)
 
     def __init__(self, in_channels=0, reduced_dim=None, iter_num=5, sqrt=True, vectorize=True,
-                 impl="native", **kwargs):
+                 impl="native", order="row", eps=0.0, **kwargs):
         super().__init__(**kwargs)
         self.impl = check_impl(impl)
         self._half = False
@@ -284,6 +303,9 @@ class ISqrtCov(_IndexConstants):
                                                                          reduced_dim)
         self.iter_num = check_int("iter_num", iter_num, 0)
         self.sqrt, self.vectorize, self.dim = bool(sqrt), bool(vectorize), dim
+        self.eps = float(eps)
+        if not 0 <= self.eps <= 1:
+            raise ValueError("eps must be in [0, 1], got %r" % (eps,))
         self.output_dim = dim * (dim + 1) // 2 if self.vectorize else dim * dim
         with self.name_scope():
             self.reduce = None
@@ -291,7 +313,8 @@ class ISqrtCov(_IndexConstants):
                 self.reduce = ConvBNAct(in_channels, dim, 1, prefix="reduce_")
                 self.reduce.conv.weight.init = mx.init.MSRAPrelu(factor_type="out", slope=0)
             self.triu = self.params.get_constant(
-                "triu", mx.nd.array(triu_index(dim), dtype="int32")) if self.vectorize else None
+                "triu", mx.nd.array(triu_index(dim, order), dtype="int32")) \
+                if self.vectorize else None
 
     def cast(self, dtype):
         super().cast(dtype)
@@ -311,10 +334,12 @@ class ISqrtCov(_IndexConstants):
             if is_graph_input(F, x):
                 x = F.identity(x)
             args = dict(iter_num=self.iter_num, sqrt=self.sqrt, vectorize=self.vectorize)
+            if self.eps:
+                args["eps"] = self.eps
             return F.ISqrtCov(x, triu, **args) if self.vectorize else F.ISqrtCov(x, **args)
         cov = covpool(F, x)
         if self.sqrt:
-            cov = sqrtm(F, cov, self.iter_num)
+            cov = sqrtm(F, cov, self.iter_num, self.eps)
         return triuvec(F, cov, triu) if self.vectorize else cov
 
 

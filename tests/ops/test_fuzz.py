@@ -65,6 +65,8 @@ def gen_isqrtcov(rng):
     for key in ("sqrt", "vectorize"):
         if rng.random() < 0.4:
             attrs[key] = str(rng.random() < 0.5)
+    if rng.random() < 0.3:
+        attrs["eps"] = rng.choice(["0", "1e-8", "0.5"])
     data = (rng.randint(0, 3), C, rng.randint(1, 4), rng.randint(1, 4))
     if attrs.get("vectorize", "True") == "False":
         return attrs, ["data"], [data], ["float32"]
@@ -139,7 +141,8 @@ CHILD = textwrap.dedent("""
             vec = attrs.get("vectorize", "True") == "True"
             return np_isqrtcov(xs[0], xs[1].astype(np.int64) if vec else None,
                                iter_num=int(attrs.get("iter_num", "5")),
-                               sqrt=attrs.get("sqrt", "True") == "True", vectorize=vec)
+                               sqrt=attrs.get("sqrt", "True") == "True", vectorize=vec,
+                               eps=float(attrs.get("eps", "0")))
         no_bias = attrs.get("no_bias", "False") == "True"
         b = np.zeros(xs[1].shape[0]) if no_bias else xs[2]
         return np_fmconv(xs[0], xs[1], b, xs[-1], tup(attrs["kernel"]),

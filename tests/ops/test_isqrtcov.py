@@ -13,8 +13,8 @@ import gluon_models  # noqa: F401  (loads the operator library)
 from gluon_models.nn.representation import ISqrtCov, covpool, sqrtm, triu_index
 
 
-def np_isqrtcov(x, index=None, iter_num=5, sqrt=True, vectorize=True):
-    """float64 reference: centred covariance / M, trace clamped at 1e-30, the authors' N-step
+def np_isqrtcov(x, index=None, iter_num=5, sqrt=True, vectorize=True, eps=0.0):
+    """float64 reference: centred covariance / M, trace (+ eps) clamped at 1e-30, the authors' N-step
     coupled Newton-Schulz (first step specialised, last without Z), sqrt(t) compensation, then
     ``flat[:, index]``. Matches the operator's argument defaults."""
     x = np.asarray(x, dtype=np.float64)
@@ -24,7 +24,7 @@ def np_isqrtcov(x, index=None, iter_num=5, sqrt=True, vectorize=True):
     out = xc @ xc.transpose(0, 2, 1) / xf.shape[2]
     if sqrt:
         eye = np.eye(c)
-        t = np.maximum(np.trace(out, axis1=1, axis2=2), 1e-30)[:, None, None]
+        t = np.maximum(np.trace(out, axis1=1, axis2=2) + eps, 1e-30)[:, None, None]
         a = out / t
         if iter_num < 2:
             y = 0.5 * a @ (3 * eye - a)
@@ -54,10 +54,10 @@ def native(x, index, **attrs):
         else mx.nd.ISqrtCov(x, **attrs)
 
 
-def stock(x, index, iter_num=5, sqrt=True, vectorize=True):
+def stock(x, index, iter_num=5, sqrt=True, vectorize=True, eps=0.0):
     cov = covpool(mx.nd, x)
     if sqrt:
-        cov = sqrtm(mx.nd, cov, iter_num)
+        cov = sqrtm(mx.nd, cov, iter_num, eps)
     return mx.nd.take(cov.reshape((0, -1)), index, axis=1) if vectorize else cov
 
 
@@ -147,6 +147,32 @@ def test_any_gather_index():
     assert relmax(g_n, g_s) < 1e-12
 
 
+def test_trace_epsilon_and_column_order():
+    """GM-SOP's form: T = 3, trace + 1e-8, the column-major triangle (extracttrian lower=True
+    of the symmetric result); the block's ``order`` and ``eps`` for both impls."""
+    x = features((3, 5, 4, 4), seed=9)
+    x[0] = 0  # a dead component: eps keeps it finite, and it gets no gradient
+    ref_full = np_isqrtcov(x, iter_num=3, vectorize=False, eps=1e-8)
+    trian = mx.nd.linalg.extracttrian(mx.nd.array(ref_full, dtype="float64"), lower=True)
+    head = np.random.RandomState(10).randn(3, 15)
+    grads = []
+    for impl in ("native", "stock"):
+        block = ISqrtCov(5, iter_num=3, order="column", eps=1e-8, impl=impl)
+        block.initialize()
+        block.cast("float64")
+        xa = mx.nd.array(x, dtype="float64")
+        xa.attach_grad()
+        with autograd.record():
+            y = block(xa)
+        y.backward(mx.nd.array(head, dtype="float64"))
+        assert relmax(y.asnumpy(), trian.asnumpy()) < 1e-12, impl
+        grads.append(xa.grad.asnumpy())
+    assert relmax(grads[0], grads[1]) < 1e-10 and np.isfinite(grads[0]).all()
+    assert list(triu_index(3, "column")) == [0, 1, 4, 2, 5, 8]
+    with pytest.raises(ValueError, match="order"):
+        triu_index(3, "diagonal")
+
+
 def test_degenerate_inputs_are_finite():
     index = mx.nd.array(triu_index(4), dtype="int32")
     for x in (np.zeros((2, 4, 3, 3)), np.full((1, 4, 2, 2), 0.3), np.ones((1, 4, 1, 1))):
@@ -212,6 +238,8 @@ def test_float16_runs_in_float32():
     (lambda x, i: mx.nd.ISqrtCov(x, i, sqrt="maybe"), "sqrt"),
     (lambda x, i: mx.nd.ISqrtCov(x, i, vectorize="2"), "vectorize"),
     (lambda x, i: mx.nd.ISqrtCov(x, i, bogus=1), "bogus"),
+    (lambda x, i: mx.nd.ISqrtCov(x, i, eps=-1e-8), "eps"),
+    (lambda x, i: mx.nd.ISqrtCov(x, i, eps="nan"), "eps"),
     (lambda x, i: mx.nd.ISqrtCov(x.reshape((2, 3, 16)), i), "data"),
     (lambda x, i: mx.nd.ISqrtCov(x.astype("int32"), i), "data"),
     (lambda x, i: mx.nd.ISqrtCov(x, i.astype("float32")), "index"),
