@@ -136,6 +136,17 @@ class Classifier(nn.HybridBlock):
     def hybrid_forward(self, F, x):
         return self.output(self.representation(self.features(x)))
 
+    def extra_losses(self, F, data):
+        """``(scores, [extra losses])`` for the trainer (:func:`~gluon_models.training.
+        training_symbol`): the representation's own extra losses (e.g. the balance loss of a
+        gated mixture) when it declares ``extra_losses(F, x)``, else none."""
+        x = self.features(data)
+        if hasattr(self.representation, "extra_losses"):
+            y, extra = self.representation.extra_losses(F, x)
+        else:
+            y, extra = self.representation(x), []
+        return self.output(y), list(extra)
+
 
 def freeze_features(net, k):
     """``grad_req='null'`` on the parameters of the first ``k`` children of ``net.features``
