@@ -131,20 +131,20 @@ class GateBranch(nn.HybridBlock):
         super().__init__(**kwargs)
         self.num, self.top_k, self.noise = num_components, top_k, noise
         with self.name_scope():
-            self.convs = nn.HybridSequential(prefix="conv_")
+            self.convs = nn.HybridSequential(prefix="")
             c = in_channels
             for i, w in enumerate(widths):
-                self.convs.add(ConvBNAct(c, w, 1, norm_kwargs=_BN, prefix="%d_" % i))
+                self.convs.add(ConvBNAct(c, w, 1, norm_kwargs=_BN, prefix="conv%d_" % i))
                 self.convs[-1].conv.weight.init = _msra_in()
                 c = w
             self.pool, self.dim = _make_pool(pool, c, impl, "pool_")
             init = mx.init.Constant(1.0 / self.dim)
             self.gate_weight = self.params.get("gate_weight", shape=(self.dim, num_components),
                                                init=init)
-            self.noise_weight = self.params.get("noise_weight",
-                                                shape=(self.dim, num_components), init=init)
+            self.noise_weight = None if noise == "none" else self.params.get(
+                "noise_weight", shape=(self.dim, num_components), init=init)
 
-    def hybrid_forward(self, F, x, gate_weight, noise_weight):
+    def hybrid_forward(self, F, x, gate_weight, noise_weight=None):
         x = self.convs(x)
         v = self.pool(x) if self.pool is not None else F.mean(x, axis=(2, 3))
         clean = F.dot(v, gate_weight)
@@ -267,7 +267,7 @@ class GatedMixture(nn.HybridBlock):
     dropout : float
         Dropout before the classifier (0.2; 0.4 for WRN-36-2 GM-SOP).
     noise : {"per_sample", "per_entry", "none"}
-        Training noise of the gate logits (see the module docstring).
+        Training noise of the gate logits (see the module docstring); "none" has no ``Wn``.
     routing : {"dense", "routed"}
         How the mixture is computed (:class:`MixtureComponents`).
     balance_weight : float
@@ -301,9 +301,12 @@ class GatedMixture(nn.HybridBlock):
             raise ValueError("dropout must be in [0, 1), got %r" % (dropout,))
         impl = check_impl(impl)
         first = min(2 * in_channels, 512)
-        gate_widths = _check_widths("gate_widths", gate_widths or (first, 128))
-        component_widths = _check_widths(
-            "component_widths", component_widths or ((first, 128) if pool == "sop" else (512,)))
+        if gate_widths is None:
+            gate_widths = (first, 128)
+        if component_widths is None:
+            component_widths = (first, 128) if pool == "sop" else (512,)
+        gate_widths = _check_widths("gate_widths", gate_widths)
+        component_widths = _check_widths("component_widths", component_widths)
         self.output_dim, self.balance_weight = check_int("classes", classes), float(balance_weight)
         with self.name_scope():
             self.gate = GateBranch(in_channels, num, top_k, gate_widths, pool, noise, impl,
