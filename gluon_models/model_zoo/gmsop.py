@@ -48,11 +48,13 @@ _BN = dict(momentum=0.7, epsilon=1e-5)
 
 
 def _gmsop(in_channels, classes, impl="native", **options):
-    return GatedMixture(in_channels, classes, pool="sop", impl=impl, **options)
+    return GatedMixture(in_channels, classes, pool="sop", impl=impl,
+                        **dict(dict(prefix="gm_"), **options))
 
 
 def _gmgap(in_channels, classes, impl="native", **options):
-    return GatedMixture(in_channels, classes, pool="gap", impl=impl, **options)
+    return GatedMixture(in_channels, classes, pool="gap", impl=impl,
+                        **dict(dict(prefix="gm_"), **options))
 
 
 register_representation("gmsop", _gmsop)

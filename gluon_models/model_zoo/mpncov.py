@@ -31,7 +31,8 @@ Options of the backbones (every model takes ``classes``, ``freeze``, ``impl``):
 
 * ``representation``: None (the backbone's own: global average pooling, or for AlexNet / VGG
   their last max pooling read by their fully connected head), ``"gavp"``, ``"isqrtcov"``,
-  ``"bcnn"``, ``"cbp"``, with ``representation_options``;
+  ``"bcnn"``, ``"cbp"``, or another family's registered representation (e.g. ``"gmsop"``),
+  with ``representation_options``;
 * ``reduced_dim``: iSQRT-COV's dimension reduction (default 256, the repository's preset when
   training from scratch; 0: none);
 * the classifier follows the repository's rules for a model trained from scratch (its
@@ -59,7 +60,7 @@ from mxnet.gluon import nn
 
 from ..nn.basic import ConvBNAct, check_impl, check_int, check_positive_int, fc_uniform
 from ..nn.representation import BCNN, CBP, ISqrtCov
-from .compose import Classifier, gluoncv_features, register_representation
+from .compose import Classifier, gluoncv_features, register_representation, representations
 from .registry import register_family, register_model
 
 __all__ = []
@@ -179,10 +180,14 @@ def _second_order_check(name, representation, channels, options):
 
 def _representation(name, representation, channels, rep_options, reduced_dim,
                     pretrained_head=False):
-    """The (name, options) handed to Classifier, after the repository's rules."""
-    if representation not in _REPRESENTATION_NAMES:
+    """The (name, options) handed to Classifier, after the repository's rules; besides the
+    repository's representations a backbone takes any other family's registered one (e.g.
+    GM-SOP's ``gmsop`` head)."""
+    allowed = _REPRESENTATION_NAMES + tuple(
+        r for r in representations() if r not in _REPRESENTATION_NAMES and r != "maxpool")
+    if representation not in allowed:
         raise ValueError("%s: representation must be one of %s, got %r"
-                         % (name, ", ".join(map(str, _REPRESENTATION_NAMES)), representation))
+                         % (name, ", ".join(map(str, allowed)), representation))
     options = dict(rep_options or {})
     if representation != "isqrtcov" and (reduced_dim is not None or "reduced_dim" in options):
         raise ValueError("%s: reduced_dim applies to representation='isqrtcov', not %r"

@@ -166,9 +166,9 @@ class GateBranch(nn.HybridBlock):
         scores = logits
         if k < n:
             held = F.BlockGrad(logits)
-            kth = F.slice_axis(F.sort(held, axis=1, is_ascend=False), axis=1,
-                               begin=k - 1, end=k)
-            tied = F.min(kth == F.min(held, axis=1, keepdims=True))  # (1,): every sample tied
+            # the K-th largest equals the minimum <=> fewer than K entries exceed the minimum
+            above = F.sum(F.broadcast_greater(held, F.min(held, axis=1, keepdims=True)), axis=1)
+            tied = F.min(above < k)  # (1,): 1 when every sample of the batch is degenerate
             # training only: at inference the selection stays a function of the input
             fallback = F.broadcast_mul(tied, flag)
             noise = F.random.normal(F.zeros_like(held), F.ones_like(held))
@@ -224,25 +224,33 @@ class MixtureComponents(nn.HybridBlock):
 
     def _routed(self, F, x, gates, ws):
         n, k = self.num, self.top_k
-        # the selected components: the K largest gate weights (selected entries are > 0; an
-        # underflown 0 weight picks some component with weight 0 instead: same sum, and the
-        # softmax Jacobian gives that entry no gradient either way)
-        held = F.BlockGrad(gates)
-        index = F.BlockGrad(F.topk(held, axis=1, k=k, ret_typ="indices"))  # (B, K)
+        # slot s of sample b: its s-th selected component in index order (selected entries
+        # have weights > 0; an underflown 0 weight leaves a slot on component 0 with weight
+        # 0: the same sum, and the softmax Jacobian gives that entry no gradient either way)
+        chosen = F.BlockGrad(gates > 0)                                      # (B, N)
+        idx = F.arange(n)
+        before = F.broadcast_lesser(F.reshape(idx, shape=(n, 1)),
+                                    F.reshape(idx, shape=(1, n)))           # [j, i] = j < i
+        slot = F.dot(chosen, before)                                         # (B, N)
+        slots = F.reshape(F.arange(k), shape=(1, k, 1))
+        pick = F.BlockGrad(F.broadcast_mul(
+            F.broadcast_equal(F.expand_dims(slot, axis=1), slots),
+            F.expand_dims(chosen, axis=1)))                                  # (B, K, N)
+        index = F.sum(F.broadcast_mul(pick, F.reshape(idx, shape=(1, 1, n))), axis=2)
         flat = F.reshape(index, shape=(-1,))
         h = F.reshape(x, shape=(0, 0, -1))  # (B, C, M)
         h = F.reshape(F.broadcast_axis(F.expand_dims(h, axis=1), axis=1, size=k),
                       shape=(-3, 0, 0))  # (B * K, C, M)
         for w, width in zip(ws, self.widths):
-            chosen = F.take(F.reshape(w, shape=(n, -1)), flat)  # (B * K, d * c)
-            h = F.relu(F.batch_dot(F.reshape(chosen, shape=(0, width, -1)), h))
+            taken = F.take(F.reshape(w, shape=(n, -1)), flat)  # (B * K, d * c)
+            h = F.relu(F.batch_dot(F.reshape(taken, shape=(0, width, -1)), h))
         if self.pool is not None:  # positions (M, 1): the same covariance as (S, S)
             z = self.pool(F.reshape(h, shape=(0, 0, -1, 1)))
         else:
             z = F.mean(h, axis=2)
         z = F.reshape(z, shape=(-4, -1, k, 0))  # (B, K, Dc)
-        picked = F.batch_dot(F.one_hot(index, n), F.expand_dims(gates, axis=2))  # (B, K, 1)
-        return F.reshape(F.batch_dot(picked, z, transpose_a=True), shape=(0, -1))
+        weights = F.batch_dot(pick, F.expand_dims(gates, axis=2))  # (B, K, 1)
+        return F.reshape(F.batch_dot(weights, z, transpose_a=True), shape=(0, -1))
 
 
 class GatedMixture(nn.HybridBlock):
