@@ -50,9 +50,9 @@ def _msra_in():
     return mx.init.MSRAPrelu(factor_type="in", slope=0.0)
 
 
-def topk_mask(F, scores, k, num):
-    """``(B, N)`` 0/1 mask of the ``k`` largest entries of each row of ``scores`` (``num``
-    columns), ties going to the lowest column indices.
+def topk_mask(F, scores, k, index):
+    """``(B, N)`` 0/1 mask of the ``k`` largest entries of each row of ``scores``, ties going
+    to the lowest column indices; ``index`` is ``0 .. N - 1`` (``(N,)``, the scores' dtype).
 
     Exact and independent of any sort's stability: entry ``i`` is selected when fewer than
     ``k`` entries come before it, an entry ``j`` coming before ``i`` when it is larger, or
@@ -61,9 +61,8 @@ def topk_mask(F, scores, k, num):
     scores = F.BlockGrad(scores)
     col = F.expand_dims(scores, axis=1)   # [b, 0, j]
     row = F.expand_dims(scores, axis=2)   # [b, i, 0]
-    idx = F.arange(num)
-    lower = F.broadcast_lesser(F.reshape(idx, shape=(1, 1, num)),
-                               F.reshape(idx, shape=(1, num, 1)))  # [0, i, j] = j < i
+    lower = F.broadcast_lesser(F.reshape(index, shape=(1, 1, -1)),
+                               F.reshape(index, shape=(1, -1, 1)))  # [0, i, j] = j < i
     before = F.broadcast_greater(col, row) + F.broadcast_mul(F.broadcast_equal(col, row), lower)
     return F.BlockGrad(F.sum(before, axis=2) < k)
 
@@ -101,6 +100,12 @@ def balance_loss(F, gates, weight=BALANCE_WEIGHT):
     fixed = F.BlockGrad(cv2)
     per_sample = F.broadcast_add(fixed, F.broadcast_div(cv2 - fixed, batch))
     return ExtraLoss(F.reshape(F.broadcast_mul(ones, per_sample), shape=(-1,)), weight, True)
+
+
+def _index_constant(block, num):
+    """The constant ``0 .. num - 1`` of ``block`` (a parameter, so that it has the block's
+    dtype after ``cast``; graph ops such as ``arange_like`` break partial shape inference)."""
+    return block.params.get_constant("index", mx.nd.arange(num))
 
 
 def _check_widths(name, widths):
@@ -143,8 +148,9 @@ class GateBranch(nn.HybridBlock):
                                                init=init)
             self.noise_weight = None if noise == "none" else self.params.get(
                 "noise_weight", shape=(self.dim, num_components), init=init)
+            self.index = _index_constant(self, num_components)
 
-    def hybrid_forward(self, F, x, gate_weight, noise_weight=None):
+    def hybrid_forward(self, F, x, gate_weight, index, noise_weight=None):
         x = self.convs(x)
         v = self.pool(x) if self.pool is not None else F.mean(x, axis=(2, 3))
         clean = F.dot(v, gate_weight)
@@ -154,13 +160,12 @@ class GateBranch(nn.HybridBlock):
         else:
             like = clean if self.noise == "per_entry" else \
                 F.slice_axis(clean, axis=1, begin=0, end=1)
-            gamma = F.broadcast_mul(flag, F.random.normal(F.zeros_like(like),
-                                                          F.ones_like(like)))
+            gamma = F.broadcast_mul(flag, F.random.normal_like(F.BlockGrad(like)))
             spread = F.Activation(F.dot(v, noise_weight), act_type="softrelu")
             logits = clean + F.broadcast_mul(gamma, spread)
-        return self._gates(F, logits, flag)
+        return self._gates(F, logits, flag, index)
 
-    def _gates(self, F, logits, flag):
+    def _gates(self, F, logits, flag, index):
         """``(G, H, mask)`` of the logits ``H``: top-K with the whole-batch fallback."""
         k, n = self.top_k, self.num
         scores = logits
@@ -171,10 +176,10 @@ class GateBranch(nn.HybridBlock):
             tied = F.min(above < k)  # (1,): 1 when every sample of the batch is degenerate
             # training only: at inference the selection stays a function of the input
             fallback = F.broadcast_mul(tied, flag)
-            noise = F.random.normal(F.zeros_like(held), F.ones_like(held))
+            noise = F.random.normal_like(held)
             use = F.broadcast_like(F.reshape(fallback, shape=(1, 1)), held)
             scores = F.where(use, noise, held)
-        mask = topk_mask(F, scores, k, n)
+        mask = topk_mask(F, scores, k, index)
         return masked_softmax(F, logits, mask), logits, mask
 
 
@@ -202,15 +207,17 @@ class MixtureComponents(nn.HybridBlock):
                 self.weights.append("weight%d" % j)
                 c = w
             self.pool, self.output_dim = _make_pool(pool, c, impl, "pool_")
+            # the routed form's component numbers (the dense one has no use for them)
+            self.index = _index_constant(self, num_components) if routing == "routed" else None
 
     def _pooled(self, F, h):
         return self.pool(h) if self.pool is not None else F.mean(h, axis=(2, 3))
 
-    def hybrid_forward(self, F, x, gates, **weights):
+    def hybrid_forward(self, F, x, gates, index=None, **weights):
         ws = [weights[name] for name in self.weights]
         if self.routing == "dense":
             return self._dense(F, x, gates, ws)
-        return self._routed(F, x, gates, ws)
+        return self._routed(F, x, gates, ws, index)
 
     def _dense(self, F, x, gates, ws):
         n = self.num
@@ -222,17 +229,16 @@ class MixtureComponents(nn.HybridBlock):
         z = F.reshape(self._pooled(F, h), shape=(-4, -1, n, 0))  # (B, N, Dc)
         return F.reshape(F.batch_dot(F.expand_dims(gates, axis=1), z), shape=(0, -1))
 
-    def _routed(self, F, x, gates, ws):
+    def _routed(self, F, x, gates, ws, idx):
         n, k = self.num, self.top_k
         # slot s of sample b: its s-th selected component in index order (selected entries
         # have weights > 0; an underflown 0 weight leaves a slot on component 0 with weight
         # 0: the same sum, and the softmax Jacobian gives that entry no gradient either way)
         chosen = F.BlockGrad(gates > 0)                                      # (B, N)
-        idx = F.arange(n)
         before = F.broadcast_lesser(F.reshape(idx, shape=(n, 1)),
                                     F.reshape(idx, shape=(1, n)))           # [j, i] = j < i
         slot = F.dot(chosen, before)                                         # (B, N)
-        slots = F.reshape(F.arange(k), shape=(1, k, 1))
+        slots = F.reshape(F.slice_axis(idx, axis=0, begin=0, end=k), shape=(1, k, 1))
         pick = F.BlockGrad(F.broadcast_mul(
             F.broadcast_equal(F.expand_dims(slot, axis=1), slots),
             F.expand_dims(chosen, axis=1)))                                  # (B, K, N)

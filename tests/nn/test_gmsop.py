@@ -13,6 +13,7 @@ from gluon_models.nn.gmsop import (GatedMixture, GateBranch, balance_loss, impor
 from gluon_models.training import training_symbol
 
 C, N, K, S, B, CLASSES = 6, 5, 3, 4, 4, 7
+ARANGE = mx.nd.arange(N)
 
 
 # ---- numpy references ------------------------------------------------------------------------
@@ -76,8 +77,8 @@ def params_of(block):
 def randomize(block, rng):
     """Random values in every parameter (BN statistics positive) so no term hides."""
     for name, p in params_of(block).items():
-        if name.endswith("triu"):
-            continue
+        if name.endswith(("triu", "index")):
+            continue  # constants (triangle, component index)
         if name.endswith(("running_var", "gamma")):
             v = rng.uniform(0.5, 1.5, p.shape)
         elif name.endswith("gate_weight") or name.endswith("noise_weight"):
@@ -177,14 +178,14 @@ def test_topk_mask_ties_keep_the_lowest_indices():
                   [0, 0, 3, 0, 3, 3],
                   [-1, -1, -2, -1, -1, 7]])
     for k in (1, 3, 5):
-        got = topk_mask(mx.nd, mx.nd.array(h), k, 6).asnumpy()
+        got = topk_mask(mx.nd, mx.nd.array(h), k, mx.nd.arange(6)).asnumpy()
         np.testing.assert_array_equal(got, ref_topk(h, k))
         assert (got.sum(axis=1) == k).all()
     # a larger random row set with many ties (integers) against the reference
     rng = np.random.RandomState(3)
     h = rng.randint(0, 4, (50, 16)).astype(np.float32)
-    np.testing.assert_array_equal(topk_mask(mx.nd, mx.nd.array(h), 8, 16).asnumpy(),
-                                  ref_topk(h, 8))
+    got = topk_mask(mx.nd, mx.nd.array(h), 8, mx.nd.arange(16)).asnumpy()
+    np.testing.assert_array_equal(got, ref_topk(h, 8))
 
 
 def gate_only(noise="per_sample", k=K):
@@ -197,9 +198,9 @@ def test_whole_batch_tie_fallback_is_random_in_training_only():
     gate = gate_only()
     tied = mx.nd.array(np.tile([[0.5, 0.5, 0.5, 0.5, 0.5]], (64, 1)))
     train, infer = mx.nd.array([1.0]), mx.nd.array([0.0])
-    g, _, mask = (a.asnumpy() for a in gate._gates(mx.nd, tied, infer))
+    g, _, mask = (a.asnumpy() for a in gate._gates(mx.nd, tied, infer, ARANGE))
     np.testing.assert_array_equal(mask, np.tile([[1, 1, 1, 0, 0]], (64, 1)))
-    g, _, mask = (a.asnumpy() for a in gate._gates(mx.nd, tied, train))
+    g, _, mask = (a.asnumpy() for a in gate._gates(mx.nd, tied, train, ARANGE))
     assert (mask.sum(axis=1) == K).all()
     assert len({tuple(m) for m in mask}) > 3  # per-sample random subsets
     assert 0.3 < mask[:, 4].mean() < 0.9 and 0.3 < mask[:, 0].mean() < 0.9  # uniform: 0.6
@@ -208,15 +209,15 @@ def test_whole_batch_tie_fallback_is_random_in_training_only():
     partial = tied.asnumpy()
     partial[5] = [3, 2, 2, 1, 0]
     for flag in (train, infer):
-        mask = gate._gates(mx.nd, mx.nd.array(partial), flag)[2].asnumpy()
+        mask = gate._gates(mx.nd, mx.nd.array(partial), flag, ARANGE)[2].asnumpy()
         np.testing.assert_array_equal(mask, ref_topk(partial, K))
     # a sample whose ties sit above its minimum does not count as degenerate either
     above = np.tile([[2., 2, 2, 2, 0]], (8, 1))
-    mask = gate._gates(mx.nd, mx.nd.array(above), train)[2].asnumpy()
+    mask = gate._gates(mx.nd, mx.nd.array(above), train, ARANGE)[2].asnumpy()
     np.testing.assert_array_equal(mask, ref_topk(above, K))
     # K = N: everything is selected, never random
     full = gate_only(k=N)
-    assert (full._gates(mx.nd, tied, train)[2].asnumpy() == 1).all()
+    assert (full._gates(mx.nd, tied, train, ARANGE)[2].asnumpy() == 1).all()
 
 
 def test_masked_softmax_gradient_restricted_to_selection():
