@@ -8,6 +8,7 @@ import pytest
 import mxnet as mx
 
 import gluon_models
+from gluon_models.model_zoo.compose import _descendants
 from gluon_models.model_zoo.reference import REFERENCE, SOURCES
 from gluon_models.nn.gmsop import GatedMixture
 from gluon_models.training import FitConfig, training_symbol
@@ -99,14 +100,6 @@ def test_authors_initialisation_and_stem_learning_rate():
     mult = lr_multipliers(FitConfig(), net)
     assert mult[stem.name] == pytest.approx(1 / 3600)
     assert {v for k, v in mult.items() if k != stem.name} == {1.0}
-
-
-def _descendants(block):
-    out = []
-    for child in block._children.values():
-        out.append(child)
-        out.extend(_descendants(child))
-    return out
 
 
 def test_options_reach_the_head():
