@@ -36,12 +36,13 @@ cross-entropy, i.e. ``100 / B`` on the mean).
 import mxnet as mx
 from mxnet.gluon import nn
 
+from ..data.presets import AugPreset
 from ..nn.basic import ConvBNAct, check_impl, check_int
 from ..nn.gmsop import GatedMixture
 from .compose import Classifier, register_representation
 from .registry import register_family, register_model
 
-__all__ = ["PostActBlock", "imagenet64_features", "STEM_SCALE"]
+__all__ = ["PostActBlock", "imagenet64_features", "STEM_SCALE", "IMAGENET64_AUG"]
 
 STEM_SCALE = 60.0  # the stem's weights / 60, lr multiplier 1 / 60^2
 _BN = dict(momentum=0.7, epsilon=1e-5)
@@ -204,4 +205,9 @@ def gmsop16_8_wrn36_2_imagenet64(**kwargs):
     return _create("gmsop16_8_wrn36_2_imagenet64", **kwargs)
 
 
-register_family("gmsop")
+# The authors' downsampled-ImageNet pipeline (spec of the seed, 8.1): the full 64 x 64 image on
+# the 0-255 scale minus the training set's per-channel mean (the dataset's table), never divided
+# by the std (the stem's / 60 compensates), a random horizontal flip, no padding or crop.
+IMAGENET64_AUG = AugPreset(0, "zero", True, None, (1.0, 1.0, 1.0))
+
+register_family("gmsop", aug_presets={"imagenet64": IMAGENET64_AUG})

@@ -161,3 +161,11 @@ def test_training_symbol_carries_the_balance_loss(name):
         assert any("extra_loss0" in o for o in internals)
     else:
         assert sym.list_outputs() == ["softmax_output"]
+
+
+def test_imagenet64_augmentation_preset():
+    """Mean subtraction on 0-255 (the dataset's mean), no std, random flip, no pad or crop."""
+    from gluon_models.data.presets import AUG_PRESETS
+    preset = AUG_PRESETS["imagenet64"]
+    assert preset.pad == 0 and preset.mirror is True
+    assert preset.mean_rgb is None and preset.std_rgb == (1.0, 1.0, 1.0)
