@@ -169,3 +169,30 @@ def test_imagenet64_augmentation_preset():
     preset = AUG_PRESETS["imagenet64"]
     assert preset.pad == 0 and preset.mirror is True
     assert preset.mean_rgb is None and preset.std_rgb == (1.0, 1.0, 1.0)
+
+
+def test_module_trainer_trains_and_logs_the_balance_loss(caplog):
+    """One epoch of the shared Module trainer on a GM network: the balance loss is logged
+    (the epoch mean of CV^2) and every learnable parameter moves, the gate matrices too."""
+    import logging
+    from gluon_models.training import fit
+    rng = np.random.RandomState(0)
+    x = rng.uniform(-60, 60, (12, 3, 64, 64)).astype("float32")
+    y = rng.randint(0, 3, 12).astype("float32")
+
+    def data(epoch=0):
+        return mx.io.NDArrayIter(x, y, 8, shuffle=False, last_batch_handle="pad",
+                                 label_name="softmax_label")
+    mx.random.seed(3)
+    net = gluon_models.get_model("gmgap16_8_resnet18_imagenet64", classes=3,
+                                 num_components=4, top_k=2)
+    net.initialize()
+    before = {n: p.data().asnumpy().copy() for n, p in net.collect_params().items()
+              if p.grad_req != "null"}
+    with caplog.at_level(logging.INFO):
+        fit(net, data, None, FitConfig(num_epochs=1, lr=0.01, wd_rule="all", kv_store="local"))
+    logged = [r.getMessage() for r in caplog.records if "extra_loss0" in r.getMessage()]
+    assert logged and np.isfinite(float(logged[-1].split("=")[-1]))
+    still = [n for n, p in net.collect_params().items()
+             if n in before and np.array_equal(p.data().asnumpy(), before[n])]
+    assert not still, still
