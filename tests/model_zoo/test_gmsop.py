@@ -196,3 +196,29 @@ def test_module_trainer_trains_and_logs_the_balance_loss(caplog):
     still = [n for n, p in net.collect_params().items()
              if n in before and np.array_equal(p.data().asnumpy(), before[n])]
     assert not still, still
+
+
+def test_gluon_loop_through_extra_losses_with_static_memory():
+    """``net.extra_losses(mx.nd, x)`` in a Gluon loop (sum CE + weight * sum loss_b, then
+    ``trainer.step(B)``) on a net hybridized with static_alloc: the same gradients as without
+    (a stand-alone Identity output with static_alloc used to break MXNet's backward)."""
+    x = mx.nd.random.uniform(-60, 60, (3, 3, 64, 64))
+    label = mx.nd.array([0, 2, 1])
+    grads = []
+    for static in (False, True):
+        mx.random.seed(5)
+        net = gluon_models.get_model("gmgap16_8_resnet18_imagenet64", classes=3,
+                                     num_components=4, top_k=2, dropout=0.0, noise="none")
+        net.initialize()
+        net.hybridize(static_alloc=static)
+        with mx.autograd.record():
+            scores, extra = net.extra_losses(mx.nd, x)
+            loss = mx.gluon.loss.SoftmaxCrossEntropyLoss()(scores, label).sum() + \
+                sum(e.weight * e.loss.sum() for e in extra)
+        loss.backward()
+        grads.append({k: p.grad().asnumpy() for k, p in net._collect_params_with_prefix()
+                      .items() if p.grad_req != "null"})
+    for k in grads[0]:
+        np.testing.assert_allclose(grads[1][k], grads[0][k], rtol=1e-4,
+                                   atol=1e-5 * max(float(np.abs(grads[0][k]).max()), 1e-6),
+                                   err_msg=k)
