@@ -2,7 +2,7 @@
 
 One training step (forward, backward with the authors' objective ``sum_b CE_b + 100 CV^2``,
 SGD update with ``trainer.step(B)``) of ``gmsop16_8_resnet18_imagenet64`` at B = 150 (the
-authors' WRN batch; the quick run: B = 16), 1000 classes, float32 on this CPU, hybridized,
+authors' WRN batch; the quick run: B = 4), 1000 classes, float32 on this CPU, hybridized,
 against
 
 * the GAP baseline ``resnet18_imagenet64`` (the same trunk with stride 2 in stage 5, global
@@ -35,7 +35,7 @@ from benchmarks.common import omp_threads, time_interleaved  # noqa: E402
 _LOG = logging.getLogger(__name__)
 
 FULL = dict(batch=150, repeats=3, warmup=1)
-QUICK = dict(batch=16, repeats=1, warmup=1)
+QUICK = dict(batch=4, repeats=1, warmup=1)
 CLASSES = 1000
 NETWORKS = {
     "gap baseline (resnet18_imagenet64)": ("resnet18_imagenet64", {}),

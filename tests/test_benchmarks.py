@@ -10,7 +10,7 @@ from benchmarks.common import verdict, verdict_line
 
 
 def test_registry_lists_the_benchmarks():
-    assert {"reorder", "fb", "isqrtcov"} <= set(run.available())
+    assert {"reorder", "fb", "isqrtcov", "gmsop"} <= set(run.available())
 
 
 def test_unknown_benchmark_is_an_error_naming_it(tmp_path, capsys):
@@ -175,3 +175,16 @@ def test_isqrtcov_disagreeing_variants_stop_the_benchmark(monkeypatch):
     monkeypatch.setattr(bench_isqrtcov, "build", broken)
     with pytest.raises(AssertionError, match="differ"):
         bench_isqrtcov.check_agreement("tiny")
+
+
+def test_gmsop_quick_writes_json_and_markdown(tmp_path):
+    """The GM-SOP benchmark's smoke run (B = 4): both tables, every variant timed."""
+    written = run.main(["gmsop", "--quick", "--out-dir", str(tmp_path)])
+    assert written["gmsop"] == (str(tmp_path / "gmsop.json"), str(tmp_path / "gmsop.md"))
+    with open(tmp_path / "gmsop.json") as fh:
+        res = json.load(fh)
+    assert res["quick"] is True and res["settings"]["batch"] == 4
+    assert len(res["networks"]) == 3 and len(res["heads"]) == 3
+    assert all(t["median_ms"] > 0 for t in list(res["networks"].values()) +
+               list(res["heads"].values()))
+    assert "GM-SOP head (dense) / GAP head" in (tmp_path / "gmsop.md").read_text()

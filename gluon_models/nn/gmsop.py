@@ -301,7 +301,7 @@ class GatedMixture(nn.HybridBlock):
                  routing="dense", balance_weight=BALANCE_WEIGHT, impl="native", **kwargs):
         super().__init__(**kwargs)
         in_channels = check_int("in_channels", in_channels)
-        num = check_int("num_components", num_components)
+        num = check_int("num_components", num_components, 2)  # a CV needs two components
         top_k = check_int("top_k", top_k)
         if top_k > num:
             raise ValueError("top_k must be <= num_components (%d), got %d" % (num, top_k))

@@ -401,7 +401,7 @@ def test_module_trains_the_balance_loss_with_the_authors_scaling():
 # ---- arguments -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(top_k=6), "top_k"), (dict(num_components=0), "num_components"),
+    (dict(top_k=6), "top_k"), (dict(num_components=1, top_k=1), "num_components"),
     (dict(pool="max"), "pool"), (dict(noise="gauss"), "noise"), (dict(routing="sparse"),
                                                                    "routing"),
     (dict(dropout=1.0), "dropout"), (dict(gate_widths=()), "gate_widths"),
