@@ -34,7 +34,7 @@ from benchmarks.common import omp_threads, time_interleaved  # noqa: E402
 
 _LOG = logging.getLogger(__name__)
 
-FULL = dict(batch=150, repeats=3, warmup=1)
+FULL = dict(batch=150, repeats=5, warmup=1)
 QUICK = dict(batch=4, repeats=1, warmup=1)
 CLASSES = 1000
 NETWORKS = {
