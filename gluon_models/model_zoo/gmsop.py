@@ -25,7 +25,7 @@ name                                network (authors' init file)
 ==================================  =========================================================
 
 Options: ``classes``, ``impl``, ``freeze``; the GM networks also ``num_components`` (N),
-``top_k`` (K), ``dropout``, ``noise`` and ``routing`` (see
+``top_k`` (K), ``dropout``, ``noise``, ``routing`` and ``fallback`` (see
 :class:`~gluon_models.nn.gmsop.GatedMixture`). Initialisation as the authors': Gaussian
 ``sqrt(2 / fan_in)`` convolutions and classifiers, zero biases, BN 1 / 0 with momentum 0.7,
 gate matrices ``1 / Dg``, and the stem's weights divided by 60 with learning-rate multiplier
@@ -130,7 +130,8 @@ _SPECS = {
                                                          component_widths=(512, 128))),
 }
 _COMMON = dict(classes=1000, impl="native", freeze=0)
-_GM = dict(num_components=16, top_k=8, dropout=0.2, noise="per_sample", routing="dense")
+_GM = dict(num_components=16, top_k=8, dropout=0.2, noise="per_sample", routing="dense",
+           fallback="training")
 _GM_KEYS = tuple(_GM)
 _DROPOUT = {"gmsop16_8_wrn36_2_imagenet64": 0.4}
 

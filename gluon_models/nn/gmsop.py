@@ -35,9 +35,10 @@ from .basic import ConvBNAct, check_impl, check_int, train_mode_flag
 from .representation import ISqrtCov
 
 __all__ = ["GatedMixture", "GateBranch", "MixtureComponents", "topk_mask", "masked_softmax",
-           "importance_cv2", "balance_loss", "NOISES", "ROUTINGS", "POOLS"]
+           "importance_cv2", "balance_loss", "NOISES", "ROUTINGS", "POOLS", "FALLBACKS"]
 
 NOISES = ("per_sample", "per_entry", "none")
+FALLBACKS = ("training", "always")
 ROUTINGS = ("dense", "routed")
 POOLS = ("sop", "gap")
 BALANCE_WEIGHT = 100.0  # the authors' weight on CV^2, added to the summed cross-entropy
@@ -132,9 +133,10 @@ class GateBranch(nn.HybridBlock):
     the selection (see the module docstring)."""
 
     def __init__(self, in_channels, num_components, top_k, widths, pool="sop", noise="per_sample",
-                 impl="native", **kwargs):
+                 impl="native", fallback="training", **kwargs):
         super().__init__(**kwargs)
         self.num, self.top_k, self.noise = num_components, top_k, noise
+        self.fallback = fallback
         with self.name_scope():
             self.convs = nn.HybridSequential(prefix="")
             c = in_channels
@@ -174,8 +176,9 @@ class GateBranch(nn.HybridBlock):
             # the K-th largest equals the minimum <=> fewer than K entries exceed the minimum
             above = F.sum(F.broadcast_greater(held, F.min(held, axis=1, keepdims=True)), axis=1)
             tied = F.min(above < k)  # (1,): 1 when every sample of the batch is degenerate
-            # training only: at inference the selection stays a function of the input
-            fallback = F.broadcast_mul(tied, flag)
+            # by default in training only: at inference the selection stays a function of
+            # the input (fallback="always": also at inference, as the authors' layer)
+            fallback = F.broadcast_mul(tied, flag) if self.fallback == "training" else tied
             noise = F.random.normal_like(held)
             use = F.broadcast_like(F.reshape(fallback, shape=(1, 1)), held)
             scores = F.where(use, noise, held)
@@ -284,6 +287,11 @@ class GatedMixture(nn.HybridBlock):
         Training noise of the gate logits (see the module docstring); "none" has no ``Wn``.
     routing : {"dense", "routed"}
         How the mixture is computed (:class:`MixtureComponents`).
+    fallback : {"training", "always"}
+        When the whole-batch random selection applies: in training only (default; inference
+        is then deterministic, e.g. an exported untrained network gives the same outputs
+        twice), or also at inference, as the authors' gating layer (it only matters while
+        every sample's logits are degenerate, i.e. before training).
     balance_weight : float
         ``w`` of the balance loss (:func:`balance_loss`).
     impl : {"native", "stock"}
@@ -298,7 +306,8 @@ class GatedMixture(nn.HybridBlock):
 
     def __init__(self, in_channels, classes, num_components=16, top_k=8, pool="sop",
                  gate_widths=None, component_widths=None, dropout=0.2, noise="per_sample",
-                 routing="dense", balance_weight=BALANCE_WEIGHT, impl="native", **kwargs):
+                 routing="dense", balance_weight=BALANCE_WEIGHT, impl="native",
+                 fallback="training", **kwargs):
         super().__init__(**kwargs)
         in_channels = check_int("in_channels", in_channels)
         num = check_int("num_components", num_components, 2)  # a CV needs two components
@@ -309,6 +318,8 @@ class GatedMixture(nn.HybridBlock):
             raise ValueError("pool must be one of %s, got %r" % (POOLS, pool))
         if noise not in NOISES:
             raise ValueError("noise must be one of %s, got %r" % (NOISES, noise))
+        if fallback not in FALLBACKS:
+            raise ValueError("fallback must be one of %s, got %r" % (FALLBACKS, fallback))
         if routing not in ROUTINGS:
             raise ValueError("routing must be one of %s, got %r" % (ROUTINGS, routing))
         if not 0 <= dropout < 1:
@@ -324,7 +335,7 @@ class GatedMixture(nn.HybridBlock):
         self.output_dim, self.balance_weight = check_int("classes", classes), float(balance_weight)
         with self.name_scope():
             self.gate = GateBranch(in_channels, num, top_k, gate_widths, pool, noise, impl,
-                                   prefix="gate_")
+                                   fallback, prefix="gate_")
             self.components = MixtureComponents(in_channels, num, top_k, component_widths,
                                                 pool, routing, impl, prefix="component_")
             dim = self.components.output_dim

@@ -215,6 +215,10 @@ def test_whole_batch_tie_fallback_is_random_in_training_only():
     above = np.tile([[2., 2, 2, 2, 0]], (8, 1))
     mask = gate._gates(mx.nd, mx.nd.array(above), train, ARANGE)[2].asnumpy()
     np.testing.assert_array_equal(mask, ref_topk(above, K))
+    # fallback="always": the authors' layer, random at inference too
+    always = GateBranch(C, N, K, (8, 4), pool="gap", fallback="always", prefix="a_")
+    masks = [always._gates(mx.nd, tied, infer, ARANGE)[2].asnumpy() for _ in range(2)]
+    assert (masks[0].sum(axis=1) == K).all() and not np.array_equal(masks[0], masks[1])
     # K = N: everything is selected, never random
     full = gate_only(k=N)
     assert (full._gates(mx.nd, tied, train, ARANGE)[2].asnumpy() == 1).all()
@@ -404,7 +408,8 @@ def test_module_trains_the_balance_loss_with_the_authors_scaling():
     (dict(top_k=6), "top_k"), (dict(num_components=1, top_k=1), "num_components"),
     (dict(pool="max"), "pool"), (dict(noise="gauss"), "noise"), (dict(routing="sparse"),
                                                                    "routing"),
-    (dict(dropout=1.0), "dropout"), (dict(gate_widths=()), "gate_widths"),
+    (dict(dropout=1.0), "dropout"), (dict(fallback="never"), "fallback"),
+    (dict(gate_widths=()), "gate_widths"),
     (dict(component_widths=(8, 0)), "component_widths"), (dict(impl="cuda"), "impl")])
 def test_bad_arguments_are_named(kw, match):
     args = dict(num_components=N, top_k=K)
