@@ -322,6 +322,9 @@ class GatedMixture(nn.HybridBlock):
             raise ValueError("fallback must be one of %s, got %r" % (FALLBACKS, fallback))
         if routing not in ROUTINGS:
             raise ValueError("routing must be one of %s, got %r" % (ROUTINGS, routing))
+        if not (isinstance(balance_weight, (int, float)) and 0 <= balance_weight < float("inf")):
+            raise ValueError("balance_weight must be a finite number >= 0, got %r"
+                             % (balance_weight,))
         if not 0 <= dropout < 1:
             raise ValueError("dropout must be in [0, 1), got %r" % (dropout,))
         impl = check_impl(impl)

@@ -409,7 +409,7 @@ def test_module_trains_the_balance_loss_with_the_authors_scaling():
     (dict(pool="max"), "pool"), (dict(noise="gauss"), "noise"), (dict(routing="sparse"),
                                                                    "routing"),
     (dict(dropout=1.0), "dropout"), (dict(fallback="never"), "fallback"),
-    (dict(gate_widths=()), "gate_widths"),
+    (dict(gate_widths=()), "gate_widths"), (dict(balance_weight=-1.0), "balance_weight"),
     (dict(component_widths=(8, 0)), "component_widths"), (dict(impl="cuda"), "impl")])
 def test_bad_arguments_are_named(kw, match):
     args = dict(num_components=N, top_k=K)
