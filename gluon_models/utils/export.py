@@ -344,7 +344,7 @@ def _converter(graph_class, checker, opset):
 
 
 def symbol_to_onnx(sym_file, params_file, path, input_shape, dynamic_batch=False,
-                   opset=ONNX_OPSET, doc=""):
+                   opset=ONNX_OPSET, doc="", source=None):
     """Convert an MXNet export (``-symbol.json`` + ``.params``, input ``data``) of stock ops to
     the ONNX file ``path``.
 
@@ -356,6 +356,9 @@ def symbol_to_onnx(sym_file, params_file, path, input_shape, dynamic_batch=False
         Leave the batch axis of the input and output free (``N``) instead of fixed.
     opset : int
         ONNX opset of the file, one of :data:`ONNX_OPSETS`.
+    doc, source : str
+        The model's ONNX ``doc_string``; what error messages call the network (default
+        ``sym_file``).
 
     A layer without an ONNX form (a native operator, an op mxnet's converter does not
     translate, an MXNet-only reshape code) raises ValueError naming every such layer, before
@@ -372,11 +375,16 @@ def symbol_to_onnx(sym_file, params_file, path, input_shape, dynamic_batch=False
         nodes = json.load(fh)["nodes"]
     refused = _onnx_refusals(nodes, opset, graph_class.registry_)
     if refused:
-        raise ValueError("%s cannot be exported to ONNX; layers without an ONNX form:\n  %s"
-                         % (sym_file, "\n  ".join(refused)))
+        more = len(refused) - 20
+        raise ValueError("%s cannot be exported to ONNX; layers without an ONNX form:\n  %s%s"
+                         % (source or sym_file, "\n  ".join(refused[:20]),
+                            "\n  ... and %d more" % more if more > 0 else ""))
     sym = mx.sym.load(sym_file)
-    arg, aux, _ = read_params(params_file)
-    params = dict(arg, **aux)
+    if mx.nd.load(params_file) == []:  # a network without parameters
+        params = {}
+    else:
+        arg, aux, _ = read_params(params_file)
+        params = dict(arg, **aux)
     inputs = [n for n in sym.list_inputs() if n not in params]
     if inputs != ["data"]:
         raise ValueError("%s: expected one input 'data' besides the parameters, got %s"
@@ -446,6 +454,7 @@ def export_onnx(model, path, input_shape=None, batch_size=1, dynamic_batch=False
                                              tuple(input_shape))
         return symbol_to_onnx(sym_file, params_file, path,
                               (batch_size,) + tuple(input_shape), dynamic_batch, opset,
-                              doc="%s (gluon-models), stock twin" % name)
+                              doc="%s (gluon-models), stock twin" % name,
+                              source="network %s" % name)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
