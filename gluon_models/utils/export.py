@@ -380,11 +380,13 @@ def symbol_to_onnx(sym_file, params_file, path, input_shape, dynamic_batch=False
                          % (source or sym_file, "\n  ".join(refused[:20]),
                             "\n  ... and %d more" % more if more > 0 else ""))
     sym = mx.sym.load(sym_file)
-    if mx.nd.load(params_file) == []:  # a network without parameters
-        params = {}
-    else:
+    try:
         arg, aux, _ = read_params(params_file)
         params = dict(arg, **aux)
+    except ValueError:
+        if mx.nd.load(params_file) != []:  # [] is what a network without parameters saves
+            raise
+        params = {}
     inputs = [n for n in sym.list_inputs() if n not in params]
     if inputs != ["data"]:
         raise ValueError("%s: expected one input 'data' besides the parameters, got %s"
