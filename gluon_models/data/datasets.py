@@ -64,6 +64,16 @@ DATASETS = {
         (),
         "tools/prepare_digits.py"),
 }
+# Downsampled ImageNet (Chrabaszcz et al. 2017; data/imagenet64.py). mean/std: full-size
+# ImageNet's (0-255 RGB) as a default; the converter writes the set's own training mean to
+# mean_rgb.json beside the records (pass it as --mean-rgb). Families set their own
+# normalisation and augmentation (GM-SOP: mean only, flips) through their presets.
+for _side in (64, 32, 16):
+    DATASETS["imagenet%d" % _side] = DatasetInfo(
+        "imagenet%d" % _side, 1000, 1281167, 50000, (3, _side, _side),
+        (123.675, 116.28, 103.53), (58.395, 57.12, 57.375), "none",
+        tuple("train_data_batch_%d" % i for i in range(1, 11)) + ("val_data",),
+        "tools/prepare_imagenet64.py")
 
 
 def list_datasets():
