@@ -74,6 +74,12 @@ for _side in (64, 32, 16):
         (123.675, 116.28, 103.53), (58.395, 57.12, 57.375), "none",
         tuple("train_data_batch_%d" % i for i in range(1, 11)) + ("val_data",),
         "tools/prepare_imagenet64.py")
+# Places365-Standard at GM-SOP's 100 x 100 (tools/prepare_places365.py); ImageNet's mean/std.
+DATASETS["places365"] = DatasetInfo(
+    "places365", 365, 1803460, 36500, (3, 100, 100), (123.675, 116.28, 103.53),
+    (58.395, 57.12, 57.375), "none",
+    ("places365_train_standard.txt", "places365_val.txt", "categories_places365.txt"),
+    "tools/prepare_places365.py")
 
 
 def list_datasets():
