@@ -244,7 +244,7 @@ def _train(args, cfg, make_train, make_val):
         cfg = dataclasses.replace(cfg, load_epoch=stage1)
     if stage1 is not None:
         _LOG.info("stage 2: every layer, epochs %d..%d", start + 1, cfg.num_epochs)
-        net = build_network(args, freeze=0, pretrained=False)  # weights: the checkpoint's
+        net = build_network(args, pretrained=False)  # weights: the checkpoint's
     else:
         net = build_network(args, pretrained=not cfg.load_epoch)
     fit(net, make_train, make_val, cfg, classes=net.classes)

@@ -226,3 +226,27 @@ def test_command_line_errors(records, tmp_path, capsys):
             parse_finetune_args(base + extra)
         assert err.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_defaults_are_finetune_sh(records):
+    """finetune.sh: mpncov_resnet50 + MPNCOV, batch 10, lr 1.2e-3 constant (its step at
+    epoch 100 of 100 never acts), classifier factor 5, wd 1e-4 (the script's 1e-3 is never
+    passed), momentum 0.9 in PyTorch's form, 448-pixel CUB crops."""
+    args = parse_finetune_args(["--data-dir", records, "--benchmark", "CUB"])
+    assert (args.model, args.batch_size, args.lr, args.classifier_factor, args.wd, args.mom,
+            args.num_epochs, args.lr_schedule, args.lr_step_epochs, args.optimizer,
+            args.data_shape) == ("mpncov_resnet50", 10, 1.2e-3, 5.0, 1e-4, 0.9, 100, "step",
+                                 [100.0], "torch_sgd", 448)
+    assert get_model(args.model).representation.__class__.__name__ == "ISqrtCov"
+
+
+def test_tool_reports_errors(records, tmp_path):
+    old = sys.argv
+    sys.argv = ["finetune.py", "--model", "resnet18", "--data-dir", records, "--benchmark",
+                "CUB", "--model-prefix", str(tmp_path / "none"), "--evaluate"]
+    try:
+        with pytest.raises(SystemExit) as err:
+            runpy.run_path(os.path.join(REPO, "tools", "finetune.py"), run_name="__main__")
+    finally:
+        sys.argv = old
+    assert "no checkpoint" in str(err.value) and "none" in str(err.value)
