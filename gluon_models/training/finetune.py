@@ -32,7 +32,8 @@ from ..data.presets import add_batch_args
 from ..model_zoo import add_model_args, get_model, model_options_from_args
 from ..model_zoo.cli import check_model_args
 from ..model_zoo.compose import load_parts
-from ..utils.argtypes import non_negative_int, positive_float, positive_int
+from ..utils.argtypes import (finite_float, fraction, non_negative_float, non_negative_int,
+                              positive_float, positive_int)
 from ..utils.checkpoint import last_complete_epoch
 from ..utils.export import load_checkpoint_params
 from .evaluation import CropAverage
@@ -96,15 +97,15 @@ def finetune_parser():
                    help="classifier lr = lr x factor")
     g.add_argument("--lr-method", dest="lr_schedule", choices=("step", "log"),
                    default=argparse.SUPPRESS, help="same as --lr-schedule step|log")
-    g.add_argument("--lr-params", type=float, nargs="+", default=None,
+    g.add_argument("--lr-params", type=finite_float, nargs="+", default=None,
                    help="step: the epochs at which the lr is divided by 10 (those >= "
                         "--epochs never act); log: P1 P2 (lr from 10^P1 to 10^P2)")
     g.add_argument("--epochs", dest="num_epochs", type=positive_int,
                    default=argparse.SUPPRESS, help="same as --num-epochs")
-    g.add_argument("--momentum", dest="mom", type=float, default=argparse.SUPPRESS,
+    g.add_argument("--momentum", dest="mom", type=fraction, default=argparse.SUPPRESS,
                    help="same as --mom")
-    g.add_argument("--weight-decay", dest="wd", type=float, default=argparse.SUPPRESS,
-                   help="same as --wd")
+    g.add_argument("--weight-decay", dest="wd", type=non_negative_float,
+                   default=argparse.SUPPRESS, help="same as --wd")
     g.add_argument("--two-stage", metavar="E1", type=positive_int, default=None,
                    help="train the classifier only for E1 epochs, then every layer "
                         "(two_stage_finetune.sh); needs --model-prefix")
