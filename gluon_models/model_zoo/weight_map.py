@@ -11,8 +11,8 @@ names, and ``num_batches_tracked`` (a counter PyTorch >= 0.4 keeps) is dropped.
 A family declares the maps of its networks next to them, through the registry
 (``register_family(..., weight_maps={model pattern: map})``); the layouts of the torchvision
 networks that gluoncv's backbones share (:data:`TORCHVISION_RESNET`, :data:`TORCHVISION_VGG`,
-:data:`TORCHVISION_ALEXNET`, :data:`TORCHVISION_DENSENET`, :data:`TORCHVISION_INCEPTION_V3`) are defined here once for every
-family that builds on those backbones. :func:`convert` reads a checkpoint
+:data:`TORCHVISION_ALEXNET`, :data:`TORCHVISION_DENSENET`, :data:`TORCHVISION_INCEPTION_V3`)
+are defined here once for every family that builds on those backbones. :func:`convert` reads a checkpoint
 (:mod:`gluon_models.utils.torch_checkpoint`), maps every tensor, checks that every parameter
 of the network gets one of its shape and that no tensor is left over, and writes a Gluon
 parameter file.
