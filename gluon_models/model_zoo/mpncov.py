@@ -36,7 +36,10 @@ Options of the backbones (every model takes ``classes``, ``freeze``, ``impl``):
   training from scratch; 0: none);
 * the classifier follows the repository's rules for a model trained from scratch (spec of
   its ``Newmodel``): AlexNet / VGG keep their 3-layer head, its first layer resized to the
-  representation and its last to ``classes``; the others get one fully connected layer. New
+  representation and its last to ``classes``; the others get one fully connected layer.
+  ``pretrained_head=True`` gives its rule for a pretrained backbone instead: one fully
+  connected layer on the representation for AlexNet / VGG too (fc6 and fc7 dropped; a
+  representation is then required), what ``tools/finetune.py --pretrained`` builds. New
   fully connected layers are initialised as PyTorch's (weights and biases
   ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``), the heads' own layers as the repository's
   (VGG / MPN-COV-VGG ``N(0, 0.01)``, zero bias).
@@ -160,7 +163,7 @@ _COMMON = dict(classes=1000, representation_options=None, freeze=0, impl="native
 def _backbone_options(name):
     kind = _BACKBONES[name][2]
     return dict(_COMMON, representation=None if kind in ("vgg", "alexnet") else "gavp",
-                reduced_dim=None)
+                reduced_dim=None, pretrained_head=False)
 
 
 def _second_order_check(name, representation, channels, options):
@@ -206,7 +209,16 @@ def _create_backbone(name, **kwargs):
     representation, options = _representation(
         name, cfg["representation"], channels, cfg["representation_options"],
         cfg["reduced_dim"])
-    if kind in ("vgg", "alexnet"):
+    if kind in ("vgg", "alexnet") and cfg["pretrained_head"]:
+        if representation is None:
+            raise ValueError(
+                "%s with pretrained_head=True and no representation: the repository fails on "
+                "this combination (its pretrained classifier is one layer already); give a "
+                "representation" % name)
+
+        def output(in_units, n):  # a pretrained backbone's head: fc6 and fc7 dropped
+            return _new_dense(in_units, n, "fc_")
+    elif kind in ("vgg", "alexnet"):
         own = representation is None
         if own:  # the backbone's own last max pooling, read by its head
             representation, options = "maxpool", dict(
@@ -346,9 +358,14 @@ def mpncov_vgg16_bn(**kwargs):
 # ---- PyTorch weights --------------------------------------------------------------------------
 
 # The repository's mpncovresnet: torchvision's ResNet names plus layer_reduce(_bn), all but fc
-# inside our `features` under the same names.
+# inside our `features` under the same names; or, in a checkpoint of its main.py (Basemodel
+# of a pretrained mpncovresnet), the same children numbered inside `features` and `fc` as
+# `classifier`.
+_MPNCOV_CHILDREN = _STAGES + ("layer_reduce", "layer_reduce_bn")
 _MPNCOV_RESNET_WEIGHTS = WeightMap.renames(dict(
-    {n: "features." + n for n in _STAGES + ("layer_reduce", "layer_reduce_bn")}, fc="output"))
+    {n: "features." + n for n in _MPNCOV_CHILDREN}, fc="output",
+    **{"features.%d" % i: "features." + n for i, n in enumerate(_MPNCOV_CHILDREN)},
+    classifier="output"))
 # The repository's mpncovvgg16_bn: VGG's features and 3-layer classifier, and its MPNCOV's
 # reduction block conv_dr_block (conv, BN, ReLU).
 _MPNCOV_VGG_WEIGHTS = TORCHVISION_VGG.then(WeightMap.renames({

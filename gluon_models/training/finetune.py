@@ -29,7 +29,7 @@ import numpy as np
 
 from ..data.benchmarks import BENCHMARKS, benchmark_iters, benchmark_name, default_size
 from ..data.presets import add_batch_args
-from ..model_zoo import add_model_args, get_model, model_options_from_args
+from ..model_zoo import add_model_args, get_model, model_info, model_options_from_args
 from ..model_zoo.cli import check_model_args
 from ..model_zoo.compose import load_parts
 from ..utils.argtypes import (finite_float, fraction, non_negative_float, non_negative_int,
@@ -151,9 +151,21 @@ def parse_finetune_args(argv=None, parser=None):
 
 
 def _options(args, freeze=None):
+    """The builder options: the model arguments, ``--representation`` and ``--freeze``. As
+    the seed's MPNCOV preset, iSQRT-COV on a pretrained backbone has no dimension reduction
+    unless ``--model-opt reduced_dim=D`` says otherwise (VGG: a 131,328-d vector; the 2048
+    channels of ResNet-50 are refused as the senseless combination they are); and, as its
+    ``Newmodel``, a pretrained AlexNet / VGG gets one fully connected layer as classifier
+    (``pretrained_head``)."""
     options = model_options_from_args(args)
     if args.representation is not None:
         options["representation"] = REPRESENTATIONS[args.representation]
+    accepted = model_info(args.model)["options"]
+    if (args.pretrained and options.get("representation") == "isqrtcov"
+            and "reduced_dim" in accepted and "reduced_dim" not in options):
+        options["reduced_dim"] = 0
+    if args.pretrained and "pretrained_head" in accepted:
+        options.setdefault("pretrained_head", True)  # AlexNet / VGG: one layer, fc6/7 gone
     options["freeze"] = args.freeze if freeze is None else freeze
     return options
 

@@ -441,3 +441,28 @@ def test_full_size_files_load(tmp_path, model):
     last = "classifier.6.weight" if model == "mpncov_vgg16_bn" else "fc.weight"
     np.testing.assert_array_equal(got["output.6.weight" if "vgg" in model else "output.weight"]
                                   .data().asnumpy(), sd[last])
+
+
+def test_mpncov_resnet_checkpoint_of_the_seeds_main(tmp_path):
+    """main.py's checkpoints of a pretrained mpncovresnet (its Basemodel): the network's
+    children numbered inside `features` (DataParallel around them), `fc` as `classifier`."""
+    plain = _values(_resnet(50, 4, reduce=True))
+    children = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4",
+                "layer_reduce", "layer_reduce_bn"]
+    renamed = collections.OrderedDict()
+    for key, value in plain.items():
+        head, _, rest = key.partition(".")
+        new = ("classifier." + rest if head == "fc"
+               else "features.module.%d.%s" % (children.index(head), rest))
+        renamed[new] = value
+    src = write_torch_file(str(tmp_path / "checkpoint.pth.tar"),
+                           {"epoch": 100, "arch": "mpncovresnet50", "state_dict": renamed,
+                            "best_prec1": 88.0})
+    a = convert("mpncov_resnet50", src, classes=4)
+    _, params = _shaped_params("mpncov_resnet50", 4)
+    b = map_state_dict(plain, weight_map("mpncov_resnet50"), params)
+    assert [dst for _, dst, _ in a.mapped] == [dst for _, dst, _ in b.mapped]
+    for name in b.arrays:
+        assert a.arrays[name] is not None and a.arrays[name].shape == b.arrays[name].shape
+        if any(a.arrays[name].strides):
+            np.testing.assert_array_equal(a.arrays[name], b.arrays[name], err_msg=name)

@@ -250,3 +250,37 @@ def test_tool_reports_errors(records, tmp_path):
     finally:
         sys.argv = old
     assert "no checkpoint" in str(err.value) and "none" in str(err.value)
+
+
+def test_mpncov_preset_without_reduction_when_pretrained(records):
+    """The seed's MPNCOV preset: no dimension reduction on a pretrained backbone."""
+    from gluon_models.training.finetune import _options
+    base = ["--data-dir", records, "--benchmark", "CUB", "--representation", "MPNCOV"]
+    args = parse_finetune_args(base + ["--model", "vgg16", "--pretrained", "v.params"])
+    assert _options(args)["reduced_dim"] == 0
+    assert get_model("vgg16", **_options(args)).representation.output_dim == 131328
+    args = parse_finetune_args(base + ["--model", "vgg16"])
+    assert "reduced_dim" not in _options(args)  # from scratch: the model's 256
+    args = parse_finetune_args(base + ["--model", "vgg16", "--pretrained", "v.params",
+                                       "--model-opt", "reduced_dim=128"])
+    assert _options(args)["reduced_dim"] == 128
+    args = parse_finetune_args(base + ["--model", "resnet50", "--pretrained", "r.params"])
+    with pytest.raises(ValueError, match="senseless"):
+        get_model("resnet50", **_options(args))
+    args = parse_finetune_args(base + ["--pretrained", "m.params"])  # mpncov_resnet50
+    assert "reduced_dim" not in _options(args)
+
+
+def test_pretrained_vgg_gets_one_classifier_layer(records):
+    """The seed's Newmodel with --pretrained: VGG + B-CNN gets Linear(262144, classes), its
+    fc6/fc7 dropped (two_stage_finetune.sh: 52,429,000 classifier parameters at 200)."""
+    from gluon_models.training.finetune import _options
+    base = ["--data-dir", records, "--benchmark", "CUB", "--model", "vgg16", "--classes", "200",
+            "--representation", "BCNN"]
+    net = get_model("vgg16", **_options(parse_finetune_args(base + ["--pretrained", "v"])))
+    shapes = [p.shape for p in net.output.collect_params().values()]
+    assert shapes == [(200, 262144), (200,)]
+    net = get_model("vgg16", **_options(parse_finetune_args(base)))  # from scratch: 3 layers
+    assert len(list(net.output.collect_params().values())) == 6
+    with pytest.raises(ValueError, match="pretrained_head=True and no representation"):
+        get_model("vgg16", pretrained_head=True)
