@@ -170,10 +170,13 @@ class BenchmarkIter(mx.io.DataIter):
         Training: the order and the draws follow ``(seed, epoch)``.
     num_workers : int
         Decoding threads.
+    num_parts, part_index : int
+        The shard of a distributed worker: every ``num_parts``-th record of the epoch's
+        order (the same order on every worker), from ``part_index``.
     """
 
     def __init__(self, rec, benchmark, batch_size, size, mode="val", seed=0, epoch=0,
-                 num_workers=0):
+                 num_workers=0, num_parts=1, part_index=0):
         super().__init__(batch_size)
         rec, idx = rec_files(None, rec)
         self.benchmark, self.size, self.mode = benchmark_name(benchmark), int(size), mode
@@ -190,6 +193,10 @@ class BenchmarkIter(mx.io.DataIter):
         order = np.arange(self.num)
         if mode == "train":
             np.random.RandomState([self.seed, self.epoch, 1]).shuffle(order)
+        if not 0 <= part_index < num_parts:
+            raise ValueError("part_index must be in [0, num_parts), got %d of %d"
+                             % (part_index, num_parts))
+        order = order[part_index::num_parts]
         pad = -self.num % batch_size
         order = np.concatenate([order, np.resize(order, pad)]) if pad else order
         self.batches = [(order[i:i + batch_size], pad if i + batch_size >= len(order) else 0)
@@ -246,9 +253,11 @@ class BenchmarkIter(mx.io.DataIter):
 
 
 def benchmark_iters(data_dir, benchmark, batch_size, size=None, val_batch_size=None,
-                    train_rec="train.rec", val_rec="val.rec", seed=0, num_workers=0):
+                    train_rec="train.rec", val_rec="val.rec", seed=0, num_workers=0,
+                    num_parts=1, part_index=0):
     """``(make_train(epoch), make_val(), make_multi())`` factories of a benchmark's data in
-    ``data_dir`` (``size``: crop side, default :func:`default_size`)."""
+    ``data_dir`` (``size``: crop side, default :func:`default_size`; training sharded as
+    ``num_parts`` / ``part_index`` say, see :class:`BenchmarkIter`)."""
     benchmark = benchmark_name(benchmark)
     size = size or default_size(benchmark)
     train = train_rec if os.path.isabs(train_rec) else os.path.join(data_dir, train_rec)
@@ -257,7 +266,7 @@ def benchmark_iters(data_dir, benchmark, batch_size, size=None, val_batch_size=N
 
     def make_train(epoch):
         return BenchmarkIter(train, benchmark, batch_size, size, "train", seed, epoch,
-                             num_workers)
+                             num_workers, num_parts, part_index)
 
     def make_val():
         return BenchmarkIter(val, benchmark, vb, size, "val", num_workers=num_workers)

@@ -28,6 +28,8 @@ import mxnet as mx
 import numpy as np
 
 from ..data.benchmarks import BENCHMARKS, benchmark_iters, benchmark_name, default_size
+from ..data.imagenet import rec_files
+from ..data.iterators import count_records
 from ..data.presets import add_batch_args
 from ..model_zoo import add_model_args, get_model, model_info, model_options_from_args
 from ..model_zoo.cli import check_model_args
@@ -37,7 +39,7 @@ from ..utils.argtypes import (finite_float, fraction, non_negative_float, non_ne
 from ..utils.checkpoint import last_complete_epoch
 from ..utils.export import load_checkpoint_params
 from .evaluation import CropAverage
-from .fit import _metrics, add_fit_args, evaluate, fit
+from .fit import _metrics, add_fit_args, evaluate, fit, make_kvstore
 from .runner import _add_run_args, fit_config
 
 __all__ = ["REPRESENTATIONS", "finetune_parser", "parse_finetune_args", "build_network",
@@ -220,10 +222,15 @@ def finetune(args):
     """Run as the parsed ``args`` say; returns ``(net, results)`` with ``results`` the
     metrics of the final (or ``--evaluate``) multi-crop and single-crop evaluations."""
     _LOG.info("arguments: %s", args)
+    kv = make_kvstore(args.kv_store)
+    rank, workers = (kv.rank, kv.num_workers) if isinstance(kv, mx.kv.KVStore) else (0, 1)
     make_train, make_val, make_multi = benchmark_iters(
         args.data_dir, args.benchmark, args.batch_size, args.data_shape, args.val_batch_size,
-        args.train_rec, args.val_rec, args.seed, args.preprocess_threads)
+        args.train_rec, args.val_rec, args.seed, args.preprocess_threads, workers, rank)
     cfg = fit_config(args)
+    if cfg.num_examples is None:  # from the .idx: no decoding pass to count them
+        cfg = dataclasses.replace(cfg, num_examples=-(-count_records(
+            rec_files(args.data_dir, args.train_rec)[1]) // workers))
     if args.resume or args.evaluate:
         last = args.load_epoch or last_complete_epoch(args.model_prefix)
         if args.evaluate and not last:
@@ -235,7 +242,7 @@ def finetune(args):
         net = build_network(args, pretrained=False)
         load_checkpoint_params(net, args.model_prefix, cfg.load_epoch)
     else:
-        net = _train(args, cfg, make_train, make_val)
+        net = _train(args, cfg, make_train, make_val, kv)
     results = {"multi_crop": evaluate_multicrop(net, make_multi, net.classes),
                "one_crop": dict(evaluate(net, make_val(), _metrics(net.classes, 5)))}
     for kind, metrics in results.items():
@@ -244,7 +251,7 @@ def finetune(args):
     return net, results
 
 
-def _train(args, cfg, make_train, make_val):
+def _train(args, cfg, make_train, make_val, kv):
     start = cfg.load_epoch or 0
     stage1 = args.two_stage
     if stage1 is not None and start < stage1:
@@ -252,7 +259,7 @@ def _train(args, cfg, make_train, make_val):
         net = build_network(args, freeze=_children(get_model(args.model, **_options(args))))
         _LOG.info("stage 1: classifier only, epochs %d..%d", start + 1, stage1)
         fit(net, make_train, make_val, dataclasses.replace(cfg, num_epochs=stage1),
-            classes=net.classes)
+            classes=net.classes, kvstore=kv)
         start = stage1
         cfg = dataclasses.replace(cfg, load_epoch=stage1)
     if stage1 is not None:
@@ -260,5 +267,5 @@ def _train(args, cfg, make_train, make_val):
         net = build_network(args, pretrained=False)  # weights: the checkpoint's
     else:
         net = build_network(args, pretrained=not cfg.load_epoch)
-    fit(net, make_train, make_val, cfg, classes=net.classes)
+    fit(net, make_train, make_val, cfg, classes=net.classes, kvstore=kv)
     return net

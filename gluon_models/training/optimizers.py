@@ -32,11 +32,13 @@ class TorchSGD(mx.optimizer.Optimizer):
         g = grad * self.rescale_grad
         if self.clip_gradient is not None:
             g = mx.nd.clip(g, -self.clip_gradient, self.clip_gradient)
-        g = g + wd * weight
-        if state is not None:
-            state[:] = self.momentum * state + g
+        if wd:
+            g += wd * weight
+        if state is not None:  # in place (slicing assignment costs far more per call)
+            state *= self.momentum
+            state += g
             g = state
-        weight[:] = weight - lr * g
+        weight -= lr * g
 
 
 # registered under the name the command lines use (``register`` would take "torchsgd")

@@ -40,16 +40,16 @@ def records(tmp_path_factory):
     return str(root / "recs")
 
 
-def _args(records, prefix, *extra):
+def _args(records, prefix, *extra, model="resnet18"):
     return parse_finetune_args(
-        ["--model", "resnet18", "--classes", "3", "--data-dir", records, "--benchmark", "CUB",
+        ["--model", model, "--classes", "3", "--data-dir", records, "--benchmark", "CUB",
          "--data-shape", str(SIZE), "--batch-size", "4", "--lr", "0.01",
          "--preprocess-threads", "1", "--model-prefix", prefix, *extra])
 
 
-def _checkpoint(prefix, epoch):
-    """Structural name -> numpy array of a checkpoint of resnet18 (3 classes)."""
-    net = get_model("resnet18", classes=3)
+def _checkpoint(prefix, epoch, model="resnet18"):
+    """Structural name -> numpy array of a checkpoint of ``model`` (3 classes)."""
+    net = get_model(model, classes=3)
     _, arg, aux, _ = load_checkpoint(prefix, epoch)
     by_name = dict(arg, **aux)
     return {k: by_name[p.name].asnumpy()
@@ -92,10 +92,13 @@ def test_two_stage(records, tmp_path):
 def test_resume_equals_uninterrupted_run(records, tmp_path):
     whole, parts = str(tmp_path / "whole" / "r18"), str(tmp_path / "parts" / "r18")
     common = ["--lr-params", "1"]  # a step at epoch 1: the resumed run crosses it
-    finetune(_args(records, whole, "--epochs", "2", *common))
-    finetune(_args(records, parts, "--epochs", "1", *common))
-    finetune(_args(records, parts, "--epochs", "2", "--resume", *common))
-    a, b = _checkpoint(whole, 2), _checkpoint(parts, 2)
+    small = "igc_resnet_cifar"  # any registered network: a small one keeps the test fast
+    finetune(_args(records, whole, "--epochs", "2", *common, model=small))
+    finetune(_args(records, parts, "--epochs", "1", *common, model=small))
+    finetune(_args(records, parts, "--epochs", "2", "--resume", *common, model=small))
+    a, b = _checkpoint(whole, 2, small), _checkpoint(parts, 2, small)
+    first = _checkpoint(parts, 1, small)
+    assert any(not np.array_equal(a[k], first[k]) for k in a)  # epoch 2 did train
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
@@ -284,3 +287,19 @@ def test_pretrained_vgg_gets_one_classifier_layer(records):
     assert len(list(net.output.collect_params().values())) == 6
     with pytest.raises(ValueError, match="pretrained_head=True and no representation"):
         get_model("vgg16", pretrained_head=True)
+
+
+def test_imagenet_ten_crops_average_their_logits(records):
+    mx.random.seed(5)
+    net = get_model("resnet18", classes=3)
+    net.initialize(mx.init.Xavier())
+    multi = BenchmarkIter(os.path.join(records, "val.rec"), "ImageNet", 5, SIZE, "multi")
+    batch = next(iter(multi))
+    stack = batch.data[0]
+    assert stack.shape == (5, 10, 3, SIZE, SIZE)
+    logits = np.stack([net(stack[:, k]).asnumpy() for k in range(10)], axis=1).mean(axis=1)
+    want = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    got = CropAverage(net, average="logits")(stack).asnumpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    probs = CropAverage(net)(stack).asnumpy()  # the other rule (tools/evaluate.py) differs
+    assert not np.allclose(probs, got, rtol=1e-4)
