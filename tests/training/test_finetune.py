@@ -303,3 +303,24 @@ def test_imagenet_ten_crops_average_their_logits(records):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     probs = CropAverage(net)(stack).asnumpy()  # the other rule (tools/evaluate.py) differs
     assert not np.allclose(probs, got, rtol=1e-4)
+
+
+def test_trained_module_applies_the_classifier_factor_and_the_step(records, tmp_path):
+    """In the trainer's own optimizer after 2 epochs with a step at epoch 1: classifier
+    parameters at lr * 0.1 * factor, the others at lr * 0.1."""
+    from gluon_models.data.benchmarks import benchmark_iters
+    from gluon_models.training.fit import fit
+    args = _args(records, str(tmp_path / "m"), "--epochs", "2", "--lr-params", "1",
+                 "--classifier-factor", "4", model="igc_resnet_cifar")
+    net = build_network(args)
+    make_train, _, _ = benchmark_iters(records, "CUB", 4, SIZE)
+    mod = fit(net, make_train, None, fit_config(args), classes=3)
+    opt = mod._optimizer
+    assert opt.num_update == 10  # 2 epochs of 5 batches
+    output = {p.name for p in net.output.collect_params().values()}
+    seen = set()
+    for index, name in opt.idx2name.items():
+        want = 0.01 * 0.1 * (4 if name in output else 1)
+        assert opt._get_lr(index) == pytest.approx(want, rel=1e-9), name
+        seen.add(name in output)
+    assert seen == {True, False}
