@@ -70,7 +70,7 @@ LIB_PATH = os.path.join(_PKG_DIR, "libgluon_models_ops.so")
 _SOURCE_DIR = os.path.join(os.path.dirname(_PKG_DIR), "operators")
 BUILD_HELP = ("build it from the repository root with `pip install -e .` (or `make build`, "
               "which also creates .venv)")
-OPERATORS = ("Reorder", "FMConvolution1", "FMConvolution3")
+OPERATORS = ("Reorder", "FMConvolution1", "FMConvolution3", "ISqrtCov")
 
 
 def _attr_tuple(text, n):
@@ -95,6 +95,15 @@ def _fm_rule(attrs):
     return names, hints
 
 
+def _isqrtcov_rule(attrs):
+    """ISqrtCov: ``data`` (B, C, H, W), and ``index`` (K,) unless vectorize is false. An
+    unreadable ``vectorize`` counts as true here; the operator's own hook then names it."""
+    vectorize = str(attrs.get("vectorize", "True")).strip() not in ("False", "false", "0")
+    if vectorize:
+        return ["data", "index"], [(-1, -1, -1, -1), (-1,)]
+    return ["data"], [(-1, -1, -1, -1)]
+
+
 # Per operator: attrs -> (input names, per input the shape its attributes fix, -1 for a free
 # dimension, or None when they do not fix its ndim). Used by the shape inference guard (module
 # docstring): a node is inferred alone once every input's ndim is known from these or from the
@@ -103,6 +112,7 @@ SHAPE_RULES = {
     "Reorder": lambda attrs: (["data"], [None]),
     "FMConvolution1": _fm_rule,
     "FMConvolution3": _fm_rule,
+    "ISqrtCov": _isqrtcov_rule,
 }
 
 _INFO = None  # set once the library is loaded: MXNet refuses a third registration
