@@ -62,6 +62,9 @@ from ..nn.basic import ConvBNAct, check_impl, check_int, check_positive_int, fc_
 from ..nn.representation import BCNN, CBP, ISqrtCov
 from .compose import Classifier, gluoncv_features, register_representation, representations
 from .registry import register_family, register_model
+from .weight_map import (TORCHVISION_ALEXNET, TORCHVISION_DENSENET,
+                         TORCHVISION_INCEPTION_V3, TORCHVISION_RESNET, TORCHVISION_VGG,
+                         WeightMap)
 
 __all__ = []
 
@@ -217,7 +220,7 @@ def _create_backbone(name, **kwargs):
         name, cfg["representation"], channels, cfg["representation_options"],
         cfg["reduced_dim"], pretrained_head)
     if pretrained_head and kind in ("vgg", "alexnet") and representation is None:
-        raise ValueError("%s with pretrained_head=True and representation=None: the head for "
+        raise ValueError("%s with pretrained_head=True and no representation: the head for "
                          "pretrained weights is one fully connected layer on a representation "
                          "(the repository fails on this combination); name a representation, "
                          "or use pretrained_head=False for the network's own 3-layer head"
@@ -364,4 +367,25 @@ def mpncov_vgg16_bn(**kwargs):
     return _create_network("mpncov_vgg16_bn", **kwargs)
 
 
-register_family("mpncov", imagenet_norm="imagenet")
+# ---- PyTorch weights --------------------------------------------------------------------------
+
+# The repository's mpncovresnet: torchvision's ResNet names plus layer_reduce(_bn), all but fc
+# inside our `features` under the same names; or, in a checkpoint of its main.py (Basemodel
+# of a pretrained mpncovresnet), the same children numbered inside `features` and `fc` as
+# `classifier`.
+_MPNCOV_CHILDREN = _STAGES + ("layer_reduce", "layer_reduce_bn")
+_MPNCOV_RESNET_WEIGHTS = WeightMap.renames(dict(
+    {n: "features." + n for n in _MPNCOV_CHILDREN}, fc="output",
+    **{"features.%d" % i: "features." + n for i, n in enumerate(_MPNCOV_CHILDREN)},
+    classifier="output"))
+# The repository's mpncovvgg16_bn: VGG's features and 3-layer classifier, and its MPNCOV's
+# reduction block conv_dr_block (conv, BN, ReLU).
+_MPNCOV_VGG_WEIGHTS = TORCHVISION_VGG.then(WeightMap.renames({
+    "representation.conv_dr_block.0": "representation.reduce.conv",
+    "representation.conv_dr_block.1": "representation.reduce.bn"}))
+
+register_family("mpncov", imagenet_norm="imagenet", weight_maps={
+    "resnet*": TORCHVISION_RESNET, "vgg*": TORCHVISION_VGG, "alexnet": TORCHVISION_ALEXNET,
+    "densenet*": TORCHVISION_DENSENET, "inception_v3": TORCHVISION_INCEPTION_V3,
+    "mpncov_resnet*": _MPNCOV_RESNET_WEIGHTS,
+    "mpncov_vgg16_bn": _MPNCOV_VGG_WEIGHTS})

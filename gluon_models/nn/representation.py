@@ -103,22 +103,34 @@ def sqrtm(F, cov, iter_num=5, eps=0.0):
     with it); N -> infinity gives ``Σ^{1/2}``.
     """
     n = int(iter_num)
-    diag = F.linalg.extractdiag(cov)                                  # (B, C)
+    eye = _identity(F, cov)                                           # (1, C, C), no gradient
+    diag = F.sum(F.broadcast_mul(cov, eye), axis=2)                   # (B, C)
     trace = F.sum(diag, axis=-1)                                      # (B,)
     trace = F.maximum(trace + eps if eps else trace, _MIN_TRACE)
     trace = F.reshape(trace, shape=(-1, 1, 1))
     a = F.broadcast_div(cov, trace)
-    three = 3 * F.linalg.makediag(F.ones_like(F.BlockGrad(diag)))     # 3I, no gradient
+    three = 3 * eye                                                   # 3I
     if n < 2:
-        y = 0.5 * F.batch_dot(a, three - a)
+        y = 0.5 * F.batch_dot(a, F.broadcast_sub(three, a))
     else:
-        t = 0.5 * (three - a)
+        t = 0.5 * F.broadcast_sub(three, a)
         y, z = F.batch_dot(a, t), t
         for _ in range(2, n):
-            t = 0.5 * (three - F.batch_dot(z, y))
+            t = 0.5 * F.broadcast_sub(three, F.batch_dot(z, y))
             y, z = F.batch_dot(y, t), F.batch_dot(t, z)
-        y = 0.5 * F.batch_dot(y, three - F.batch_dot(z, y))
+        y = 0.5 * F.batch_dot(y, F.broadcast_sub(three, F.batch_dot(z, y)))
     return F.broadcast_mul(y, F.sqrt(trace))
+
+
+def _identity(F, m):
+    """The ``(1, C, C)`` identity for the batch of square matrices ``m`` ``(B, C, C)``, with
+    ``m``'s dtype and no gradient path: ``arange(C) == arange(C)ᵀ``, which the graph builds
+    without knowing C and ONNX expresses (``linalg.extractdiag``/``makediag`` have no ONNX
+    form); the diagonal is then ``sum(m * I, axis=2)``, the same numbers and gradient."""
+    m = F.BlockGrad(m)
+    rows = F.reshape(F.contrib.arange_like(m, axis=1), shape=(1, -1, 1))
+    cols = F.reshape(F.contrib.arange_like(m, axis=2), shape=(1, 1, -1))
+    return F.BlockGrad(F.broadcast_equal(rows, cols))
 
 
 TRIANGLE_ORDERS = ("row", "column")
@@ -162,7 +174,9 @@ def triuvec(F, m, index=None):
 def signed_sqrt(F, x, eps=_SIGNED_SQRT_EPS):
     """``sign(x) · sqrt(|x| + eps)``: exactly 0 with zero gradient where ``x == 0`` (sign has
     zero derivative, sign(0) = 0: the authors' autograd value, not ``1/(2 sqrt(eps))``)."""
-    return F.sign(x) * F.sqrt(F.abs(x) + eps)
+    # sign(x) as (x > 0) - (x < 0): the same values and zero gradient, in ops ONNX has
+    sign = (x > 0) - (x < 0)
+    return sign * F.sqrt(F.abs(x) + eps)
 
 
 def l2_normalize(F, x, axis=1):

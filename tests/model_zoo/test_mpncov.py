@@ -139,7 +139,7 @@ def test_own_heads_without_representation():
     ("resnet152", dict(representation="isqrtcov", reduced_dim=0),
      "resnet152 \\+ isqrtcov on 2048 channels"),
     ("densenet121", dict(representation="bcnn"), "densenet121 \\+ bcnn on 1024"),
-    ("vgg16", dict(pretrained_head=True), "vgg16 with pretrained_head=True and representation=None"),
+    ("vgg16", dict(pretrained_head=True), "vgg16 with pretrained_head=True and no representation"),
     ("resnet50", dict(representation="isqrtcov", pretrained_head=True),
      "resnet50 \\+ isqrtcov on 2048 channels"),
     ("resnet50", dict(representation="gavp", reduced_dim=128), "reduced_dim applies"),
