@@ -229,7 +229,7 @@ class MixtureComponents(nn.HybridBlock):
             h = F.relu(F.Convolution(h, w, kernel=(1, 1), num_filter=n * width, no_bias=True,
                                      num_group=1 if j == 0 else n))
         h = F.reshape(h, shape=(-1, self.widths[-1], 0, 0))  # (B * N, d, S, S), sample-major
-        z = F.reshape(self._pooled(F, h), shape=(-4, -1, n, 0))  # (B, N, Dc)
+        z = F.reshape(self._pooled(F, h), shape=(-1, n, self.output_dim))  # (B, N, Dc)
         return F.reshape(F.batch_dot(F.expand_dims(gates, axis=1), z), shape=(0, -1))
 
     def _routed(self, F, x, gates, ws, idx):

@@ -293,7 +293,21 @@ def _import_onnx():
                           "see requirements.txt): %s" % err) from err
     # the translation functions register themselves when their modules are imported
     from mxnet.onnx.mx2onnx import _op_translations  # noqa: F401
+    MXNetGraph.registry_.setdefault(12, {}).setdefault("_random_normal_like",
+                                                       _random_normal_like)
     return onnx, MXNetGraph
+
+
+def _random_normal_like(node, **kwargs):
+    """ONNX ``RandomNormalLike`` for MXNet's ``random.normal_like`` (its converter has none):
+    in-graph noise drawn in the input's shape and dtype, e.g. the GM-SOP gate noise, which
+    the network multiplies by its train-mode flag (0 in an inference graph)."""
+    import onnx
+    from mxnet.onnx.mx2onnx._op_translations._op_translations_opset12 import get_inputs
+    name, inputs, attrs = get_inputs(node, kwargs)
+    return [onnx.helper.make_node("RandomNormalLike", inputs, [name], name=name,
+                                  mean=float(attrs.get("loc", 0.0)),
+                                  scale=float(attrs.get("scale", 1.0)))]
 
 
 def _onnx_refusals(nodes, opset, registry):
