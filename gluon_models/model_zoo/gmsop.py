@@ -211,4 +211,5 @@ def gmsop16_8_wrn36_2_imagenet64(**kwargs):
 # by the std (the stem's / 60 compensates), a random horizontal flip, no padding or crop.
 IMAGENET64_AUG = AugPreset(0, "zero", True, None, (1.0, 1.0, 1.0))
 
-register_family("gmsop", aug_presets={"imagenet64": IMAGENET64_AUG})
+register_family("gmsop", aug_presets={"imagenet64": IMAGENET64_AUG},
+                cifar_aug={"imagenet%d" % side: "imagenet64" for side in (64, 32, 16)})
