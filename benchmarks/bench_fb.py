@@ -28,14 +28,9 @@ heads of the FBN paper's networks (spec fbn.md 1.5, 4):
 
 ``python -m benchmarks.run fb [--quick]`` writes ``benchmarks/results/fb.json`` and ``fb.md``.
 """
-import ctypes
-import glob
-import importlib.util
 import json
 import logging
 import os
-import subprocess
-import sys
 
 os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
 
@@ -46,7 +41,8 @@ from mxnet import autograd  # noqa: E402
 import gluon_models  # noqa: E402
 from gluon_models.nn import FactorizedBilinear  # noqa: E402
 
-from benchmarks.common import time_interleaved, verdict, verdict_line  # noqa: E402
+from benchmarks.common import (OperatorsBlas, omp_threads, peak_rss_mb, run_child,  # noqa: E402
+                               time_interleaved, verdict, verdict_line)
 
 _LOG = logging.getLogger(__name__)
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,41 +94,6 @@ def useful_flops(case):
     return 6.0 * c["classes"] * c["in_channels"] * S * (c["num_factor"] + 2)
 
 
-def omp_threads():
-    """OpenMP threads MXNet gives an operator: it sets them on the main thread at import
-    (``OMP_NUM_THREADS``, else half the cores) and its engine threads use the same number."""
-    try:
-        return int(ctypes.CDLL("libgomp.so.1").omp_get_max_threads())
-    except (OSError, AttributeError):
-        return None
-
-
-class _OperatorsBlas:
-    """sgemm of the BLAS the native operators call, through the same loaded copy (``lib`` is
-    None when they call mxnet's OpenBLAS, the build fallback)."""
-
-    def __init__(self):
-        self.name = gluon_models.ops.info()["blas"]
-        self.lib = None
-        if self.name.startswith("scipy-openblas"):
-            spec = importlib.util.find_spec("scipy_openblas32")  # not imported: no side effects
-            lib_dir = os.path.join(list(spec.submodule_search_locations)[0], "lib")
-            self.lib = ctypes.CDLL(glob.glob(os.path.join(lib_dir, "libscipy_openblas*.so"))[0])
-
-    def sgemm(self, a, b, c, threads):
-        """``c = a @ b`` (float32 C-contiguous numpy arrays) with ``threads`` BLAS threads."""
-        M, K = a.shape
-        N = b.shape[1]
-        self.lib.scipy_openblas_set_num_threads(threads)
-        try:
-            ptr = ctypes.c_void_p
-            self.lib.scipy_cblas_sgemm(101, 111, 111, M, N, K, ctypes.c_float(1.0),
-                                       ptr(a.ctypes.data), K, ptr(b.ctypes.data), N,
-                                       ctypes.c_float(0.0), ptr(c.ctypes.data), N)
-        finally:
-            self.lib.scipy_openblas_set_num_threads(1)  # the operators' setting (gm_blas.h)
-
-
 def reference_rates(case, repeats, threads):
     """GFLOP/s of the Z-sized sgemm (operators' BLAS; mx.nd.dot) and of a oneDNN 1x1 conv."""
     c = CASES[case]
@@ -145,7 +106,7 @@ def reference_rates(case, repeats, threads):
     a, b = mx.nd.array(a_np), mx.nd.array(b_np)
     x = mx.nd.random.uniform(-1, 1, (c["batch"], K, c["size"], c["size"]))
     w = a.reshape((O * F, K, 1, 1))
-    blas = _OperatorsBlas()
+    blas = OperatorsBlas()
     timings = time_interleaved({
         # the mxnet fallback calls mxnet's OpenBLAS, as mx.nd.dot does
         "sgemm": (lambda: blas.sgemm(a_np, b_np, c_np, threads or 1)) if blas.lib else
@@ -171,13 +132,8 @@ def measure_time(case, variants, repeats, warmup):
                 "times_s": [s / 1e3 for s in t["times_ms"]]} for v, t in timings.items()}
 
 
-def _child(args, env=None, timeout=3600):
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_fb"] + args,
-                          capture_output=True, text=True, cwd=_REPO, timeout=timeout,
-                          env=dict(os.environ, **(env or {})))
-    if proc.returncode != 0:
-        raise RuntimeError("bench_fb child %s failed:\n%s" % (args, proc.stderr[-3000:]))
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def _child(args, env=None):
+    return run_child("benchmarks.bench_fb", args, env)
 
 
 def measure_memory(case, variant):
@@ -186,16 +142,12 @@ def measure_memory(case, variant):
 
 
 def memory_child(case, variant):
-    def hwm_mb():
-        with open("/proc/self/status") as fh:
-            return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:")) / 1024.0
-
     layer, x, dy = build(case, variant)
-    before = hwm_mb()
+    before = peak_rss_mb()
     for _ in range(2):
         step(layer, x, dy)
     param_mb = sum(p.data().size for p in layer.collect_params().values()) * 4 / 2 ** 20
-    print(json.dumps(dict(peak_growth_mb=hwm_mb() - before, baseline_mb=before,
+    print(json.dumps(dict(peak_growth_mb=peak_rss_mb() - before, baseline_mb=before,
                           params_mb=param_mb)))
 
 

@@ -10,8 +10,11 @@ A benchmark's ``run(quick)`` returns a results dict with at least
 plus any raw data it wants kept in the JSON. :func:`write_results` adds nothing to it;
 ``benchmarks.run`` adds ``machine`` (:func:`machine_facts`), ``quick`` and ``elapsed_s``.
 """
+import ctypes
 import datetime
 import gc
+import glob
+import importlib.util
 import json
 import math
 import os
@@ -19,6 +22,7 @@ import platform
 import resource
 import statistics
 import subprocess
+import sys
 import time
 
 import mxnet as mx
@@ -27,7 +31,8 @@ import numpy as np
 from gluon_models.utils.fileio import atomic_write_text
 
 __all__ = ["RESULTS_DIR", "sync", "time_interleaved", "machine_facts", "verdict",
-           "verdict_line", "markdown_table", "to_markdown", "write_results"]
+           "verdict_line", "markdown_table", "to_markdown", "write_results", "omp_threads",
+           "OperatorsBlas", "peak_rss_mb", "run_child"]
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -256,3 +261,58 @@ def write_results(results, out_dir=RESULTS_DIR):
     atomic_write_text(json_path, json.dumps(results, indent=2) + "\n")
     atomic_write_text(md_path, to_markdown(results))
     return json_path, md_path
+
+
+def omp_threads():
+    """OpenMP threads MXNet gives an operator: it sets them on the main thread at import
+    (``OMP_NUM_THREADS``, else half the cores) and its engine threads use the same number."""
+    try:
+        return int(ctypes.CDLL("libgomp.so.1").omp_get_max_threads())
+    except (OSError, AttributeError):
+        return None
+
+
+class OperatorsBlas:
+    """sgemm of the BLAS the native operators call, through the same loaded copy (``lib`` is
+    None when they call mxnet's OpenBLAS, the build fallback)."""
+
+    def __init__(self):
+        import gluon_models  # the library reports which BLAS it was built against
+        self.name = gluon_models.ops.info()["blas"]
+        self.lib = None
+        if self.name.startswith("scipy-openblas"):
+            spec = importlib.util.find_spec("scipy_openblas32")  # not imported: no side effects
+            lib_dir = os.path.join(list(spec.submodule_search_locations)[0], "lib")
+            self.lib = ctypes.CDLL(glob.glob(os.path.join(lib_dir, "libscipy_openblas*.so"))[0])
+
+    def sgemm(self, a, b, c, threads):
+        """``c = a @ b`` (float32 C-contiguous numpy arrays) with ``threads`` BLAS threads."""
+        M, K = a.shape
+        N = b.shape[1]
+        self.lib.scipy_openblas_set_num_threads(threads)
+        try:
+            ptr = ctypes.c_void_p
+            self.lib.scipy_cblas_sgemm(101, 111, 111, M, N, K, ctypes.c_float(1.0),
+                                       ptr(a.ctypes.data), K, ptr(b.ctypes.data), N,
+                                       ctypes.c_float(0.0), ptr(c.ctypes.data), N)
+        finally:
+            self.lib.scipy_openblas_set_num_threads(1)  # the operators' setting (gm_blas.h)
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process image so far (``VmHWM``), in MB. Unlike
+    ``ru_maxrss`` it is not inherited from the parent across exec, so a fresh child measures
+    only itself."""
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:")) / 1024.0
+
+
+def run_child(module, args, env=None, timeout=3600):
+    """``python -m module *args`` from the repository root; returns the JSON object its last
+    line of output holds (a benchmark's child processes: fresh memory, other thread counts)."""
+    proc = subprocess.run([sys.executable, "-m", module] + list(args), capture_output=True,
+                          text=True, cwd=_REPO, timeout=timeout,
+                          env=dict(os.environ, **(env or {})))
+    if proc.returncode != 0:
+        raise RuntimeError("%s child %s failed:\n%s" % (module, args, proc.stderr[-3000:]))
+    return json.loads(proc.stdout.strip().splitlines()[-1])

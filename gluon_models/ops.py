@@ -75,7 +75,7 @@ LIB_PATH = os.path.join(_PKG_DIR, "libgluon_models_ops.so")
 _SOURCE_DIR = os.path.join(os.path.dirname(_PKG_DIR), "operators")
 BUILD_HELP = ("build it from the repository root with `pip install -e .` (or `make build`, "
               "which also creates .venv)")
-OPERATORS = ("Reorder", "FMConvolution1", "FMConvolution3", "IBN")
+OPERATORS = ("Reorder", "FMConvolution1", "FMConvolution3", "ISqrtCov", "IBN")
 
 
 def _attr_tuple(text, n):
@@ -100,6 +100,15 @@ def _fm_rule(attrs):
     return names, hints
 
 
+def _isqrtcov_rule(attrs):
+    """ISqrtCov: ``data`` (B, C, H, W), and ``index`` (K,) unless vectorize is false. An
+    unreadable ``vectorize`` counts as true here; the operator's own hook then names it."""
+    vectorize = str(attrs.get("vectorize", "True")).strip() not in ("False", "false", "0")
+    if vectorize:
+        return ["data", "index"], [(-1, -1, -1, -1), (-1,)]
+    return ["data"], [(-1, -1, -1, -1)]
+
+
 def _ibn_rule(attrs):
     """IBN: the IN group's gamma/beta are (in_channels,); the BN group's vectors and the flag
     are 1-d. ``moving_mean``/``moving_var`` are auxiliary states (mutable inputs)."""
@@ -120,6 +129,7 @@ SHAPE_RULES = {
     "Reorder": lambda attrs: (["data"], [None]),
     "FMConvolution1": _fm_rule,
     "FMConvolution3": _fm_rule,
+    "ISqrtCov": _isqrtcov_rule,
     "IBN": _ibn_rule,
 }
 

@@ -57,6 +57,19 @@ inline void blas_gemm(bool ta, bool tb, int M, int N, int K, double alpha, const
   scipy_cblas_dgemm(CblasRowMajor, blas_trans(ta), blas_trans(tb), M, N, K, alpha, A, lda, B, ldb,
                     beta, C, ldc);
 }
+// Upper triangle (diagonal included) of C = alpha op(A) op(B) (n x n; beta = 0): OpenBLAS's
+// GEMMT, about half the work of the full product.
+inline void blas_gemmt_upper(bool ta, bool tb, int n, int k, float alpha, const float* A,
+                             int lda, const float* B, int ldb, float* C, int ldc) {
+  scipy_cblas_sgemmt(CblasRowMajor, CblasUpper, blas_trans(ta), blas_trans(tb), n, k, alpha, A,
+                     lda, B, ldb, 0.0f, C, ldc);
+}
+inline void blas_gemmt_upper(bool ta, bool tb, int n, int k, double alpha, const double* A,
+                             int lda, const double* B, int ldb, double* C, int ldc) {
+  scipy_cblas_dgemmt(CblasRowMajor, CblasUpper, blas_trans(ta), blas_trans(tb), n, k, alpha, A,
+                     lda, B, ldb, 0.0, C, ldc);
+}
+constexpr bool kHaveGemmt = true;
 inline void blas_init() { scipy_openblas_set_num_threads(1); }
 inline const char* blas_config() { return scipy_openblas_get_config(); }
 inline const char* blas_corename() { return scipy_openblas_get_corename(); }
@@ -70,6 +83,10 @@ inline void blas_gemm(bool ta, bool tb, int M, int N, int K, double alpha, const
                       int lda, const double* B, int ldb, double beta, double* C, int ldc) {
   cblas_dgemm(101, ta ? 112 : 111, tb ? 112 : 111, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+// mxnet's OpenBLAS 0.3.13 has no CBLAS GEMMT: gemm_sym computes the full product there.
+template <typename T>
+inline void blas_gemmt_upper(bool, bool, int, int, T, const T*, int, const T*, int, T*, int) {}
+constexpr bool kHaveGemmt = false;
 inline void blas_init() {}
 inline const char* blas_config() { return openblas_get_config(); }
 inline const char* blas_corename() { return openblas_get_corename(); }
@@ -123,6 +140,27 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A
                 static_cast<int>(ldc));
     }
   }
+}
+
+// C = alpha op(A) op(B), n x n, for products known to be symmetric (e.g. Y Q with Q = P Y and
+// Y, P symmetric; or two commuting symmetric matrices, where the product is symmetric in exact
+// arithmetic): the upper triangle by GEMMT, mirrored into the lower one, so C is exactly
+// symmetric. Inside a parallel region (one image per thread) that is one single-threaded call;
+// outside it, or without GEMMT, the full product through gemm (split across the threads),
+// mirrored too, so both paths give an exactly symmetric C.
+template <typename T>
+void gemm_sym(bool ta, bool tb, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
+              const T* B, int64_t ldb, T* C, int64_t ldc) {
+  if (n == 0) return;
+  const bool one_call = kHaveGemmt && k > 0 && (omp_in_parallel() || omp_get_max_threads() == 1);
+  if (one_call) {
+    blas_gemmt_upper(ta, tb, static_cast<int>(n), static_cast<int>(k), alpha, A,
+                     static_cast<int>(lda), B, static_cast<int>(ldb), C, static_cast<int>(ldc));
+  } else {
+    gemm(ta, tb, n, n, k, alpha, A, lda, B, ldb, T(0), C, ldc);
+  }
+  for (int64_t i = 1; i < n; ++i)
+    for (int64_t j = 0; j < i; ++j) C[i * ldc + j] = C[j * ldc + i];
 }
 
 }  // namespace gm

@@ -54,4 +54,25 @@ int gm_fm_dx_correction_gpu(int elem, void* dX, const void* T, const void* X, in
 int gm_fm_bias_grad_gpu(int elem, const void* gy, int64_t N, int64_t O, int64_t L, void* db,
                         void* stream);
 int gm_fm_zero_gpu(void* p, int64_t bytes, void* stream);
+
+// ISqrtCov kernels (isqrtcov_kernels.cu), one image's matrices at a time; `elem` is 4 or 8.
+// C (n x n) = its upper triangle mirrored into the lower one.
+int gm_isc_mirror_gpu(int elem, void* C, int64_t n, void* stream);
+// Xc = x minus the mean of each of its C rows of length M.
+int gm_isc_center_gpu(int elem, const void* x, int64_t C, int64_t M, void* Xc, void* stream);
+// out = a X + b (Q + Q^T) + c R + diag I (n x n; null X/Q/R count as 0; out may be X or R).
+int gm_isc_combo_gpu(int elem, int64_t n, void* out, double a, const void* X, double b,
+                     const void* Q, double c, const void* R, double diag, void* stream);
+// *result (host) = sum_i a[i*stride] * (b ? b[i*stride] : 1) over count terms (synchronises).
+int gm_isc_sum_gpu(int elem, const void* a, const void* b, int64_t count, int64_t stride,
+                   double* result, void* stream);
+// out[k] = S[index[k]] (k < K).
+int gm_isc_gather_gpu(int elem, const void* S, const int32_t* index, int64_t K, void* out,
+                      void* stream);
+// G (n x n) = 0, then G[index[k]] += g[k] (atomic: repeated positions add up).
+int gm_isc_scatter_gpu(int elem, const void* g, const int32_t* index, int64_t K, int64_t n,
+                       void* G, void* stream);
+// Copies `bytes` from the device to the host and waits for it (the default stream).
+int gm_isc_to_host(void* dst, const void* src, int64_t bytes);
+int gm_isc_copy_gpu(void* dst, const void* src, int64_t bytes, void* stream);
 }

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import bench_fb, bench_reorder, run
+from benchmarks import bench_fb, bench_isqrtcov, bench_reorder, run
 from benchmarks.common import verdict, verdict_line
 
 
 def test_registry_lists_the_benchmarks():
-    assert {"reorder", "fb"} <= set(run.available())
+    assert {"reorder", "fb", "isqrtcov", "gmsop"} <= set(run.available())
 
 
 def test_unknown_benchmark_is_an_error_naming_it(tmp_path, capsys):
@@ -134,6 +134,60 @@ def test_fb_quick_writes_json_and_markdown(tmp_path):
     assert md.startswith("# FB layer")
     assert "| case | variant | median s (min) | speed vs stock |" in md
     assert "Reference rates" in md and "mode: quick" in md
+
+
+def test_isqrtcov_quick_writes_json_and_markdown(tmp_path):
+    # a few seconds: B = 8, C = 256, 14 x 14, 2 timed steps, one memory child per variant
+    written = run.main(["isqrtcov", "--quick", "--out-dir", str(tmp_path)])
+    assert written["isqrtcov"] == (str(tmp_path / "isqrtcov.json"),
+                                   str(tmp_path / "isqrtcov.md"))
+    with open(tmp_path / "isqrtcov.json") as fh:
+        res = json.load(fh)
+    assert set(res["verdicts"]) == {"speedup", "sgemm_fraction", "memory_ratio"}
+    assert [(r["case"], r["variant"]) for r in res["rows"]] == [
+        (c, v) for c in bench_isqrtcov.QUICK["cases"] for v in bench_isqrtcov.VARIANTS]
+    for r in res["rows"]:
+        assert 0 < r["min_s"] <= r["median_s"]
+        assert r["peak_growth_mb"] > 0 and r["useful_gflops"] > 0 and r["sgemm_gflops"] > 0
+    native, stock = res["rows"]
+    assert stock["speedup_vs_stock"] == 1 and stock["memory_vs_stock"] == 1
+    assert native["executed_gflops"] < native["useful_gflops"]
+    with open(tmp_path / "isqrtcov.md") as fh:
+        assert fh.read().startswith("# iSQRT-COV")
+
+
+def test_isqrtcov_flop_counts():
+    # N = 5, C = 256, 14 x 14, B = 32: 50 products of C^3 (12 + 38) plus 2 C^2 M, times 2 B
+    useful, executed = bench_isqrtcov.flops("b32_c256_14x14_n5")
+    cov = 2 * 256 ** 2 * 196
+    assert useful == 64 * (50 * 256 ** 3 + cov)
+    assert executed == 64 * (30.5 * 256 ** 3 + cov)
+
+
+def test_isqrtcov_disagreeing_variants_stop_the_benchmark(monkeypatch):
+    monkeypatch.setitem(bench_isqrtcov.CASES, "tiny", dict(batch=2, channels=4, size=3,
+                                                           iter_num=5))
+    bench_isqrtcov.check_agreement("tiny")
+    real = bench_isqrtcov.build
+
+    def broken(case, variant, seed=0):
+        return real(case, variant, seed=seed + (variant == "native"))
+    monkeypatch.setattr(bench_isqrtcov, "build", broken)
+    with pytest.raises(AssertionError, match="differ"):
+        bench_isqrtcov.check_agreement("tiny")
+
+
+def test_gmsop_quick_writes_json_and_markdown(tmp_path):
+    """The GM-SOP benchmark's smoke run (B = 4): both tables, every variant timed."""
+    written = run.main(["gmsop", "--quick", "--out-dir", str(tmp_path)])
+    assert written["gmsop"] == (str(tmp_path / "gmsop.json"), str(tmp_path / "gmsop.md"))
+    with open(tmp_path / "gmsop.json") as fh:
+        res = json.load(fh)
+    assert res["quick"] is True and res["settings"]["batch"] == 4
+    assert len(res["networks"]) == 3 and len(res["heads"]) == 3
+    assert all(t["median_ms"] > 0 for t in list(res["networks"].values()) +
+               list(res["heads"].values()))
+    assert "GM-SOP head (dense) / GAP head" in (tmp_path / "gmsop.md").read_text()
 
 
 def test_ibn_quick_writes_results(tmp_path):

@@ -5,7 +5,8 @@
 * :mod:`.recordio`: :func:`write_records`, the one ``.lst/.rec/.idx`` writer (parallel,
   ordered, atomic);
 * converters: :func:`convert_cifar` (CIFAR-10/100 pickles), :func:`convert_svhn` (SVHN
-  ``.mat``), :func:`convert_digits` (scikit-learn digits, the embedded default);
+  ``.mat``), :func:`convert_digits` (scikit-learn digits, the embedded default),
+  :func:`convert_imagenet64` (downsampled ImageNet 64/32/16, pickles or ``.npz``);
 * :mod:`.folder`: image folders, im2rec's way (:func:`make_image_lists`, :func:`im2rec`,
   :func:`convert_lst`; ``tools/im2rec.py``); :mod:`.finegrained`: train/val datasets
   (ImageFolder, CUB-200-2011, FGVC-Aircraft, Stanford Cars) with one class index
@@ -21,6 +22,7 @@ from .recordio import (WriteResult, add_convert_args, convert_options_from_args,
 from .cifar import convert_cifar, load_cifar_batch
 from .svhn import convert_svhn, load_svhn_mat
 from .digits import convert_digits, digits_images, digits_split, ensure_digits
+from .imagenet64 import convert_imagenet64, load_imagenet64_batch
 from .folder import convert_lst, im2rec, make_image_lists
 from .finegrained import convert_folder_dataset
 from .presets import AUG_PRESETS, add_aug_args, add_data_args, apply_presets, resolve_aug
@@ -32,7 +34,8 @@ __all__ = ["DATASETS", "DataFormatError", "DatasetInfo", "default_data_dir", "de
            "convert_options_from_args", "read_lst", "records_exist", "write_lst",
            "write_records",
            "convert_cifar", "load_cifar_batch", "convert_svhn", "load_svhn_mat",
-           "convert_digits", "digits_images", "digits_split", "ensure_digits", "convert_lst",
+           "convert_digits", "digits_images", "digits_split", "ensure_digits",
+           "convert_imagenet64", "load_imagenet64_batch", "convert_lst",
            "im2rec", "make_image_lists", "convert_folder_dataset", "AUG_PRESETS",
            "add_aug_args", "add_data_args", "apply_presets", "resolve_aug", "FreshIter",
            "PadCropIter", "count_records", "get_rec_iters", "iters_from_args", "strip_pad",

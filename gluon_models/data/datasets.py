@@ -35,7 +35,8 @@ DatasetInfo = namedtuple("DatasetInfo", [
     "aug",          # default augmentation preset (see presets.AUG_PRESETS)
     "sources",      # source files the converter reads (relative to its input directory)
     "prepare",      # the tool that writes the records
-])
+    "eval_split",   # the records evaluated on: test.* (CIFAR, SVHN, digits) or val.*
+], defaults=("test",))
 
 # mean/std: spec igc.md §3.1 (`__dataset_args` of the IGC options), 0-255 RGB.
 DATASETS = {
@@ -64,6 +65,22 @@ DATASETS = {
         (),
         "tools/prepare_digits.py"),
 }
+# Downsampled ImageNet (Chrabaszcz et al. 2017; data/imagenet64.py). mean/std: full-size
+# ImageNet's (0-255 RGB) as a default; the converter writes the set's own training mean to
+# mean_rgb.json beside the records (pass it as --mean-rgb). Families set their own
+# normalisation and augmentation (GM-SOP: mean only, flips) through their presets.
+for _side in (64, 32, 16):
+    DATASETS["imagenet%d" % _side] = DatasetInfo(
+        "imagenet%d" % _side, 1000, 1281167, 50000, (3, _side, _side),
+        (123.675, 116.28, 103.53), (58.395, 57.12, 57.375), "none",
+        tuple("train_data_batch_%d" % i for i in range(1, 11)) + ("val_data",),
+        "tools/prepare_imagenet64.py", "val")
+# Places365-Standard at GM-SOP's 100 x 100 (tools/prepare_places365.py); ImageNet's mean/std.
+DATASETS["places365"] = DatasetInfo(
+    "places365", 365, 1803460, 36500, (3, 100, 100), (123.675, 116.28, 103.53),
+    (58.395, 57.12, 57.375), "none",
+    ("places365_train_standard.txt", "places365_val.txt", "categories_places365.txt"),
+    "tools/prepare_places365.py", "val")
 
 
 def list_datasets():

@@ -16,6 +16,14 @@ The layouts of the MPN-COV seed's datasets (spec mpncov.md §5.5, §6), as distr
     order), ``data/images_variant_trainval.txt`` / ``images_variant_test.txt`` (``id
     variant``) and ``data/images/<id>.jpg``, in ``ROOT``, ``ROOT/fgvc-aircraft-2013b`` or
     ``ROOT/data``. train = trainval, val = test.
+``places365``
+    Places365-Standard (Zhou et al., TPAMI 2017, http://places2.csail.mit.edu): the lists
+    ``places365_train_standard.txt`` (``/a/abbey/00000000.jpg 0``), ``places365_val.txt``
+    (``Places365_val_00000001.jpg 165``) and ``categories_places365.txt`` (``/a/airfield 0``),
+    in ``ROOT`` or ``ROOT/filelist_places365-standard``; training images in ``ROOT/data_256``
+    (or ``data_large``), validation images in ``ROOT/val_256`` (or ``val_large``). 365
+    classes; labels as the lists give them. GM-SOP trains on it at 100 x 100
+    (``tools/prepare_places365.py``).
 ``cars``
     Stanford Cars: ``devkit/cars_meta.mat`` (``class_names``), ``devkit/cars_train_annos.mat``
     and ``cars_test_annos_withlabels.mat`` (in ``ROOT`` or ``devkit/``; ``annotations`` with
@@ -43,7 +51,8 @@ from .recordio import (Refused, escape_name, lst_name_problem, needs_write, part
                        write_records)
 
 __all__ = ["LAYOUTS", "FolderDataset", "detect_layout", "read_imagefolder", "read_cub",
-           "read_aircraft", "read_cars", "read_folder_dataset", "convert_folder_dataset"]
+           "read_aircraft", "read_cars", "read_places365", "read_folder_dataset",
+           "convert_folder_dataset"]
 
 _LOG = logging.getLogger(__name__)
 _SHUFFLE_SEED = 100
@@ -261,8 +270,54 @@ def read_cars(root):
     return FolderDataset("cars", root, classes, splits)
 
 
+def _places365_dir(root, names, what):
+    for name in names:
+        if os.path.isdir(os.path.join(root, name)):
+            return name
+    raise FileNotFoundError("%s: no %s image folder (%s)" % (root, what, " or ".join(names)))
+
+
+def read_places365(root):
+    """:class:`FolderDataset` of Places365-Standard (see the module docstring)."""
+    root = os.path.abspath(root)
+    lists = _first_existing(root, ("", "filelist_places365-standard"),
+                            "places365_train_standard.txt") or root
+    names = {}
+    for n, name, label in _read_pairs(os.path.join(lists, "categories_places365.txt"),
+                                      value=str, key=str):
+        try:
+            names[int(label)] = name.lstrip("/")
+        except ValueError:
+            raise DataFormatError("%s line %d: label %r is not an integer" % (
+                os.path.join(lists, "categories_places365.txt"), n, label)) from None
+    if sorted(names) != list(range(len(names))):
+        raise DataFormatError("%s: labels must be 0..%d without gaps"
+                              % (os.path.join(lists, "categories_places365.txt"),
+                                 len(names) - 1))
+    classes = [names[i] for i in range(len(names))]
+    folders = {"train": _places365_dir(root, ("data_256", "data_large"), "training"),
+               "val": _places365_dir(root, ("val_256", "val_large"), "validation")}
+    splits = {}
+    for split, name in (("train", "places365_train_standard.txt"),
+                        ("val", "places365_val.txt")):
+        path = os.path.join(lists, name)
+        items = []
+        # "path label" per line: the path comes first here, so it is the key
+        for n, rel, label in _read_pairs(path, value=str, key=str):
+            try:
+                label = int(label)
+            except ValueError:
+                label = -1
+            if not 0 <= label < len(classes):
+                raise DataFormatError("%s line %d: label %r is not one of 0..%d"
+                                      % (path, n, label, len(classes) - 1))
+            items.append((os.path.join(folders[split], rel.lstrip("/")), label))
+        splits[split] = items
+    return FolderDataset("places365", root, classes, splits)
+
+
 _READERS = {"imagefolder": read_imagefolder, "cub": read_cub, "aircraft": read_aircraft,
-            "cars": read_cars}
+            "cars": read_cars, "places365": read_places365}
 LAYOUTS = tuple(_READERS)
 
 # layout -> files whose presence identifies it (relative to the root, any one set)
@@ -270,6 +325,8 @@ _MARKERS = {
     "cub": ("images.txt", "CUB_200_2011/images.txt"),
     "aircraft": ("variants.txt", "data/variants.txt", "fgvc-aircraft-2013b/data/variants.txt"),
     "cars": ("devkit/cars_train_annos.mat",),
+    "places365": ("places365_train_standard.txt",
+                  "filelist_places365-standard/places365_train_standard.txt"),
 }
 
 
@@ -344,7 +401,7 @@ def convert_folder_dataset(root, out_dir, layout=None, splits=("train", "val"), 
                            resize=0, center_crop=False, color=1, pass_through=False,
                            inter_method=1, quality=95, encoding=".jpg", num_workers=1,
                            backend="thread", strict=False, resume=False, overwrite=False,
-                           progress=True, **layout_options):
+                           progress=True, square=False, **layout_options):
     """Convert a train/val dataset (see the module docstring) to ``OUT/<split>.*`` records.
 
     Parameters
@@ -358,8 +415,8 @@ def convert_folder_dataset(root, out_dir, layout=None, splits=("train", "val"), 
     splits : sequence of {'train', 'val'}
     shuffle : bool
         Shuffle the training list (seed 100).
-    resize, center_crop, color, pass_through, inter_method, quality, encoding
-        Image options, as in :func:`~gluon_models.data.folder.convert_lst`.
+    resize, center_crop, color, pass_through, inter_method, quality, encoding, square
+        Image options, as in :class:`~gluon_models.data.folder.ImageLoader`.
     num_workers, backend, strict, progress
         As in :func:`~gluon_models.data.folder.convert_lst`.
     resume : bool
@@ -388,7 +445,8 @@ def convert_folder_dataset(root, out_dir, layout=None, splits=("train", "val"), 
     _write_classes(os.path.join(out_dir, "classes.txt"), data.classes)
     _LOG.info("%s (%s): %d classes, %s", root, data.layout, len(data.classes),
               ", ".join("%s %d images" % (s, len(v)) for s, v in data.splits.items()))
-    loader = ImageLoader(data.image_root, resize, center_crop, color, pass_through, inter_method)
+    loader = ImageLoader(data.image_root, resize, center_crop, color, pass_through, inter_method,
+                         square)
     if encoding == ".png":
         quality = min(int(quality), 9)
     results = {}

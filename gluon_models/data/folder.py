@@ -119,10 +119,13 @@ class ImageLoader:
     inter_method : int
         OpenCV interpolation of the resize, see :data:`INTER_METHODS` (1, bilinear, is what
         MXNet's python im2rec uses).
+    square : bool
+        Resize to ``resize x resize`` whatever the aspect ratio (MATLAB's ``imresize(img,
+        [n n])``, how GM-SOP made its 100 x 100 Places365) instead of the shorter side.
     """
 
     def __init__(self, root, resize=0, center_crop=False, color=1, pass_through=False,
-                 inter_method=1):
+                 inter_method=1, square=False):
         if color not in (-1, 0, 1):
             raise ValueError("color must be 1 (colour), 0 (grey) or -1 (unchanged), got %r"
                              % (color,))
@@ -134,11 +137,17 @@ class ImageLoader:
         self.root = os.path.abspath(root)
         self.resize, self.center_crop, self.color = int(resize), bool(center_crop), int(color)
         self.pass_through, self.inter_method = bool(pass_through), int(inter_method)
+        self.square = bool(square)
+        if self.square and not self.resize:
+            raise ValueError("square needs resize > 0 (the side of the square)")
 
     def options(self):
         """The settings that change the output (for resume signatures and logs)."""
-        return dict(resize=self.resize, center_crop=self.center_crop, color=self.color,
-                    pass_through=self.pass_through, inter_method=self.inter_method)
+        options = dict(resize=self.resize, center_crop=self.center_crop, color=self.color,
+                       pass_through=self.pass_through, inter_method=self.inter_method)
+        if self.square:  # only when set, so that earlier signatures stay valid
+            options["square"] = True
+        return options
 
     def __call__(self, relpath):
         import cv2
@@ -167,8 +176,11 @@ class ImageLoader:
                 img = img[:, left:left + h]
         if self.resize:
             h, w = img.shape[:2]
-            size = (self.resize, h * self.resize // w) if h > w else \
-                (w * self.resize // h, self.resize)  # (width, height)
+            if self.square:
+                size = (self.resize, self.resize)
+            else:
+                size = (self.resize, h * self.resize // w) if h > w else \
+                    (w * self.resize // h, self.resize)  # (width, height)
             img = cv2.resize(img, size, interpolation=self._interpolation(w, h, *size))
         return img
 

@@ -159,8 +159,9 @@ def _files(data_dir, split, dataset):
 def get_rec_iters(dataset="digits", data_dir=None, batch_size=128, val_batch_size=None,
                   aug=None, pad=None, pad_fill=None, mirror=None, mean_rgb=None, std_rgb=None,
                   preprocess_threads=4, num_parts=1, part_index=0, seed=0,
-                  train_split="train", val_split="test"):
-    """Training and evaluation iterators over ``<data_dir>/{train,test}.rec``.
+                  train_split="train", val_split=None):
+    """Training and evaluation iterators over ``<data_dir>/{train,test}.rec`` (``val.rec``
+    for the datasets evaluated on their validation set: the table's ``eval_split``).
 
     Parameters
     ----------
@@ -197,7 +198,7 @@ def get_rec_iters(dataset="digits", data_dir=None, batch_size=128, val_batch_siz
                          % (part_index, num_parts))
     r = resolve_aug(info.name, aug, pad, pad_fill, mirror, mean_rgb, std_rgb)
     train_rec, train_idx = _files(data_dir, train_split, info.name)
-    val_rec, val_idx = _files(data_dir, val_split, info.name)
+    val_rec, val_idx = _files(data_dir, val_split or info.eval_split, info.name)
     common = dict(data_shape=info.data_shape, preprocess_threads=preprocess_threads,
                   num_parts=num_parts, part_index=part_index, verbose=False,
                   mean_r=r["mean_rgb"][0], mean_g=r["mean_rgb"][1], mean_b=r["mean_rgb"][2],

@@ -111,6 +111,7 @@ class Classifier(nn.HybridBlock):
         self.classes = int(classes)
         with self.name_scope():
             self.features, self.feature_channels = features()
+            self._identity_representation = representation is None
             if representation is None:
                 self.representation = Identity(prefix="representation_")
                 dim, logits = self.feature_channels, False
@@ -124,6 +125,7 @@ class Classifier(nn.HybridBlock):
                     representation, self.feature_channels, self.classes, **options)
                 dim = self.representation.output_dim
                 logits = getattr(self.representation, "logits", False)
+            self._logits = bool(logits)
             if logits:
                 if dim != self.classes:
                     raise ValueError("representation %r gives %d scores for %d classes"
@@ -135,6 +137,19 @@ class Classifier(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         return self.output(self.representation(self.features(x)))
+
+    def extra_losses(self, F, data):
+        """``(scores, [extra losses])`` for the trainer (:func:`~gluon_models.training.
+        training_symbol`): the representation's own extra losses (e.g. the balance loss of a
+        gated mixture) when it declares ``extra_losses(F, x)``, else none."""
+        # identity children are skipped: called on its own, a hybridized Identity with
+        # static_alloc breaks MXNet 1.9.1's backward (a cached graph without operators)
+        x = self.features(data)
+        if hasattr(self.representation, "extra_losses"):
+            y, extra = self.representation.extra_losses(F, x)
+        else:
+            y, extra = (x if self._identity_representation else self.representation(x)), []
+        return (y if self._logits else self.output(y)), list(extra)
 
 
 def freeze_features(net, k):

@@ -31,12 +31,18 @@ Options of the backbones (every model takes ``classes``, ``freeze``, ``impl``):
 
 * ``representation``: None (the backbone's own: global average pooling, or for AlexNet / VGG
   their last max pooling read by their fully connected head), ``"gavp"``, ``"isqrtcov"``,
-  ``"bcnn"``, ``"cbp"``, with ``representation_options``;
+  ``"bcnn"``, ``"cbp"``, or another family's registered representation (e.g. ``"gmsop"``),
+  with ``representation_options``;
 * ``reduced_dim``: iSQRT-COV's dimension reduction (default 256, the repository's preset when
   training from scratch; 0: none);
-* the classifier follows the repository's rules for a model trained from scratch (spec of
-  its ``Newmodel``): AlexNet / VGG keep their 3-layer head, its first layer resized to the
-  representation and its last to ``classes``; the others get one fully connected layer. New
+* the classifier follows the repository's rules for a model trained from scratch (its
+  ``Newmodel``): AlexNet / VGG keep their 3-layer head, its first layer resized to the
+  representation and its last to ``classes``; the others get one fully connected layer;
+* ``pretrained_head=True``: the head the repository builds when it fine-tunes from pretrained
+  weights (``--pretrained``): one fully connected layer on any representation (AlexNet / VGG
+  drop fc6 / fc7, so they need a representation: without one the repository fails), and
+  iSQRT-COV without dimension reduction unless ``reduced_dim`` is given (VGG: 131,328
+  dimensions; on 2048 channels that is one of the senseless combinations below). New
   fully connected layers are initialised as PyTorch's (weights and biases
   ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``), the heads' own layers as the repository's
   (VGG / MPN-COV-VGG ``N(0, 0.01)``, zero bias).
@@ -54,16 +60,19 @@ from mxnet.gluon import nn
 
 from ..nn.basic import ConvBNAct, check_impl, check_int, check_positive_int, fc_uniform
 from ..nn.representation import BCNN, CBP, ISqrtCov
-from .compose import Classifier, gluoncv_features, register_representation
+from .compose import Classifier, gluoncv_features, register_representation, representations
 from .registry import register_family, register_model
+from .weight_map import (TORCHVISION_ALEXNET, TORCHVISION_DENSENET,
+                         TORCHVISION_INCEPTION_V3, TORCHVISION_RESNET, TORCHVISION_VGG,
+                         WeightMap)
 
 __all__ = []
 
 
-# The factory does not name ``impl`` yet: networks default to impl="native", which ISqrtCov
-# does not have until its C++ operator exists; naming it then hands the network's choice on.
-def _isqrtcov(in_channels, classes, **options):
-    return ISqrtCov(in_channels, **options)
+# The factory names ``impl``, so the network's choice (native operator or stock twin) reaches
+# the iSQRT-COV block.
+def _isqrtcov(in_channels, classes, impl="native", **options):
+    return ISqrtCov(in_channels, impl=impl, **options)
 
 
 def _bcnn(in_channels, classes, **options):
@@ -157,7 +166,7 @@ _COMMON = dict(classes=1000, representation_options=None, freeze=0, impl="native
 def _backbone_options(name):
     kind = _BACKBONES[name][2]
     return dict(_COMMON, representation=None if kind in ("vgg", "alexnet") else "gavp",
-                reduced_dim=None)
+                reduced_dim=None, pretrained_head=False)
 
 
 def _second_order_check(name, representation, channels, options):
@@ -169,14 +178,19 @@ def _second_order_check(name, representation, channels, options):
             % (name, representation, dim,
                dim * dim if representation == "bcnn" else dim * (dim + 1) // 2,
                "use cbp, isqrtcov with reduced_dim, or mpncov_resnet*"
-               if representation == "bcnn" else "set reduced_dim (default 256)"))
+               if representation == "bcnn" else "set reduced_dim (e.g. 256, the preset from scratch)"))
 
 
-def _representation(name, representation, channels, rep_options, reduced_dim):
-    """The (name, options) handed to Classifier, after the repository's rules."""
-    if representation not in _REPRESENTATION_NAMES:
+def _representation(name, representation, channels, rep_options, reduced_dim,
+                    pretrained_head=False):
+    """The (name, options) handed to Classifier, after the repository's rules; besides the
+    repository's representations a backbone takes any other family's registered one (e.g.
+    GM-SOP's ``gmsop`` head)."""
+    allowed = _REPRESENTATION_NAMES + tuple(
+        r for r in representations() if r not in _REPRESENTATION_NAMES and r != "maxpool")
+    if representation not in allowed:
         raise ValueError("%s: representation must be one of %s, got %r"
-                         % (name, ", ".join(map(str, _REPRESENTATION_NAMES)), representation))
+                         % (name, ", ".join(map(str, allowed)), representation))
     options = dict(rep_options or {})
     if representation != "isqrtcov" and (reduced_dim is not None or "reduced_dim" in options):
         raise ValueError("%s: reduced_dim applies to representation='isqrtcov', not %r"
@@ -186,7 +200,8 @@ def _representation(name, representation, channels, rep_options, reduced_dim):
             raise ValueError("%s: reduced_dim given twice (option and representation_options)"
                              % name)
         dim = options.pop("reduced_dim", reduced_dim)
-        dim = _REDUCED_DIM if dim is None else check_int("reduced_dim", dim, 0)
+        default = 0 if pretrained_head else _REDUCED_DIM  # the preset drops DR when pretrained
+        dim = default if dim is None else check_int("reduced_dim", dim, 0)
         options["reduced_dim"] = dim or None  # 0: no reduction
     if representation is None and rep_options:
         raise ValueError("%s: representation_options %s without a representation"
@@ -200,10 +215,22 @@ def _create_backbone(name, **kwargs):
     gluoncv_name, _, kind, channels = _BACKBONES[name]
     classes = check_positive_int("classes", cfg["classes"])
     impl = check_impl(cfg["impl"])
+    pretrained_head = bool(cfg["pretrained_head"])
     representation, options = _representation(
         name, cfg["representation"], channels, cfg["representation_options"],
-        cfg["reduced_dim"])
-    if kind in ("vgg", "alexnet"):
+        cfg["reduced_dim"], pretrained_head)
+    if pretrained_head and kind in ("vgg", "alexnet") and representation is None:
+        raise ValueError("%s with pretrained_head=True and no representation: the head for "
+                         "pretrained weights is one fully connected layer on a representation "
+                         "(the repository fails on this combination); name a representation, "
+                         "or use pretrained_head=False for the network's own 3-layer head"
+                         % name)
+    if pretrained_head:
+        representation = representation or "gavp"
+
+        def output(in_units, n):
+            return _new_dense(in_units, n, "fc_")
+    elif kind in ("vgg", "alexnet"):
         own = representation is None
         if own:  # the backbone's own last max pooling, read by its head
             representation, options = "maxpool", dict(
@@ -340,4 +367,25 @@ def mpncov_vgg16_bn(**kwargs):
     return _create_network("mpncov_vgg16_bn", **kwargs)
 
 
-register_family("mpncov", imagenet_norm="imagenet")
+# ---- PyTorch weights --------------------------------------------------------------------------
+
+# The repository's mpncovresnet: torchvision's ResNet names plus layer_reduce(_bn), all but fc
+# inside our `features` under the same names; or, in a checkpoint of its main.py (Basemodel
+# of a pretrained mpncovresnet), the same children numbered inside `features` and `fc` as
+# `classifier`.
+_MPNCOV_CHILDREN = _STAGES + ("layer_reduce", "layer_reduce_bn")
+_MPNCOV_RESNET_WEIGHTS = WeightMap.renames(dict(
+    {n: "features." + n for n in _MPNCOV_CHILDREN}, fc="output",
+    **{"features.%d" % i: "features." + n for i, n in enumerate(_MPNCOV_CHILDREN)},
+    classifier="output"))
+# The repository's mpncovvgg16_bn: VGG's features and 3-layer classifier, and its MPNCOV's
+# reduction block conv_dr_block (conv, BN, ReLU).
+_MPNCOV_VGG_WEIGHTS = TORCHVISION_VGG.then(WeightMap.renames({
+    "representation.conv_dr_block.0": "representation.reduce.conv",
+    "representation.conv_dr_block.1": "representation.reduce.bn"}))
+
+register_family("mpncov", imagenet_norm="imagenet", weight_maps={
+    "resnet*": TORCHVISION_RESNET, "vgg*": TORCHVISION_VGG, "alexnet": TORCHVISION_ALEXNET,
+    "densenet*": TORCHVISION_DENSENET, "inception_v3": TORCHVISION_INCEPTION_V3,
+    "mpncov_resnet*": _MPNCOV_RESNET_WEIGHTS,
+    "mpncov_vgg16_bn": _MPNCOV_VGG_WEIGHTS})

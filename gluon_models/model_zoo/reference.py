@@ -45,6 +45,15 @@ SOURCES = {
         "repository's mpncovvgg16_bn / mpncovresnet50 / mpncovresnet101 with 1000 classes; "
         "their float32 state dicts (BN statistics included) are the README's model files "
         "of 650.4 / 217.3 / 289.9 MB (MiB)."),
+    "gmsop-imagenet64": (
+        "GM-SOP (Wang, Gao, Xie, Zuo, Li, NeurIPS 2018), authors' README table "
+        "(https://github.com/ZilinGao/GM-SOP): parameters and top-1 validation error on "
+        "downsampled ImageNet-1K (64 x 64) of the released models. Exact counts: learnable "
+        "parameters of the authors' MatConvNet init files with 1000 classes (conv / fc "
+        "weights, stem and classifier biases, BN gamma/beta, the gate matrices Wg, Wn). Two "
+        "README figures do not follow from the code: ResNet-18 0.9M (the code gives 0.83M) "
+        "and GM-SOP-16-8 + WRN-36-2 15.7M (the code gives 17.81M; the gap is almost exactly "
+        "the 16 components' first 1 x 1 convolutions, 16 x 256 x 512)."),
     "ibn-imagenet": (
         "IBN-Net (Pan, Luo, Shi, Tang, ECCV 2018, arXiv 1807.09441), authors' README "
         "(https://github.com/XingangPan/IBN-Net): ImageNet validation top-1 error, single 224 "
@@ -100,6 +109,22 @@ REFERENCE = {
                             exact_params=56929832, source="mpncov-imagenet"),
     "mpncov_resnet101": dict(label="fast MPN-COV-ResNet101", top1_err=20.99,
                              exact_params=75921960, source="mpncov-imagenet"),
+    "resnet18_imagenet64": dict(label="ResNet-18", params_m=0.9, top1_err=52.17,
+                                exact_params=829192, source="gmsop-imagenet64"),
+    "sr_sop_resnet18_imagenet64": dict(label="ResNet-18-SR-SOP", params_m=9.0, top1_err=40.56,
+                                       exact_params=8957192, source="gmsop-imagenet64"),
+    "gmgap16_8_resnet18_imagenet64": dict(label="GM-GAP-16-8 + ResNet-18", params_m=2.3,
+                                          top1_err=42.25, exact_params=2333192,
+                                          source="gmsop-imagenet64"),
+    "gmgap16_8_wrn36_2_imagenet64": dict(label="GM-GAP-16-8 + WRN-36-2", params_m=8.7,
+                                         top1_err=35.98, exact_params=8687496,
+                                         source="gmsop-imagenet64"),
+    "gmsop16_8_resnet18_imagenet64": dict(label="GM-SOP-16-8 + ResNet-18", params_m=10.3,
+                                          top1_err=38.48, exact_params=10352776,
+                                          source="gmsop-imagenet64"),
+    "gmsop16_8_wrn36_2_imagenet64": dict(label="GM-SOP-16-8 + WRN-36-2", params_m=15.7,
+                                         top1_err=32.71, exact_params=17809160,
+                                         source="gmsop-imagenet64"),
     "densenet121_ibn_a": dict(label="DenseNet-121 IBN-a", top1_err=24.47,
                               exact_params=7978856, source="ibn-imagenet"),
     "densenet169_ibn_a": dict(label="DenseNet-169 IBN-a", top1_err=23.25,

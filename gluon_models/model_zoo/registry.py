@@ -20,7 +20,8 @@ import sys
 from typing import Callable, Dict, Optional, Tuple
 
 __all__ = ["register_model", "register_seed_network", "seed_network", "seed_networks", "register_family",
-           "families", "family_of", "data_defaults", "optimizer_rules", "get_model",
+           "families", "family_of", "data_defaults", "optimizer_rules", "weight_map",
+           "get_model",
            "list_models", "model_info", "accepted_options", "Family"]
 
 _REGISTRY = {}  # name -> (builder, family, input_size, options or None)
@@ -58,6 +59,7 @@ class Family:
     model_flags: Dict[str, Tuple[dict, Optional[str]]] = dataclasses.field(default_factory=dict)
     train_flags: Dict[str, dict] = dataclasses.field(default_factory=dict)
     optimizer_rules: Optional[Callable] = None
+    weight_maps: Dict[str, object] = dataclasses.field(default_factory=dict)
 
 
 _FAMILIES = {}
@@ -65,7 +67,7 @@ _FAMILIES = {}
 
 def register_family(name, cifar_aug=None, imagenet_norm=None, model_flags=None,
                     train_flags=None, optimizer_rules=None, aug_presets=None,
-                    imagenet_norms=None):
+                    imagenet_norms=None, weight_maps=None):
     """Declare a family's hooks into the shared machinery.
 
     Parameters
@@ -95,6 +97,10 @@ def register_family(name, cifar_aug=None, imagenet_norm=None, model_flags=None,
     imagenet_norms : dict, optional
         The family's own ImageNet normalisations, name -> ``Norm``
         (:func:`gluon_models.data.imagenet.register_norm`).
+    weight_maps : dict, optional
+        Model name pattern (fnmatch) -> :class:`~gluon_models.model_zoo.weight_map.WeightMap`
+        from the names of its networks' PyTorch state dicts (the authors' or torchvision's)
+        to ours, for ``tools/convert_weights.py``; the first matching pattern applies.
     """
     from ..data.imagenet import register_norm  # data imports nothing of the model zoo
     from ..data.presets import register_aug_preset
@@ -105,7 +111,8 @@ def register_family(name, cifar_aug=None, imagenet_norm=None, model_flags=None,
     for norm, settings in (imagenet_norms or {}).items():
         register_norm(norm, settings)
     _FAMILIES[name] = Family(name, dict(cifar_aug or {}), imagenet_norm,
-                             dict(model_flags or {}), dict(train_flags or {}), optimizer_rules)
+                             dict(model_flags or {}), dict(train_flags or {}), optimizer_rules,
+                             dict(weight_maps or {}))
     return _FAMILIES[name]
 
 
@@ -135,6 +142,19 @@ def optimizer_rules(args):
         if fam.optimizer_rules is not None:
             rules.extend(fam.optimizer_rules(args))
     return rules
+
+
+def weight_map(name):
+    """The :class:`~gluon_models.model_zoo.weight_map.WeightMap` of model ``name`` (declared
+    by its family), or ``ValueError`` listing the models that have one."""
+    fam = _FAMILIES.get(family_of(name))
+    for pattern, mapping in (fam.weight_maps if fam else {}).items():
+        if fnmatch.fnmatch(str(name).lower(), pattern):
+            return mapping
+    known = [m for f in _FAMILIES.values() for m in list_models(family=f.name)
+             if any(fnmatch.fnmatch(m, p) for p in f.weight_maps)]
+    raise ValueError("model %r has no PyTorch weight map; models with one: %s"
+                     % (name, ", ".join(known) or "none"))
 
 
 # ---- seed --network aliases -------------------------------------------------------------------

@@ -5,8 +5,10 @@ from .fb import (FactorizedBilinear, FBConv2D, FBHead, fb_quadratic, dropfactor_
 from .ibn import IBN, ibn_split, InstanceNorm
 from .igc import Reorder, IGCConv, reorder
 from .representation import GAvP, MaxPoolFlatten, ISqrtCov, BCNN, CBP, covpool, sqrtm, triuvec
+from .gmsop import GatedMixture, importance_cv2
 
 __all__ = ["ConvBNAct", "he_normal", "fc_uniform", "train_mode_dropout", "train_mode_flag",
            "FactorizedBilinear", "FBConv2D", "FBHead", "fb_quadratic", "dropfactor_mask",
-           "fb_parameters", "IBN", "ibn_split", "InstanceNorm", "Reorder", "IGCConv", "reorder", "GAvP", "MaxPoolFlatten",
-           "ISqrtCov", "BCNN", "CBP", "covpool", "sqrtm", "triuvec"]
+           "fb_parameters", "IBN", "ibn_split", "InstanceNorm", "Reorder", "IGCConv", "reorder",
+           "GAvP", "MaxPoolFlatten", "ISqrtCov", "BCNN", "CBP", "covpool", "sqrtm", "triuvec",
+           "GatedMixture", "importance_cv2"]

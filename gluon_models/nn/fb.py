@@ -98,7 +98,8 @@ def fb_quadratic(F, x, weight, bias, mask, kernel, num_filter, num_factor, strid
     ``FMConvolution<op>``; ``impl="stock"`` computes (spec 1.5), with ``Mw = mask * weight``::
 
         Z = Convolution(x, Mw.reshape(O*F, C/G, kh, kw), num_group=G)
-        q = sum_f Z.reshape(N, O, F, OH, OW)^2 - Convolution(x^2, sum_f Mw^2, num_group=G)
+        q = sum_f Z.reshape(N, O, F, OH*OW)^2 .reshape(N, O, OH, OW)
+            - Convolution(x^2, sum_f Mw^2, num_group=G)
 
     MXNet cannot infer a weight shape backwards through ``mask * weight``, so for a graph
     built before the weight shape is known (Gluon deferred initialisation) pass
@@ -127,23 +128,28 @@ def fb_quadratic(F, x, weight, bias, mask, kernel, num_filter, num_factor, strid
     if legacy_data_grad:
         raise ValueError("legacy_data_grad needs impl='native' (the stock twin differentiates "
                          "exactly)")
+    # explicit reshape sizes only (no MXNet-only codes such as -3/-4), so the twin exports to
+    # ONNX: the F projections of output o are the channels o*F .. o*F+F-1 of Z, summed over
+    # F on (N, O, F, OH*OW) and given back the (N, O, OH, OW) shape of the diagonal term
+    kh, kw = geometry["kernel"]
+    rows = (num_filter * num_factor, -1, kh, kw)
+    split = (0, num_filter, num_factor, -1)
     if fold_mask:
         mw = F.broadcast_mul(weight, F.reshape(mask, shape=(1, -1, 1, 1, 1)))
-        z = F.Convolution(x, F.reshape(mw, shape=(-3, -2)), num_filter=num_filter * num_factor,
+        z = F.Convolution(x, F.reshape(mw, shape=rows), num_filter=num_filter * num_factor,
                           no_bias=True, **geometry)
-        q = F.sum(F.square(F.reshape(z, shape=(0, -4, num_filter, num_factor, -2))), axis=2)
+        q = F.sum(F.square(F.reshape(z, shape=split)), axis=2)
         mw2 = F.square(mw)
     else:
         m2 = F.square(mask)
-        z = F.Convolution(x, F.reshape(weight, shape=(-3, -2)),
+        z = F.Convolution(x, F.reshape(weight, shape=rows),
                           num_filter=num_filter * num_factor, no_bias=True, **geometry)
-        q = F.sum(F.broadcast_mul(F.square(F.reshape(z, shape=(0, -4, num_filter, num_factor,
-                                                                -2))),
-                                  F.reshape(m2, shape=(1, 1, -1, 1, 1))), axis=2)
+        q = F.sum(F.broadcast_mul(F.square(F.reshape(z, shape=split)),
+                                  F.reshape(m2, shape=(1, 1, -1, 1))), axis=2)
         mw2 = F.broadcast_mul(F.square(weight), F.reshape(m2, shape=(1, -1, 1, 1, 1)))
     diag = F.Convolution(F.square(x), F.sum(mw2, axis=1), num_filter=num_filter, no_bias=True,
                          **geometry)
-    y = q - diag
+    y = F.reshape_like(q, diag) - diag
     if bias is not None:
         y = F.broadcast_add(y, F.reshape(bias, shape=(1, -1, 1, 1)))
     return y

@@ -4,9 +4,10 @@ An IGC block maps ``G = L * M`` channels with a primary group convolution (``L``
 spatial k x k), a permutation ``Reorder(L)``, a secondary group convolution (1 x 1, ``M``
 groups) and the permutation back ``Reorder(M)``, followed by BatchNorm and optionally ReLU
 (spec igc.md section 1). The permutation is the native ``Reorder`` operator or, with
-``impl="stock"``, its twin made of stock reshape / swapaxes / reshape, which gives identical
-results and exports without the operator library.
+``impl="stock"``, its twin made of stock reshape / swapaxes / reshape_like, which gives
+identical results and exports without the operator library, to ONNX too.
 """
+import mxnet as mx
 from mxnet.gluon import nn
 
 from .basic import check_impl, check_positive_int, he_normal, is_graph_input as _is_graph_input, layout_barrier
@@ -14,15 +15,26 @@ from .basic import check_impl, check_positive_int, he_normal, is_graph_input as 
 __all__ = ["reorder", "Reorder", "IGCConv"]
 
 
-def reorder(F, x, branch_factor, impl="native"):
+def reorder(F, x, branch_factor, impl="native", channels=None):
     """Channel permutation ``out[:, k*B + b] = in[:, b*(C/B) + k]`` (``B = branch_factor``).
 
-    ``x`` has channels on axis 1 and any ndim >= 2. ``impl="stock"`` uses
-    ``reshape(0, -4, B, -1, -2) -> swapaxes(1, 2) -> reshape(0, -3, -2)``.
+    ``x`` has channels on axis 1 and any ndim >= 2. ``impl="stock"`` is a stock twin made only
+    of ops that ONNX expresses (explicit reshape sizes, no MXNet-only reshape codes): with the
+    channel count ``C`` known (``channels``, or the shape of an NDArray) it splits the channels
+    as ``reshape(0, B, C/B, -1)``, swaps the two channel axes and restores ``x``'s shape
+    (``reshape_like``); a symbol of unknown ``C`` takes the same permutation with the channels
+    last (``(N, S, C) -> (N, S, B, C/B)``, swap, merge), two transposes more.
     """
     if impl == "stock":
-        y = F.reshape(x, shape=(0, -4, branch_factor, -1, -2))
-        return F.reshape(F.swapaxes(y, 1, 2), shape=(0, -3, -2))
+        if F is mx.nd:
+            channels = x.shape[1]
+        if channels is not None:
+            y = F.reshape(x, shape=(0, branch_factor, channels // branch_factor, -1))
+            return F.reshape_like(F.swapaxes(y, 1, 2), x)
+        y = F.transpose(F.reshape(x, shape=(0, 0, -1)), axes=(0, 2, 1))       # (N, S, C)
+        y = F.swapaxes(F.reshape(y, shape=(0, 0, branch_factor, -1)), 2, 3)  # (N, S, C/B, B)
+        y = F.transpose(F.reshape(y, shape=(0, 0, -1)), axes=(0, 2, 1))       # (N, C, S)
+        return F.reshape_like(y, x)
     # Extension operators always overwrite their input gradient (they are not told `req`),
     # so a gradient buffer owned by the caller, which may be in grad_req='add' mode, is
     # reached through a stock identity that honours `req`. Inside networks the input is an
@@ -41,15 +53,22 @@ class Reorder(nn.HybridBlock):
         ``B``; the channel count must be divisible by it. ``Reorder(C // B)`` is the inverse.
     impl : {"native", "stock"}
         Native operator or the stock-op twin.
+    channels : int, optional
+        The input's channel count ``C``, if known: the stock twin then needs no transposes
+        (see :func:`reorder`).
     """
 
-    def __init__(self, branch_factor, impl="native", **kwargs):
+    def __init__(self, branch_factor, impl="native", channels=None, **kwargs):
         super().__init__(**kwargs)
         self.branch_factor = check_positive_int("branch_factor", branch_factor)
         self.impl = check_impl(impl)
+        self.channels = None if channels is None else check_positive_int("channels", channels)
+        if self.channels is not None and self.channels % self.branch_factor:
+            raise ValueError("channels=%d is not divisible by branch_factor=%d"
+                             % (self.channels, self.branch_factor))
 
     def hybrid_forward(self, F, x):
-        return reorder(F, x, self.branch_factor, self.impl)
+        return reorder(F, x, self.branch_factor, self.impl, self.channels)
 
     def __repr__(self):
         return "%s(branch_factor=%d, impl=%s)" % (self.__class__.__name__, self.branch_factor,
@@ -113,11 +132,11 @@ class IGCConv(nn.HybridBlock):
             self.conv1 = nn.Conv2D(channels, kernel, stride, kernel // 2, groups=primary,
                                    use_bias=False, in_channels=in_channels,
                                    weight_initializer=he_normal(), prefix="conv1_")
-            self.reorder1 = Reorder(primary, impl, prefix="reorder1_")
+            self.reorder1 = Reorder(primary, impl, channels, prefix="reorder1_")
             self.conv2 = nn.Conv2D(channels, 1, 1, 0, groups=secondary, use_bias=False,
                                    in_channels=channels, weight_initializer=he_normal(),
                                    prefix="conv2_")
-            self.reorder2 = Reorder(reorder2, impl, prefix="reorder2_")
+            self.reorder2 = Reorder(reorder2, impl, channels, prefix="reorder2_")
             self.bn = nn.BatchNorm(in_channels=channels, prefix="bn_", **norm_kwargs)
             self.relu = nn.Activation("relu", prefix="relu_") if act else None
 

@@ -19,15 +19,19 @@ The graph functions :func:`covpool`, :func:`sqrtm`, :func:`triuvec`, :func:`sign
 :func:`l2_normalize` and :func:`compact_bilinear` take ``F`` (``mx.nd`` or ``mx.sym``) first,
 so they run eagerly and inside ``hybrid_forward``. They are the stock implementation: plain
 ``batch_dot`` / ``take`` graphs differentiated by autograd, which gives the exact gradients of
-the paper's backward (the unrolled iteration is a polynomial in the input). A native operator
-plugs in behind the ``impl`` switch of :class:`ISqrtCov`.
+the paper's backward (the unrolled iteration is a polynomial in the input). The native
+operator ``ISqrtCov`` (covariance, iteration and triangle fused, with the paper's analytic
+backward; see the library's ``operators/isqrtcov.cc``) is the default ``impl`` of
+:class:`ISqrtCov`; the graph functions are its stock twin.
 """
 import numpy as np
 
 import mxnet as mx
 from mxnet.gluon import nn
 
-from .basic import ConvBNAct, check_impl, check_int, check_positive_int
+from ..utils.summary import register_macs
+
+from .basic import ConvBNAct, check_impl, check_int, check_positive_int, is_graph_input
 
 __all__ = ["GAvP", "MaxPoolFlatten", "ISqrtCov", "BCNN", "CBP", "covpool", "sqrtm", "triuvec", "triu_index",
            "signed_sqrt", "l2_normalize", "compact_bilinear", "cbp_hashes", "cbp_bins"]
@@ -41,6 +45,22 @@ _MIN_TRACE = 1e-30
 # (``max(||v||, 1e-12)``, applied to the squared norm so that the backward of sqrt never sees 0).
 _SIGNED_SQRT_EPS = 1e-8
 _L2_FLOOR = 1e-12
+
+
+def _isqrtcov_macs(attrs, in_shapes, out_shapes):
+    """Multiply-adds of the ``ISqrtCov`` operator for :func:`gluon_models.utils.summary`: the
+    covariance ``C² M`` plus ``3N - 3`` products of ``C x C`` (one for N < 2), as the stock
+    twin's ``batch_dot`` nodes count them (the operator computes half of each product, a
+    saving the summary does not credit)."""
+    _, c, h, w = in_shapes[0]
+    macs = c * c * h * w
+    if str(attrs.get("sqrt", "True")).strip() in ("True", "true", "1"):
+        n = int(attrs.get("iter_num", 5))
+        macs += (3 * n - 3 if n >= 2 else 1) * c ** 3
+    return macs
+
+
+register_macs("ISqrtCov", _isqrtcov_macs)
 
 
 def _flatten_spatial(F, x):
@@ -69,44 +89,69 @@ def covpool(F, x):
     return F.broadcast_div(F.batch_dot(xc, xc, transpose_b=True), _positions(F, xf))
 
 
-def sqrtm(F, cov, iter_num=5):
+def sqrtm(F, cov, iter_num=5, eps=0.0):
     """Approximate matrix square root of a batch of PSD matrices ``(B, C, C)`` (iSQRT).
 
     Pre-normalisation by the trace ``A = Σ / tr(Σ)`` (paper Eq. 2; the trace is clamped at
     1e-30, see ``_MIN_TRACE``), then ``N = iter_num`` coupled Newton-Schulz steps (Eq. 3:
     ``T = ½(3I - Z Y)``, ``Y ← Y T``, ``Z ← T Z`` from ``Y₀ = A``, ``Z₀ = I``), the first one
     specialised to ``Z₀ = I`` and the last computing ``Y`` only, as the authors do; then
-    post-compensation ``sqrt(tr Σ) · Y_N`` (Eq. 4). ``iter_num`` < 2 (0 included) is the
+    post-compensation ``sqrt(tr Σ) · Y_N`` (Eq. 4). ``eps`` > 0 uses ``tr Σ + eps`` in both
+    places (GM-SOP's guard; fast MPN-COV has none). ``iter_num`` < 2 (0 included) is the
     one-step form ``½ A (3I - A)``. ``3N - 3`` batched ``C x C`` products for N >= 2, 1 for
     N = 1. With N = 5 this is deliberately a rough square root (the networks are trained
     with it); N -> infinity gives ``Σ^{1/2}``.
     """
     n = int(iter_num)
-    diag = F.linalg.extractdiag(cov)                                  # (B, C)
-    trace = F.maximum(F.sum(diag, axis=-1), _MIN_TRACE)               # (B,)
+    eye = _identity(F, cov)                                           # (1, C, C), no gradient
+    diag = F.sum(F.broadcast_mul(cov, eye), axis=2)                   # (B, C)
+    trace = F.sum(diag, axis=-1)                                      # (B,)
+    trace = F.maximum(trace + eps if eps else trace, _MIN_TRACE)
     trace = F.reshape(trace, shape=(-1, 1, 1))
     a = F.broadcast_div(cov, trace)
-    three = 3 * F.linalg.makediag(F.ones_like(F.BlockGrad(diag)))     # 3I, no gradient
+    three = 3 * eye                                                   # 3I
     if n < 2:
-        y = 0.5 * F.batch_dot(a, three - a)
+        y = 0.5 * F.batch_dot(a, F.broadcast_sub(three, a))
     else:
-        t = 0.5 * (three - a)
+        t = 0.5 * F.broadcast_sub(three, a)
         y, z = F.batch_dot(a, t), t
         for _ in range(2, n):
-            t = 0.5 * (three - F.batch_dot(z, y))
+            t = 0.5 * F.broadcast_sub(three, F.batch_dot(z, y))
             y, z = F.batch_dot(y, t), F.batch_dot(t, z)
-        y = 0.5 * F.batch_dot(y, three - F.batch_dot(z, y))
+        y = 0.5 * F.batch_dot(y, F.broadcast_sub(three, F.batch_dot(z, y)))
     return F.broadcast_mul(y, F.sqrt(trace))
 
 
-def triu_index(dim):
-    """Flat positions ``i*dim + j`` (``i <= j``) of the row-major upper triangle, in the
-    authors' order ``(0,0), (0,1), ..., (0,dim-1), (1,1), ...``: ``dim(dim+1)/2`` int64.
+def _identity(F, m):
+    """The ``(1, C, C)`` identity for the batch of square matrices ``m`` ``(B, C, C)``, with
+    ``m``'s dtype and no gradient path: ``arange(C) == arange(C)ᵀ``, which the graph builds
+    without knowing C and ONNX expresses (``linalg.extractdiag``/``makediag`` have no ONNX
+    form); the diagonal is then ``sum(m * I, axis=2)``, the same numbers and gradient."""
+    m = F.BlockGrad(m)
+    rows = F.reshape(F.contrib.arange_like(m, axis=1), shape=(1, -1, 1))
+    cols = F.reshape(F.contrib.arange_like(m, axis=2), shape=(1, 1, -1))
+    return F.BlockGrad(F.broadcast_equal(rows, cols))
 
-    Not ``linalg.extracttrian``'s order: MXNet's upper triangle is column-major.
+
+TRIANGLE_ORDERS = ("row", "column")
+
+
+def triu_index(dim, order="row"):
+    """Flat positions ``i*dim + j`` (``i <= j``) of the upper triangle, diagonal included:
+    ``dim(dim+1)/2`` int64.
+
+    ``order="row"``: fast MPN-COV's ``(0,0), (0,1), ..., (0,dim-1), (1,1), ...`` (not
+    ``linalg.extracttrian``'s order: MXNet's upper triangle is column-major);
+    ``order="column"``: GM-SOP's ``(0,0), (0,1), (1,1), (0,2), (1,2), (2,2), ...``, which for a
+    symmetric matrix is ``linalg.extracttrian(lower=True)``.
     """
     dim = check_positive_int("dim", dim)
+    if order not in TRIANGLE_ORDERS:
+        raise ValueError("order must be one of %s, got %r" % (TRIANGLE_ORDERS, order))
     rows, cols = np.triu_indices(dim)     # row-major: sorted by i, then j
+    if order == "column":
+        by_column = np.lexsort((rows, cols))
+        rows, cols = rows[by_column], cols[by_column]
     return rows.astype(np.int64) * dim + cols
 
 
@@ -129,7 +174,9 @@ def triuvec(F, m, index=None):
 def signed_sqrt(F, x, eps=_SIGNED_SQRT_EPS):
     """``sign(x) · sqrt(|x| + eps)``: exactly 0 with zero gradient where ``x == 0`` (sign has
     zero derivative, sign(0) = 0: the authors' autograd value, not ``1/(2 sqrt(eps))``)."""
-    return F.sign(x) * F.sqrt(F.abs(x) + eps)
+    # sign(x) as (x > 0) - (x < 0): the same values and zero gradient, in ops ONNX has
+    sign = (x > 0) - (x < 0)
+    return sign * F.sqrt(F.abs(x) + eps)
 
 
 def l2_normalize(F, x, axis=1):
@@ -240,21 +287,29 @@ class ISqrtCov(_IndexConstants):
         Matrix square root; False: the plain covariance (no trace normalisation either).
     vectorize : bool
         Upper-triangle vector; False: the ``d x d`` matrix (``output_dim = d²``).
-    impl : {"stock"}
-        ``"stock"``: the graph functions of this module. ``"native"`` is reserved for the
-        C++ operator, which is not built yet.
+    order : {"row", "column"}
+        Order of the upper triangle (:func:`triu_index`): fast MPN-COV's row-major one, or
+        GM-SOP's column-major one.
+    eps : float
+        Added to the trace before normalisation and compensation (GM-SOP's guard, 1e-8;
+        0 for fast MPN-COV, whose zero-trace inputs are kept finite by a 1e-30 clamp).
+    impl : {"native", "stock"}
+        ``"native"``: the ``ISqrtCov`` operator (the same numbers to rounding, about a quarter
+        of the time and a fraction of the memory on the CPU: ``python -m benchmarks.run
+        isqrtcov``); ``"stock"``: the graph functions of this module, which export anywhere.
+        Both have the same parameters (the triangle index is a constant of either).
+
+    float16: the block computes in float32 and returns float16 (the iteration loses about
+    three digits in float16, spec: 1.5e-3 relative); ``cast("float16")`` sets this up.
     """
 
     _index_constants = ("triu",)
 
     def __init__(self, in_channels=0, reduced_dim=None, iter_num=5, sqrt=True, vectorize=True,
-                 impl="stock", **kwargs):
+                 impl="native", order="row", eps=0.0, **kwargs):
         super().__init__(**kwargs)
-        impl = check_impl(impl)
-        if impl == "native":
-            raise NotImplementedError("ISqrtCov impl='native': the native iSQRT-COV operator "
-                                      "is not built yet; use impl='stock'")
-        self.impl = impl
+        self.impl = check_impl(impl)
+        self._half = False
         in_channels = check_int("in_channels", in_channels, 0)
         if reduced_dim is None and in_channels == 0:
             raise ValueError("ISqrtCov needs in_channels (or reduced_dim) to size output_dim")
@@ -262,6 +317,9 @@ class ISqrtCov(_IndexConstants):
                                                                          reduced_dim)
         self.iter_num = check_int("iter_num", iter_num, 0)
         self.sqrt, self.vectorize, self.dim = bool(sqrt), bool(vectorize), dim
+        self.eps = float(eps)
+        if not 0 <= self.eps <= 1:
+            raise ValueError("eps must be in [0, 1], got %r" % (eps,))
         self.output_dim = dim * (dim + 1) // 2 if self.vectorize else dim * dim
         with self.name_scope():
             self.reduce = None
@@ -269,14 +327,33 @@ class ISqrtCov(_IndexConstants):
                 self.reduce = ConvBNAct(in_channels, dim, 1, prefix="reduce_")
                 self.reduce.conv.weight.init = mx.init.MSRAPrelu(factor_type="out", slope=0)
             self.triu = self.params.get_constant(
-                "triu", mx.nd.array(triu_index(dim), dtype="int32")) if self.vectorize else None
+                "triu", mx.nd.array(triu_index(dim, order), dtype="int32")) \
+                if self.vectorize else None
+
+    def cast(self, dtype):
+        super().cast(dtype)
+        self._half = np.dtype(dtype) == np.float16
 
     def hybrid_forward(self, F, x, triu=None):
         if self.reduce is not None:
             x = self.reduce(x)
+        if self._half:
+            return F.cast(self._pool(F, F.cast(x, dtype="float32"), triu), dtype="float16")
+        return self._pool(F, x, triu)
+
+    def _pool(self, F, x, triu):
+        if self.impl == "native":
+            # Extension operators overwrite their input gradients (they are not told `req`);
+            # a stock identity in front keeps grad_req="add" working (see is_graph_input).
+            if is_graph_input(F, x):
+                x = F.identity(x)
+            args = dict(iter_num=self.iter_num, sqrt=self.sqrt, vectorize=self.vectorize)
+            if self.eps:
+                args["eps"] = self.eps
+            return F.ISqrtCov(x, triu, **args) if self.vectorize else F.ISqrtCov(x, **args)
         cov = covpool(F, x)
         if self.sqrt:
-            cov = sqrtm(F, cov, self.iter_num)
+            cov = sqrtm(F, cov, self.iter_num, self.eps)
         return triuvec(F, cov, triu) if self.vectorize else cov
 
 

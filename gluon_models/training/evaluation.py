@@ -75,17 +75,28 @@ def load_classifier(checkpoint=None, epoch=0, export=None, model=None, params=No
 
 
 class CropAverage:
-    """Class probabilities of a batch of crop stacks: ``(B, K, 3, S, S)`` -> the softmax of
-    ``net`` averaged over the ``K`` crops, ``(B, classes)``."""
+    """Class probabilities of a batch of crop stacks: ``(B, K, 3, S, S)`` -> ``(B, classes)``,
+    the softmax of ``net`` averaged over the ``K`` crops (``average="probs"``), or the softmax
+    of its logits averaged over them (``"logits"``: the fast MPN-COV evaluation, spec
+    mpncov.md §5.6)."""
 
-    def __init__(self, net, ctx=None):
-        self.net = net
+    def __init__(self, net, ctx=None, average="probs"):
+        if average not in ("probs", "logits"):
+            raise ValueError("average must be 'probs' or 'logits', got %r" % (average,))
+        self.net, self.average = net, average
         self.ctx = ctx or next(iter(net.collect_params().values())).list_ctx()[0]
 
-    def __call__(self, x):
+    def logits(self, x):
+        """The ``(B, K, classes)`` logits of every crop."""
         b, k = x.shape[:2]
-        probs = mx.nd.softmax(self.net(x.reshape((b * k,) + x.shape[2:]).as_in_context(self.ctx)))
-        return probs.reshape((b, k, -1)).mean(axis=1)
+        return self.net(x.reshape((b * k,) + x.shape[2:]).as_in_context(self.ctx)).reshape(
+            (b, k, -1))
+
+    def __call__(self, x):
+        logits = self.logits(x)
+        if self.average == "logits":
+            return mx.nd.softmax(logits.mean(axis=1))
+        return mx.nd.softmax(logits, axis=-1).mean(axis=1)
 
 
 class _TenCrops:

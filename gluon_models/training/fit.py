@@ -10,6 +10,7 @@ resumed from epoch N (``load_epoch=N``) ends with the weights of an uninterrupte
 only its weights are taken, and the run is a new one: epochs count from 0, the update count,
 the lr schedule (from ``lr``) and the optimizer states (momentum) restart.
 """
+import argparse
 import dataclasses
 import logging
 import math
@@ -26,6 +27,7 @@ from ..utils.argtypes import (file_prefix, fraction, non_negative_float, non_neg
 from ..utils.checkpoint import (load_checkpoint, load_optimizer_states, read_params,
                                 save_checkpoint)
 from .heads import extra_loss_metric, training_symbol
+from .optimizers import TorchSGD  # noqa: F401  (registers torch_sgd)
 from .schedules import SCHEDULES, make_lr_scheduler
 
 __all__ = ["FitConfig", "fit", "evaluate", "add_fit_args", "contexts", "make_optimizer",
@@ -33,7 +35,7 @@ __all__ = ["FitConfig", "fit", "evaluate", "add_fit_args", "contexts", "make_opt
 
 _LOG = logging.getLogger(__name__)
 KVSTORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
-OPTIMIZERS = ("sgd", "nag")
+OPTIMIZERS = ("sgd", "nag", "torch_sgd")
 
 
 class TrainingDiverged(ValueError):
@@ -88,6 +90,7 @@ class FitConfig:
     lr_schedule: str = "step"
     lr_step_epochs: Sequence[float] = ()
     lr_factor: float = 0.1
+    lr_log: Sequence[float] = ()         # the log schedule's exponents (p1, p2)
     warmup_epochs: float = 0.0
     warmup_lr: float = 0.0
     rules: Sequence = ()                 # OptimizerRule objects (a family's recipe)
@@ -178,7 +181,8 @@ def make_optimizer(cfg, net, rescale_grad, epoch_size, begin_num_update=0):
         raise ValueError("wd_rule must be 'all' or 'weights', got %r" % cfg.wd_rule)
     warmup_epochs, warmup_lr = warmup_of(cfg)
     scheduler = make_lr_scheduler(cfg.lr, epoch_size, cfg.num_epochs, cfg.lr_schedule,
-                                  cfg.lr_step_epochs, cfg.lr_factor, warmup_epochs, warmup_lr)
+                                  cfg.lr_step_epochs, cfg.lr_factor, warmup_epochs, warmup_lr,
+                                  log_range=cfg.lr_log)
     kwargs = dict(learning_rate=cfg.lr, momentum=cfg.mom, wd=cfg.wd, rescale_grad=rescale_grad,
                   lr_scheduler=scheduler, begin_num_update=begin_num_update)
     if cfg.clip_gradient:
@@ -409,6 +413,17 @@ def _floats(text):
     return [non_negative_float(t) for t in str(text).split(",") if t.strip()]
 
 
+def _exponents(text):
+    """``"-2,-4"`` -> ``[-2.0, -4.0]``: the two exponents of the log schedule."""
+    try:
+        values = [float(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if len(values) != 2 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError("expected two exponents P1,P2, got %r" % (text,))
+    return values
+
+
 def add_fit_args(parser):
     """The training argument group (names of the seeds' scripts kept as aliases)."""
     g = parser.add_argument_group("Training", "optimisation, schedule, devices, checkpoints")
@@ -418,13 +433,16 @@ def add_fit_args(parser):
                    default=10, help="epochs to train")
     g.add_argument("--num-examples", type=positive_int, default=None,
                    help="training-set size (default: from the data)")
-    g.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, help="sgd or nag")
+    g.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
+                   help="sgd, nag, or torch_sgd (momentum in PyTorch's form)")
     g.add_argument("--lr", type=non_negative_float, default=0.1, help="base learning rate")
     g.add_argument("--lr-schedule", default="step", choices=SCHEDULES, help="lr schedule")
     g.add_argument("--lr-step-epochs", "--lr-step", "--lr-steps", dest="lr_step_epochs",
                    type=_floats, default=[], help="epochs at which the lr is multiplied by "
                    "--lr-factor, comma separated")
     g.add_argument("--lr-factor", type=positive_float, default=0.1, help="lr decay factor")
+    g.add_argument("--lr-log", type=_exponents, default=[], metavar="P1,P2",
+                   help="--lr-schedule log: epoch e trains with logspace(P1, P2, epochs)[e]")
     g.add_argument("--warmup-epochs", type=non_negative_float, default=0.0,
                    help="linear lr warm-up length in epochs")
     g.add_argument("--warmup-lr", type=non_negative_float, default=0.0,

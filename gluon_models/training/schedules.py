@@ -1,14 +1,30 @@
 """Learning-rate schedules in absolute update counts, so a resumed run (which restarts the
 optimizer at ``begin_num_update = epoch * epoch_size``) continues at exactly the right lr."""
 import mxnet as mx
+import numpy as np
 
-__all__ = ["make_lr_scheduler", "SCHEDULES"]
+__all__ = ["make_lr_scheduler", "SCHEDULES", "EpochLogScheduler"]
 
-SCHEDULES = ("step", "cosine", "constant")
+SCHEDULES = ("step", "cosine", "constant", "log")
+
+
+class EpochLogScheduler(mx.lr_scheduler.LRScheduler):
+    """The fast MPN-COV scripts' ``log`` method (spec mpncov.md §5.3): epoch ``e`` of
+    ``num_epochs`` trains with ``logspace(p1, p2, num_epochs)[e]`` (so the base lr is
+    ``10 ** p1``), constant within the epoch; updates count from 1."""
+
+    def __init__(self, epoch_size, num_epochs, p1, p2):
+        super().__init__(base_lr=10.0 ** p1)
+        self.epoch_size = int(epoch_size)
+        self.lrs = np.logspace(p1, p2, int(num_epochs))
+
+    def __call__(self, num_update):
+        epoch = min(max(num_update - 1, 0) // self.epoch_size, len(self.lrs) - 1)
+        return float(self.lrs[epoch])
 
 
 def make_lr_scheduler(base_lr, epoch_size, num_epochs, kind="step", lr_steps=(), factor=0.1,
-                      warmup_epochs=0.0, warmup_begin_lr=0.0, final_lr=0.0):
+                      warmup_epochs=0.0, warmup_begin_lr=0.0, final_lr=0.0, log_range=()):
     """Build an MXNet lr scheduler.
 
     Parameters
@@ -19,9 +35,11 @@ def make_lr_scheduler(base_lr, epoch_size, num_epochs, kind="step", lr_steps=(),
         Updates per epoch.
     num_epochs : int
         Length of the run (the cosine schedule ends there).
-    kind : {"step", "cosine", "constant"}
+    kind : {"step", "cosine", "constant", "log"}
         ``step``: multiply by ``factor`` once the update count exceeds each of ``lr_steps``
-        (epochs); ``cosine``: cosine decay from ``base_lr`` to ``final_lr`` over the run.
+        (epochs); ``cosine``: cosine decay from ``base_lr`` to ``final_lr`` over the run;
+        ``log``: :class:`EpochLogScheduler` over ``log_range = (p1, p2)`` (``base_lr`` is
+        then ``10 ** p1``; no warm-up).
     warmup_epochs : float
         Linear warm-up from ``warmup_begin_lr`` to ``base_lr`` (FBN's "slow start" is a
         warm-up from ``0.1 * lr`` over ``--fmconv-slowstart`` epochs, spec fbn.md 5.4).
@@ -30,6 +48,11 @@ def make_lr_scheduler(base_lr, epoch_size, num_epochs, kind="step", lr_steps=(),
         raise ValueError("lr schedule must be one of %s, got %r" % (SCHEDULES, kind))
     if epoch_size < 1:
         raise ValueError("epoch_size must be >= 1, got %r" % epoch_size)
+    if kind == "log":
+        if len(log_range) != 2 or warmup_epochs:
+            raise ValueError("the log schedule takes two exponents (p1, p2: lr from 10^p1 to "
+                             "10^p2) and no warm-up, got %s" % (list(log_range),))
+        return EpochLogScheduler(epoch_size, num_epochs, *log_range)
     warmup = int(round(warmup_epochs * epoch_size))
     steps = sorted(int(round(e * epoch_size)) for e in lr_steps)
     if any(s <= warmup for s in steps):

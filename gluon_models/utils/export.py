@@ -1,4 +1,5 @@
-"""Export registered networks to ``-symbol.json`` + ``-NNNN.params`` and load them back.
+"""Export registered networks to ``-symbol.json`` + ``-NNNN.params`` (or to ONNX) and load
+them back.
 
 The files are the standard MXNet pair written by ``HybridBlock.export`` (plus the checksum
 file ``prefix-NNNN.sha256`` that :mod:`.checkpoint` checks on load): they load with
@@ -7,7 +8,13 @@ contains ``Reorder`` ops and needs the operator library (``import gluon_models``
 built with ``impl="stock"`` needs stock MXNet only. The native op has no parameters, so the
 parameter names of the two are identical and :func:`build_and_export` converts one into the
 other: build with the other ``impl`` and load the first one's ``checkpoint``.
+
+:func:`export_onnx` writes the same network as an ONNX file: always the stock twin (native
+operators cannot leave MXNet), through this module's MXNet export and mxnet's own converter
+(``mx.onnx``) at a stated opset, checked with ``onnx.checker``. A layer without an ONNX form
+makes it refuse with a ValueError naming the layer.
 """
+import contextlib
 import json
 import logging
 import os
@@ -20,11 +27,11 @@ from mxnet import gluon
 
 from ..ops import OPERATORS
 from .checkpoint import load_checkpoint, read_params, write_checksums
-from .fileio import replace_all
+from .fileio import atomic_write, replace_all
 
 __all__ = ["default_input_shape", "export_model", "build_and_export", "build_model",
            "load_exported", "load_training_checkpoint", "load_checkpoint_params",
-           "check_symbol_ops"]
+           "check_symbol_ops", "export_onnx", "symbol_to_onnx", "ONNX_OPSETS", "ONNX_OPSET"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -268,3 +275,202 @@ def load_exported(prefix, epoch=0, ctx=None):
         warnings.filterwarnings("ignore", message="Cannot decide type")
         return gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"],
                                          _params_file(prefix, epoch), ctx=ctx)
+
+
+# ---- ONNX --------------------------------------------------------------------------------------
+
+# The opsets mxnet 1.9.1's converter (mx.onnx) translates to; the file states the one used.
+ONNX_OPSETS = (12, 13)
+ONNX_OPSET = 13
+
+
+def _import_onnx():
+    try:
+        import onnx
+        from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
+    except ImportError as err:
+        raise ImportError("ONNX export needs the onnx package (pip install onnx==1.14.1, "
+                          "see requirements.txt): %s" % err) from err
+    # the translation functions register themselves when their modules are imported
+    from mxnet.onnx.mx2onnx import _op_translations  # noqa: F401
+    MXNetGraph.registry_.setdefault(12, {}).setdefault("_random_normal_like",
+                                                       _random_normal_like)
+    return onnx, MXNetGraph
+
+
+def _random_normal_like(node, **kwargs):
+    """ONNX ``RandomNormalLike`` for MXNet's ``random.normal_like`` (its converter has none):
+    in-graph noise drawn in the input's shape and dtype, e.g. the GM-SOP gate noise, which
+    the network multiplies by its train-mode flag (0 in an inference graph)."""
+    import onnx
+    from mxnet.onnx.mx2onnx._op_translations._op_translations_opset12 import get_inputs
+    name, inputs, attrs = get_inputs(node, kwargs)
+    return [onnx.helper.make_node("RandomNormalLike", inputs, [name], name=name,
+                                  mean=float(attrs.get("loc", 0.0)),
+                                  scale=float(attrs.get("scale", 1.0)))]
+
+
+def _onnx_refusals(nodes, opset, registry):
+    """``layer (op): reason`` for every node of an MXNet symbol that has no ONNX form."""
+    refused = []
+    for node in nodes:
+        op, name = node["op"], node["name"]
+        if op == "null":
+            continue
+        if op in OPERATORS:
+            refused.append("%s (%s): a native operator of gluon-models; export the stock twin "
+                           "(impl='stock')" % (name, op))
+        elif not any(op in registry.get(v, {}) for v in range(opset, 11, -1)):
+            refused.append("%s (%s): mxnet's ONNX converter has no translation for it"
+                           % (name, op))
+        elif op == "Reshape":
+            codes = [int(v) for v in node.get("attrs", {}).get("shape", "()").strip(
+                "()[] ").replace("L", "").split(",") if v.strip()]
+            if any(v < -1 for v in codes):
+                refused.append("%s (Reshape %s): MXNet-only reshape codes (< -1)"
+                               % (name, tuple(codes)))
+    return refused
+
+
+@contextlib.contextmanager
+def _converter(graph_class, checker, opset):
+    """mxnet's ONNX converter (``graph_class``) made to name the layer it failed on (it reports
+    only the op's complaint) and to check its graph against ``opset``, the one it translated
+    to (it checks against onnx's newest, where e.g. ReduceMean's axes are no attribute)."""
+    original = graph_class.__dict__["convert_layer"]
+    context = checker.DEFAULT_CONTEXT
+    default_opsets = dict(context.opset_imports)
+
+    def convert_layer(node, **kwargs):
+        try:
+            return original.__func__(node, **kwargs)
+        except Exception as err:  # re-raised with the layer's name
+            raise ValueError("layer %s (%s) cannot be exported to ONNX: %s"
+                             % (node.get("name"), node.get("op"), err)) from err
+
+    graph_class.convert_layer = staticmethod(convert_layer)
+    context.opset_imports = {"": opset}
+    try:
+        yield
+    finally:
+        graph_class.convert_layer = original
+        context.opset_imports = default_opsets
+
+
+def symbol_to_onnx(sym_file, params_file, path, input_shape, dynamic_batch=False,
+                   opset=ONNX_OPSET, doc="", source=None):
+    """Convert an MXNet export (``-symbol.json`` + ``.params``, input ``data``) of stock ops to
+    the ONNX file ``path``.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        The full input shape, batch axis included, e.g. ``(1, 3, 224, 224)``.
+    dynamic_batch : bool
+        Leave the batch axis of the input and output free (``N``) instead of fixed.
+    opset : int
+        ONNX opset of the file, one of :data:`ONNX_OPSETS`.
+    doc, source : str
+        The model's ONNX ``doc_string``; what error messages call the network (default
+        ``sym_file``).
+
+    A layer without an ONNX form (a native operator, an op mxnet's converter does not
+    translate, an MXNet-only reshape code) raises ValueError naming every such layer, before
+    anything is written. The model is checked with ``onnx.checker`` (full check, shape
+    inference included) and written atomically. Returns ``path``.
+    """
+    onnx, graph_class = _import_onnx()
+    from onnx import helper
+    if opset not in ONNX_OPSETS:
+        raise ValueError("opset must be one of %s (mxnet 1.9.1's ONNX converter), got %r"
+                         % (ONNX_OPSETS, opset))
+    input_shape = tuple(int(d) for d in input_shape)
+    with open(sym_file) as fh:
+        nodes = json.load(fh)["nodes"]
+    refused = _onnx_refusals(nodes, opset, graph_class.registry_)
+    if refused:
+        more = len(refused) - 20
+        raise ValueError("%s cannot be exported to ONNX; layers without an ONNX form:\n  %s%s"
+                         % (source or sym_file, "\n  ".join(refused[:20]),
+                            "\n  ... and %d more" % more if more > 0 else ""))
+    sym = mx.sym.load(sym_file)
+    try:
+        arg, aux, _ = read_params(params_file)
+        params = dict(arg, **aux)
+    except ValueError:
+        if mx.nd.load(params_file) != []:  # [] is what a network without parameters saves
+            raise
+        params = {}
+    inputs = [n for n in sym.list_inputs() if n not in params]
+    if inputs != ["data"]:
+        raise ValueError("%s: expected one input 'data' besides the parameters, got %s"
+                         % (sym_file, inputs))
+    dtype = onnx.TensorProto.FLOAT
+    with _converter(graph_class, onnx.checker, opset):
+        graph = graph_class().create_onnx_graph_proto(
+            sym, params, [input_shape], [dtype], opset_version=opset, dynamic=dynamic_batch,
+            dynamic_input_shapes=[(None,) + input_shape[1:]] if dynamic_batch else None)
+    model = helper.make_model(graph, producer_name="gluon-models",
+                              opset_imports=[helper.make_opsetid("", opset)], doc_string=doc)
+    onnx.checker.check_model(model, full_check=True)
+    atomic_write(path, lambda tmp: onnx.save(model, tmp))
+    _LOG.info("exported %s (ONNX opset %d, input %s%s)", path, opset, input_shape,
+              ", dynamic batch" if dynamic_batch else "")
+    return path
+
+
+def export_onnx(model, path, input_shape=None, batch_size=1, dynamic_batch=False,
+                opset=ONNX_OPSET, params=None, checkpoint=None, **options):
+    """Write a network's stock twin as the ONNX file ``path`` (see :func:`symbol_to_onnx`).
+
+    Parameters
+    ----------
+    model : str or gluon.HybridBlock
+        A registered model name (built with ``impl="stock"`` and the weights of ``params`` or
+        ``checkpoint``, as :func:`build_model`), or an initialised network built with
+        ``impl="stock"``.
+    path : str
+        Output file, e.g. ``NAME.onnx``.
+    input_shape : tuple of int, optional
+        One sample's shape; default :func:`default_input_shape` of a registered model.
+    batch_size : int
+        Batch axis of the input when it is fixed (and the size the graph is traced with).
+    dynamic_batch : bool
+        Free batch axis.
+    opset : int
+        ONNX opset, one of :data:`ONNX_OPSETS`.
+    params, checkpoint, **options
+        As :func:`build_and_export` (``impl`` may only be ``"stock"``).
+
+    Returns ``path``.
+    """
+    if isinstance(model, str):
+        impl = options.pop("impl", "stock")
+        if impl != "stock":
+            raise ValueError("ONNX export always goes through the stock twin (native "
+                             "operators cannot leave MXNet); got impl=%r" % (impl,))
+        if input_shape is None:
+            input_shape = default_input_shape(model)
+        name, net = model, build_model(model, "stock", params, checkpoint, **options)
+    else:
+        if params is not None or checkpoint is not None or options:
+            raise ValueError("params, checkpoint and builder options apply to a registered "
+                             "model name, not to a network object")
+        if input_shape is None:
+            raise ValueError("input_shape is needed for a network object")
+        name, net = model.name, model
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError("batch_size must be a positive integer, got %r" % (batch_size,))
+    out_dir = os.path.dirname(os.path.abspath(path))
+    os.makedirs(out_dir, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix=".%s.onnx-" % os.path.basename(path), dir=out_dir)
+    try:
+        sym_file, params_file = export_model(net, os.path.join(tmp_dir, "net"),
+                                             tuple(input_shape))
+        return symbol_to_onnx(sym_file, params_file, path,
+                              (batch_size,) + tuple(input_shape), dynamic_batch, opset,
+                              doc="%s (gluon-models), stock twin" % name,
+                              source="network %s" % name)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -63,9 +63,15 @@ MXNET_OPTIMIZER_STATES = {
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, allowed, **kwargs):
+    def __init__(self, file, allowed, persistent_load=None, **kwargs):
         super().__init__(file, **kwargs)
         self._allowed = allowed
+        self._persistent_load = persistent_load
+
+    def persistent_load(self, pid):
+        if self._persistent_load is None:  # a plain pickle never holds persistent ids
+            raise pickle.UnpicklingError("unexpected persistent id %r" % (pid,))
+        return self._persistent_load(pid)
 
     def find_class(self, module, name):
         if (module, name) not in self._allowed:
@@ -74,7 +80,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return replacement if replacement is not None else super().find_class(module, name)
 
 
-def load(data, name, allowed, what="pickle", **kwargs):
+def load(data, name, allowed, what="pickle", persistent_load=None, **kwargs):
     """Unpickle ``data`` (bytes or a binary file object) admitting only the globals in
     ``allowed``.
 
@@ -87,6 +93,10 @@ def load(data, name, allowed, what="pickle", **kwargs):
         ``(module, name) -> object or None`` (see the module docstring).
     what : str
         What the file should be, for the messages (e.g. ``"CIFAR python batch"``).
+    persistent_load : callable, optional
+        ``persistent_load(pid) -> object`` for a format that refers to data outside the
+        pickle by persistent ids (PyTorch's tensor storages); it must build nothing but
+        inert data. Without it a persistent id is a format error.
     **kwargs
         ``pickle.Unpickler`` options (``encoding='bytes'`` for Python 2 pickles).
 
@@ -99,7 +109,7 @@ def load(data, name, allowed, what="pickle", **kwargs):
     """
     f = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
-        return _RestrictedUnpickler(f, allowed, **kwargs).load()
+        return _RestrictedUnpickler(f, allowed, persistent_load, **kwargs).load()
     except UnsafePickleError as e:
         raise UnsafePickleError("%s: refers to %s, which no %s holds; refusing to load "
                                 "it (loading it could run code)" % (name, e, what)) from None

@@ -25,7 +25,10 @@ def test_every_registered_network_has_the_three_parts():
         net = gluon_models.get_model(name)
         assert list(net._children) == ["features", "representation", "output"], name
         rep = gluon_models.model_info(name)["options"].get("representation")
-        if rep in ("gavp", "fb"):
+        if getattr(net.representation, "logits", False):  # the head gives the scores (GM)
+            assert type(net.output).__name__ == "Identity", name
+            assert net.representation.output_dim == net.classes, name
+        elif rep in ("gavp", "fb"):
             assert net.representation.output_dim == (net.classes if name.count("fbn") else
                                                      net.feature_channels), name
         else:  # iSQRT-COV, AlexNet / VGG's flattened last pooling: the classifier reads it

@@ -79,6 +79,17 @@ def test_backbones_are_torchvision_sized(name, count):
     ("vgg16", dict(representation="isqrtcov"), (14714688, 131584, 155624424)),
     ("alexnet", dict(representation="isqrtcov"), (2469696, 66048, 155624424)),
     ("resnet50", dict(representation="gavp", classes=200), (23508032, 0, 409800)),
+    # the "pre" rows of plain backbones: one Linear (VGG drops fc6 / fc7), iSQRT-COV without DR
+    ("vgg16", dict(representation="bcnn", classes=200, pretrained_head=True),
+     (14714688, 0, 52429000)),
+    ("vgg16", dict(representation="cbp", classes=200, pretrained_head=True),
+     (14714688, 0, 1638600)),
+    ("vgg16", dict(representation="isqrtcov", classes=200, pretrained_head=True),
+     (14714688, 0, 26265800)),
+    ("resnet50", dict(representation="gavp", classes=200, pretrained_head=True),
+     (23508032, 0, 409800)),
+    ("alexnet", dict(representation="isqrtcov", reduced_dim=256, pretrained_head=True),
+     (2469696, 66048, 32897000)),
 ])
 def test_table_rows(name, options, parts):
     assert split(gluon_models.get_model(name, **options)) == parts
@@ -128,6 +139,9 @@ def test_own_heads_without_representation():
     ("resnet152", dict(representation="isqrtcov", reduced_dim=0),
      "resnet152 \\+ isqrtcov on 2048 channels"),
     ("densenet121", dict(representation="bcnn"), "densenet121 \\+ bcnn on 1024"),
+    ("vgg16", dict(pretrained_head=True), "vgg16 with pretrained_head=True and no representation"),
+    ("resnet50", dict(representation="isqrtcov", pretrained_head=True),
+     "resnet50 \\+ isqrtcov on 2048 channels"),
     ("resnet50", dict(representation="gavp", reduced_dim=128), "reduced_dim applies"),
     ("vgg16", dict(representation="isqrtcov", reduced_dim=64,
                    representation_options={"reduced_dim": 32}), "reduced_dim given twice"),

@@ -51,10 +51,10 @@ GLOBAL = ("isqrtcov", "bcnn", "cbp")
 
 def _cases(name):
     full = gluon_models.model_info(name)["input_size"]
-    if full == 32 and name not in SLOW_ONLY:
+    if full in (32, TWIN_SIZE) and name not in SLOW_ONLY:  # small networks: no twin
         return [(name, full)]
     sizes = [full] if name in FULL_SIZE_ONLY else [TWIN_SIZE, full]
-    if full == 32 and name in SLOW_ONLY:
+    if full in (32, TWIN_SIZE) and name in SLOW_ONLY:
         return [pytest.param(name, full, marks=pytest.mark.slow)]
     return [pytest.param(name, s, marks=pytest.mark.slow) if s == full or name in SLOW_ONLY
             else (name, s) for s in sizes]
@@ -182,7 +182,7 @@ def test_registry_lookup_and_listing():
     assert gluon_models.list_models("resnet1*_cifar", family="fbn") == [
         "resnet164_cifar", "resnet164_fbn_cifar", "resnet1001_cifar", "resnet1001_fbn_cifar"]
     families = {gluon_models.model_info(n)["family"] for n in gluon_models.list_models()}
-    assert families == {"igc", "fbn", "mpncov", "ibn", "ibn_mx"}
+    assert families == {"igc", "fbn", "mpncov", "gmsop", "ibn", "ibn_mx"}
     assert sorted(sum((gluon_models.list_models(family=f) for f in families), [])) == \
         sorted(gluon_models.list_models())
     assert gluon_models.list_models(family="no-such-family") == []

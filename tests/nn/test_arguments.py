@@ -42,6 +42,7 @@ def test_one_check_shared_by_the_layers_and_the_families():
     (lambda: Reorder(math.nan), "branch_factor"),
     (lambda: Reorder(math.inf), "branch_factor"),
     (lambda: Reorder(2.5), "branch_factor"),
+    (lambda: Reorder(3, channels=0), "channels"),
     (lambda: IGCConv(8, 8, 0, 2), "primary"),         # was ZeroDivisionError (8 % 0)
     (lambda: IGCConv(8, 8, 2, 0), "secondary"),
     (lambda: IGCConv(8, 8, 2, 2, reorder2=0), "reorder2"),
@@ -61,6 +62,11 @@ def test_one_check_shared_by_the_layers_and_the_families():
 def test_layers_reject_bad_arguments_by_name(build, name):
     with pytest.raises(ValueError, match="^%s must be " % name):
         build()
+
+
+def test_reorder_channels_must_split_into_the_branches():
+    with pytest.raises(ValueError, match="channels=8 is not divisible by branch_factor=3"):
+        Reorder(3, channels=8)
 
 
 def test_integral_float_geometry_reaches_both_fb_paths_as_ints():

@@ -248,16 +248,17 @@ def ref_isqrtcov(x, n=5, sqrt=True, vectorize=True):
     return ref_triuvec(cov) if vectorize else cov
 
 
+@pytest.mark.parametrize("impl", ["native", "stock"])
 @pytest.mark.parametrize("n,sqrt,vectorize", [(5, True, True), (3, True, False),
                                               (1, True, True), (5, False, True)])
-def test_isqrtcov_matches_the_reference(n, sqrt, vectorize):
+def test_isqrtcov_matches_the_reference(n, sqrt, vectorize, impl):
     x = features((2, 6, 5, 4))
-    block = block64(ISqrtCov(6, iter_num=n, sqrt=sqrt, vectorize=vectorize))
+    block = block64(ISqrtCov(6, iter_num=n, sqrt=sqrt, vectorize=vectorize, impl=impl))
     ref = ref_isqrtcov(x, n, sqrt, vectorize)
     out = block(nd64(x)).asnumpy()
     assert out.shape == ref.shape and np.prod(out.shape[1:]) == block.output_dim
     assert relmax(out, ref) < 1e-12
-    block32 = ISqrtCov(6, iter_num=n, sqrt=sqrt, vectorize=vectorize)
+    block32 = ISqrtCov(6, iter_num=n, sqrt=sqrt, vectorize=vectorize, impl=impl)
     block32.initialize()
     assert relmax(block32(mx.nd.array(x)).asnumpy(), ref) < 1e-5
 
@@ -284,8 +285,7 @@ def test_isqrtcov_reduction_block():
 
 
 def test_isqrtcov_arguments():
-    with pytest.raises(NotImplementedError, match="native"):
-        ISqrtCov(8, impl="native")
+    assert ISqrtCov(8).impl == "native" and ISqrtCov(8, impl="stock").impl == "stock"
     with pytest.raises(ValueError, match="impl"):
         ISqrtCov(8, impl="cuda")
     with pytest.raises(ValueError, match="in_channels"):
@@ -294,10 +294,11 @@ def test_isqrtcov_arguments():
     assert ISqrtCov(2048, reduced_dim=256, vectorize=False).output_dim == 65536
 
 
-def test_isqrtcov_gradient():
-    block = block64(ISqrtCov(3, iter_num=5))
+@pytest.mark.parametrize("impl", ["native", "stock"])
+def test_isqrtcov_gradient(impl):
+    block = block64(ISqrtCov(3, iter_num=5, impl=impl))
     check_gradient(block, features((2, 3, 3, 2), relu=False))
-    block = block64(ISqrtCov(3, iter_num=3, vectorize=False))
+    block = block64(ISqrtCov(3, iter_num=3, vectorize=False, impl=impl))
     check_gradient(block, features((1, 3, 2, 3), relu=False, seed=2))
 
 
@@ -313,8 +314,9 @@ def _finite_forward_backward(block, x):
     return out.asnumpy()
 
 
-def test_isqrtcov_degenerate_inputs_give_no_nan():
-    block = block64(ISqrtCov(4))
+@pytest.mark.parametrize("impl", ["native", "stock"])
+def test_isqrtcov_degenerate_inputs_give_no_nan(impl):
+    block = block64(ISqrtCov(4, impl=impl))
     for x in (np.full((2, 4, 3, 3), 0.7), np.zeros((1, 4, 4, 4)), np.ones((1, 4, 1, 1))):
         out = _finite_forward_backward(block, x)
         assert np.abs(out).max() < 1e-6
@@ -324,16 +326,19 @@ def test_isqrtcov_degenerate_inputs_give_no_nan():
     assert np.isfinite(block(nd64(x)).asnumpy()).all()
 
 
-def test_isqrtcov_multiply_adds_in_the_summary():
+@pytest.mark.parametrize("impl", ["native", "stock"])
+def test_isqrtcov_multiply_adds_in_the_summary(impl):
     c, side, n = 8, 6, 5
     m = side * side
-    s = summary(ISqrtCov(c, iter_num=n), (c, side, side))
+    s = summary(ISqrtCov(c, iter_num=n, impl=impl), (c, side, side))
     assert s.params == 0
     assert s.macs == c * c * m + (3 * n - 3) * c ** 3      # covpool + 12 products of C x C
-    s = summary(ISqrtCov(c, iter_num=1), (c, side, side))
+    s = summary(ISqrtCov(c, iter_num=1, impl=impl), (c, side, side))
     assert s.macs == c * c * m + c ** 3
+    s = summary(ISqrtCov(c, sqrt=False, impl=impl), (c, side, side))
+    assert s.macs == c * c * m
     d = 4
-    s = summary(ISqrtCov(c, reduced_dim=d, iter_num=n), (c, side, side))
+    s = summary(ISqrtCov(c, reduced_dim=d, iter_num=n, impl=impl), (c, side, side))
     assert s.macs == c * d * m + d * d * m + (3 * n - 3) * d ** 3
     assert s.params == c * d + 2 * d
 
@@ -461,6 +466,9 @@ BLOCKS = {
     "isqrtcov": lambda: ISqrtCov(6, iter_num=5, prefix="isqrtcov_"),
     "isqrtcov_reduced": lambda: ISqrtCov(6, reduced_dim=4, prefix="isqrtcov_"),
     "isqrtcov_matrix": lambda: ISqrtCov(6, vectorize=False, prefix="isqrtcov_"),
+    "isqrtcov_stock": lambda: ISqrtCov(6, iter_num=5, impl="stock", prefix="isqrtcov_"),
+    "isqrtcov_matrix_stock": lambda: ISqrtCov(6, vectorize=False, impl="stock",
+                                              prefix="isqrtcov_"),
     "bcnn": lambda: BCNN(6, prefix="bcnn_"),
     "cbp": lambda: CBP(6, proj_dim=64, prefix="cbp_"),
     "gavp": lambda: GAvP(6, prefix="gavp_"),

@@ -57,6 +57,23 @@ def gen_fmconv(rng):
     return attrs, names, shapes
 
 
+def gen_isqrtcov(rng):
+    C = rng.randint(1, 4)
+    attrs = {}
+    if rng.random() < 0.7:
+        attrs["iter_num"] = str(rng.choice([0, 1, 2, 3, 5]))
+    for key in ("sqrt", "vectorize"):
+        if rng.random() < 0.4:
+            attrs[key] = str(rng.random() < 0.5)
+    if rng.random() < 0.3:
+        attrs["eps"] = rng.choice(["0", "1e-8", "0.5"])
+    data = (rng.randint(0, 3), C, rng.randint(1, 4), rng.randint(1, 4))
+    if attrs.get("vectorize", "True") == "False":
+        return attrs, ["data"], [data], ["float32"]
+    # the index input is int32 (the bound path fills inputs with uniform(-1, 1): position 0)
+    return attrs, ["data", "index"], [data, (rng.randint(0, C * C),)], ["float32", "int32"]
+
+
 def gen_ibn(rng):
     C = rng.randint(2, 6)
     ci, cb = rng.randint(1, C - 1), None
@@ -75,7 +92,7 @@ def gen_ibn(rng):
 
 
 GENERATORS = {"Reorder": gen_reorder, "FMConvolution1": gen_fmconv, "FMConvolution3": gen_fmconv,
-              "IBN": gen_ibn}
+              "ISqrtCov": gen_isqrtcov, "IBN": gen_ibn}
 
 
 def random_shape(rng):
@@ -83,10 +100,12 @@ def random_shape(rng):
 
 
 def make_call(rng, op):
-    attrs, names, shapes = GENERATORS[op](rng)
+    spec = GENERATORS[op](rng)  # attrs, names, shapes[, dtypes (default float32)]
+    attrs, names, shapes = spec[:3]
+    dtypes = list(spec[3]) if len(spec) > 3 else ["float32"] * len(names)
     call = {"op": op, "mode": rng.choice(MODES), "np_shape": rng.random() < 0.5,
             "attrs": attrs, "names": names, "shapes": [list(s) for s in shapes],
-            "dtypes": ["float32"] * len(names), "train": rng.random() < 0.5}
+            "dtypes": dtypes, "train": rng.random() < 0.5}
     for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
         kind = rng.choice(["attr", "attr", "drop_attr", "new_attr", "shape", "shape", "dim",
                            "unknown", "dtype", "dtype_all", "missing"])
@@ -125,6 +144,7 @@ CHILD = textwrap.dedent("""
     import gluon_models
     from tests.ops.test_fmconv import np_fmconv, out_size
     from tests.ops.test_reorder import np_reorder
+    from tests.ops.test_isqrtcov import np_isqrtcov
     from tests.nn.test_ibn import np_ibn
 
     def tup(text):
@@ -135,6 +155,12 @@ CHILD = textwrap.dedent("""
         # numpy output of a call the operator accepted (the generator's attributes are plain)
         if op == "Reorder":
             return np_reorder(xs[0], int(attrs["branch_factor"]))
+        if op == "ISqrtCov":
+            vec = attrs.get("vectorize", "True") == "True"
+            return np_isqrtcov(xs[0], xs[1].astype(np.int64) if vec else None,
+                               iter_num=int(attrs.get("iter_num", "5")),
+                               sqrt=attrs.get("sqrt", "True") == "True", vectorize=vec,
+                               eps=float(attrs.get("eps", "0")))
         if op == "IBN":  # train_flag > 0.5: batch statistics for the BN group
             with np.errstate(all="ignore"):
                 return np_ibn(xs[0], xs[1:5] + xs[6:], int(attrs["in_channels"]),
@@ -146,9 +172,13 @@ CHILD = textwrap.dedent("""
                          tup(attrs.get("stride", "1")), tup(attrs.get("pad", "0")),
                          tup(attrs.get("dilate", "1")), int(attrs.get("num_group", "1")))
 
-    def want_shape(op, attrs, data):
+    def want_shape(op, attrs, data, shapes=None):
         if op in ("Reorder", "IBN"):
             return tuple(data)
+        if op == "ISqrtCov":
+            if attrs.get("vectorize", "True") == "True":
+                return (data[0], shapes[1][0])
+            return (data[0], data[1], data[1])
         (kh, kw), (sh, sw) = tup(attrs["kernel"]), tup(attrs.get("stride", "1"))
         (ph, pw), (dh, dw) = tup(attrs.get("pad", "0")), tup(attrs.get("dilate", "1"))
         return (data[0], int(attrs["num_filter"]), out_size(data[2], kh, sh, ph, dh),
@@ -160,6 +190,17 @@ CHILD = textwrap.dedent("""
                     for s, t in zip(c["shapes"], c["dtypes"])]
 
     def check_values(c, got, arrs):
+        if c["op"] == "ISqrtCov":
+            if c["dtypes"][0] not in ("float32", "float64") or c["dtypes"][1:] not in ([], ["int32"]):
+                return None
+            xs = [a.asnumpy().astype(np.float64) for a in arrs]
+            ref = reference(c["op"], c["attrs"], xs)
+            tol = 1e-9 if c["dtypes"][0] == "float64" else 2e-4
+            if got.shape != ref.shape:
+                return "output shape %s, expected %s" % (got.shape, ref.shape)
+            if not np.allclose(got, ref, rtol=tol, atol=tol):
+                return "values differ from numpy by %s" % np.abs(got - ref).max()
+            return None
         if any(t not in ("float32", "float64") for t in c["dtypes"]):
             return None
         xs = [a.asnumpy().astype(np.float64) for a in arrs]
@@ -205,10 +246,11 @@ CHILD = textwrap.dedent("""
             _, outs, _ = getattr(s, c["mode"])(**given)
             data = c["shapes"][0] if c["shapes"] else None
             # fully known data (legacy mode reads () and 0 as unknown: MXNet then returns None)
-            full = data is not None and -1 not in data and (
-                c["np_shape"] or (data and 0 not in data))
+            full = all(d is not None and -1 not in d and (c["np_shape"] or (d and 0 not in d))
+                       for d in c["shapes"][:len(c["names"])])
             if c["mode"] == "infer_shape" and full and len(c["names"]) == len(s.list_arguments()):
-                if outs is None or tuple(outs[0]) != want_shape(op, attrs, c["shapes"][0]):
+                if outs is None or tuple(outs[0]) != want_shape(op, attrs, c["shapes"][0],
+                                                                c["shapes"]):
                     return "inferred output %s" % (outs,)
             return None
         exe = s.simple_bind(mx.cpu(), grad_req="write" if c["train"] else "null",

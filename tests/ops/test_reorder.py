@@ -112,6 +112,25 @@ def test_symbolic_native_equals_stock():
     np.testing.assert_array_equal(results[0], results[1])
 
 
+@pytest.mark.parametrize("shape,B", [((2, 12, 4, 4), 3), ((3, 8), 4), ((2, 6, 2, 3, 2), 2)])
+def test_symbolic_stock_twin_of_unknown_channel_count(shape, B):
+    """A symbol does not know C: the stock twin then permutes with the channels last
+    (transposes); outputs and gradients are the native op's, for any ndim."""
+    data = mx.sym.var("data")
+    x = mx.nd.random.uniform(-1, 1, shape, dtype="float64")
+    dy = mx.nd.random.uniform(-1, 1, shape, dtype="float64")
+    results = []
+    for impl in ("native", "stock"):
+        grad = mx.nd.zeros(shape, dtype="float64")
+        ex = reorder(mx.sym, data * 1, B, impl).bind(mx.cpu(), {"data": x},
+                                                       args_grad={"data": grad})
+        out = ex.forward(is_train=True)[0].asnumpy()
+        ex.backward(dy)
+        results.append((out, grad.asnumpy()))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 BAD_ARGS = [
     ({}, "'branch_factor' is required"),
     ({"branch_factor": 0}, "'branch_factor' must be in"),

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from gluon_models.training.evaluation import parse_evaluate_args
+from gluon_models.training.finetune import parse_finetune_args
 from gluon_models.training.runner import parse_cifar_args, parse_imagenet_args
 from gluon_models.utils import argtypes
 
@@ -58,6 +59,22 @@ def test_train_cifar_refuses_impossible_values(argv, flag, capsys):
 ])
 def test_train_imagenet_refuses_impossible_values(argv, flag, capsys):
     err = _usage_error(parse_imagenet_args, ["--data-dir", "unused"] + argv, capsys)
+    assert flag in err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv,flag", BAD + [
+    (["--data-shape", "0"], "--data-shape"),
+    (["--epochs", "0"], "--epochs"),
+    (["--momentum", "1"], "--momentum"),
+    (["--weight-decay", "-1"], "--weight-decay"),
+    (["--classifier-factor", "0"], "--classifier-factor"),
+    (["--lr-params", "nan"], "--lr-params"),
+    (["--freeze", "-1"], "--freeze"),
+    (["--two-stage", "0"], "--two-stage"),
+])
+def test_finetune_refuses_impossible_values(argv, flag, capsys):
+    err = _usage_error(parse_finetune_args, ["--data-dir", "unused", "--benchmark", "CUB"]
+                       + argv, capsys)
     assert flag in err.splitlines()[-1]
 
 
