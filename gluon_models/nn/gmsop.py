@@ -349,7 +349,20 @@ class GatedMixture(nn.HybridBlock):
 
     def _scores(self, x):
         gates = self.gate(x)[0]
-        return self.fc(self.dropout(self.bn(self.components(x, gates)))), gates
+        z = self.components(x, gates)
+        # BatchNorm of the (B, D) mixture as (B, D, 1, 1): MXNet 1.9.1's MKLDNN BatchNorm on a
+        # 2-D input crashes (segfault) in Module inference after another network's MKLDNN
+        # BatchNorm primitives were cached in the process; the 4-D form is the same numbers.
+        z = self._flat(self.bn(self._4d(z)))
+        return self.fc(self.dropout(z)), gates
+
+    @staticmethod
+    def _4d(z):
+        return z.reshape((0, 0, 1, 1))
+
+    @staticmethod
+    def _flat(z):
+        return z.reshape((0, -1))
 
     def hybrid_forward(self, F, x):
         return self._scores(x)[0]
