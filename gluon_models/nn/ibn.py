@@ -59,7 +59,8 @@ def _instance_norm(F, x, gamma, beta, eps):
     gradients 2-15 % off a float64 reference, which this composition and the native operator
     match to 1e-5), and it has no float64."""
     d = F.broadcast_sub(x, F.mean(x, axis=2, keepdims=True))
-    inv = F.rsqrt(F.mean(d * d, axis=2, keepdims=True) + eps)
+    # reciprocal of sqrt, not rsqrt: mxnet's ONNX converter has no rsqrt (same value)
+    inv = F.reciprocal(F.sqrt(F.mean(d * d, axis=2, keepdims=True) + eps))
     return F.broadcast_add(F.broadcast_mul(F.broadcast_mul(d, inv),
                                            F.reshape(gamma, shape=(1, -1, 1))),
                            F.reshape(beta, shape=(1, -1, 1)))
