@@ -456,8 +456,12 @@ def test_cbp_full_size_runs():
 
 def test_cbp_and_bcnn_degenerate_inputs():
     for block in (block64(CBP(4, proj_dim=8)), block64(BCNN(4))):
-        for x in (np.zeros((1, 4, 3, 3)), np.full((1, 4, 2, 2), 0.5)):
-            _finite_forward_backward(block, x)
+        # all zero: the signed square root is exactly 0 and l2 keeps it 0
+        zero = _finite_forward_backward(block, np.zeros((1, 4, 3, 3)))
+        assert zero.shape == (1, block.output_dim) and not zero.any()
+        # a constant map: a finite vector of unit length
+        const = _finite_forward_backward(block, np.full((1, 4, 2, 2), 0.5))
+        np.testing.assert_allclose(np.linalg.norm(const), 1, rtol=1e-6)
 
 
 # ---- hybridize, export, cast, registry -------------------------------------------------------
