@@ -16,11 +16,12 @@ the FBN ResNet-34 command (the FBN networks default to `--norm fbn`, mean subtra
         --val-rec val_256_q90.rec --aug-level 2 --model-prefix model/resnet34_fbn
 
 the GM-SOP authors' downsampled ImageNet (records of tools/prepare_imagenet64.py; `--dataset`
-reads a dataset of the table with its own presets instead of ImageNet-style crops):
+reads a dataset of the table with its own presets instead of ImageNet-style crops; the GM-SOP
+networks default to their authors' schedule, here batch 256, SGD, lr 0.1 divided by 10 after
+epochs 40, 50, 55, 60 epochs):
 
     python tools/train_imagenet.py --dataset imagenet64 --data-dir DIR --mean-rgb R,G,B \\
-        --network gmsop16_8_resnet18_imagenet64 --batch-size 256 --optimizer sgd --lr 0.1 \\
-        --lr-step-epochs 40,50,55 --num-epochs 60
+        --network gmsop16_8_resnet18_imagenet64
 
 and the IBN seed's restart `--model-load-epoch 50 --retrain --lr 0.001` (with a new
 --model-prefix and --model-load-prefix the old one). Distributed: start it with

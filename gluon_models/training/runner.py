@@ -8,7 +8,11 @@ Places365), read whole with their augmentation presets (``--dataset``, ``--aug``
 ``--mean-rgb``, ...), and ImageNet-style records of full images, cropped and augmented by level
 (``--train-rec``, ``--aug-level``, ``--norm``, ...). ``train_cifar.py`` takes the first kind;
 ``train_imagenet.py`` the second, and the first as well when ``--dataset NAME`` is given (e.g.
-``--dataset imagenet64``), keeping its own training defaults."""
+``--dataset imagenet64``), keeping its own training defaults.
+
+Every parse also applies the training defaults the model's family declares for it
+(:func:`apply_train_defaults`, ``register_family(train_defaults=...)``, e.g. the GM-SOP
+authors' batch size and lr schedule per network); options given on the command line win."""
 import argparse
 import dataclasses
 import logging
@@ -25,13 +29,13 @@ from ..data.iterators import iters_from_args
 from ..data.presets import add_aug_args, add_data_args, apply_presets
 from ..model_zoo import add_model_args, get_model, model_info, model_options_from_args
 from ..model_zoo.cli import check_model_args
-from ..model_zoo.registry import data_defaults, optimizer_rules
+from ..model_zoo.registry import data_defaults, optimizer_rules, train_defaults
 from ..utils.checkpoint import save_params
 from .fit import FitConfig, add_fit_args, fit, make_kvstore
 
 __all__ = ["fit_config", "cifar_parser", "parse_cifar_args", "train_cifar", "imagenet_parser",
            "parse_imagenet_args", "train_imagenet", "rank_params_file",
-           "dataset_imagenet_parser"]
+           "dataset_imagenet_parser", "apply_train_defaults"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -139,16 +143,34 @@ def parse_cifar_args(argv=None, parser=None):
 
 def _parse_with_presets(parser, argv, presets):
     """``presets(known)`` (after ``parse_known_args``) sets the defaults the model and data
-    imply, then the final parse; an unknown ``--model`` or a bad preset value is a usage
-    error (exit status 2), as is a ``--model-opt`` the model does not take."""
+    imply, then the model's training defaults its family declares (:func:`apply_train_defaults`)
+    and the final parse; an unknown ``--model`` or a bad preset value is a usage error (exit
+    status 2), as is a ``--model-opt`` the model does not take."""
     known, _ = parser.parse_known_args(argv)
     try:
         presets(known)
+        if getattr(known, "model", None):
+            apply_train_defaults(parser, known.model)
     except ValueError as err:
         parser.error(str(err))
     args = parser.parse_args(argv)
     check_model_args(parser, args)
     return args
+
+
+def apply_train_defaults(parser, model):
+    """Make the training options that ``model``'s family declares for it
+    (``register_family(train_defaults=...)``, e.g. its authors' batch size and lr schedule)
+    the defaults of ``parser``; returns them. Flags given on the command line still win.
+    ``ValueError`` when one is not an option of the parser."""
+    values = train_defaults(model)
+    dests = {a.dest for a in parser._actions}  # pylint: disable=protected-access
+    unknown = sorted(set(values) - dests)
+    if unknown:
+        raise ValueError("the training defaults of model %r name option(s) %s that this "
+                         "command line does not have" % (model, ", ".join(unknown)))
+    parser.set_defaults(**values)
+    return values
 
 
 def train_cifar(args, setup_logging=None):
