@@ -5,6 +5,7 @@ default, the balance loss is in the log."""
 import logging
 import os
 
+import mxnet as mx
 import numpy as np
 import pytest
 
@@ -41,7 +42,7 @@ def test_one_epoch_on_a_tiny_imagenet64_set(tmp_path, caplog):
 def test_one_epoch_through_train_imagenet(tmp_path, caplog, capsys):
     """``train_imagenet.py --dataset imagenet64`` reads the converter's records with the
     family's preset (no crop, flips, mean only), not the ImageNet crop levels."""
-    make_release(str(tmp_path / "src"), per_file=2, n_val=3)
+    release = make_release(str(tmp_path / "src"), per_file=2, n_val=3)
     rec = tmp_path / "rec"
     convert_imagenet64(str(tmp_path / "src"), str(rec), progress=False)
     argv = ["--network", "gmgap16_8_resnet18_imagenet64", "--model-opt", "num_components=4",
@@ -61,6 +62,19 @@ def test_one_epoch_through_train_imagenet(tmp_path, caplog, capsys):
     assert balance and np.isfinite(float(balance[0].split("=")[-1]))
     assert any("Validation-accuracy" in m for m in log)
     assert net.representation.gate.gate_weight.shape == (128, 4)
+    # the validation log carries the balance loss of the inference pass (no gate noise) over
+    # the one validation batch: CV^2 of the importance, N - 1 variance, as the training log
+    # (unweighted; its weight 100 on the summed cross-entropy, 100 / B on the mean, is the
+    # gradient's: each sample's entry is CV^2 and the trainer averages them)
+    line, = [m for m in log if m.startswith("Epoch[0] Validation-extra_loss0=")]
+    images = release["val"][0].astype(np.float32) - 127.5  # the preset: mean 127.5, std 1
+    x = mx.nd.array(images.transpose(0, 3, 1, 2))
+    gates = net.representation.gate(net.features(x))[0].asnumpy().astype(np.float64)
+    assert gates.shape == (3, 4) and ((gates > 0).sum(axis=1) == 2).all()
+    np.testing.assert_allclose(gates.sum(axis=1), 1.0, rtol=1e-6)
+    imp = gates.sum(axis=0)
+    cv2 = ((imp - imp.mean()) ** 2).sum() / (4 - 1) / imp.mean() ** 2
+    assert float(line.split("=")[1]) == pytest.approx(cv2, rel=1e-4, abs=1e-6)
     # the ImageNet-style options do not apply to a table dataset: a usage error
     with pytest.raises(SystemExit) as err:
         parse_imagenet_args(argv + ["--aug-level", "1"])
