@@ -111,7 +111,7 @@ def fit_config(args):
     return dataclasses.replace(FitConfig.from_args(args), rules=optimizer_rules(args))
 
 
-# ---- 32x32 record sets ------------------------------------------------------------------------
+# ---- record sets of the dataset table (32x32 sets, downsampled ImageNet, ...) ----------------
 
 def cifar_parser(default_model="igc_plain_cifar", description=None):
     """The argument parser of ``tools/train_cifar.py`` (and of ``train_imagenet.py
@@ -161,10 +161,14 @@ def _parse_with_presets(parser, argv, presets):
 def apply_train_defaults(parser, model):
     """Make the training options that ``model``'s family declares for it
     (``register_family(train_defaults=...)``, e.g. its authors' batch size and lr schedule)
-    the defaults of ``parser``; returns them. Flags given on the command line still win.
-    ``ValueError`` when one is not an option of the parser."""
-    values = train_defaults(model)
+    the defaults of ``parser``, when it is a training command line (it has the training
+    group of :func:`~gluon_models.training.fit.add_fit_args`; e.g. ``tools/evaluate.py``'s is
+    not, and keeps its own batch size); returns what it applied. Flags given on the command
+    line still win. ``ValueError`` when one is not an option of a training parser."""
     dests = {a.dest for a in parser._actions}  # pylint: disable=protected-access
+    if "num_epochs" not in dests:
+        return {}
+    values = train_defaults(model)
     unknown = sorted(set(values) - dests)
     if unknown:
         raise ValueError("the training defaults of model %r name option(s) %s that this "

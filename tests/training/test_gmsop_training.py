@@ -11,6 +11,7 @@ import pytest
 
 from gluon_models.data import convert_imagenet64
 from gluon_models.model_zoo.registry import families, train_defaults
+from gluon_models.training.evaluation import parse_evaluate_args
 from gluon_models.training.runner import (fit_config, parse_cifar_args, parse_imagenet_args,
                                           train_cifar, train_imagenet)
 from gluon_models.training.schedules import make_lr_scheduler
@@ -156,6 +157,9 @@ def test_schedule_defaults_in_every_parse_and_explicit_flags_win(tmp_path):
     assert (other.optimizer, other.batch_size, other.num_epochs, other.lr_step_epochs) == \
         ("nag", 256, 120, [30.0, 60.0, 90.0])
     assert train_defaults("resnet_cifar") == {}
+    # a command line that does not train (evaluate.py) keeps its own options
+    evaluated = parse_evaluate_args(["--model", name, "--data-dir", str(tmp_path)])
+    assert evaluated.batch_size == 50 and not hasattr(evaluated, "lr")
 
 
 def test_train_defaults_naming_an_unknown_option_is_a_usage_error(monkeypatch, capsys, tmp_path):
