@@ -75,7 +75,7 @@ LIB_PATH = os.path.join(_PKG_DIR, "libgluon_models_ops.so")
 _SOURCE_DIR = os.path.join(os.path.dirname(_PKG_DIR), "operators")
 BUILD_HELP = ("build it from the repository root with `pip install -e .` (or `make build`, "
               "which also creates .venv)")
-OPERATORS = ("Reorder", "FMConvolution1", "FMConvolution3", "ISqrtCov", "IBN")
+OPERATORS = ("Reorder", "FMConvolution1", "FMConvolution3", "ISqrtCov", "IBN", "IGCSecondary")
 
 
 def _attr_tuple(text, n):
@@ -121,6 +121,15 @@ def _ibn_rule(attrs):
     return names, [None, (ci,), (ci,), (-1,), (-1,), (1,), (-1,), (-1,)]
 
 
+def _igc_secondary_rule(attrs):
+    """IGCSecondary: ``data`` (N, C, ...) of unfixed ndim and ``weight`` (C, primary, 1, 1)."""
+    try:
+        primary = int(attrs["primary"])
+    except (KeyError, ValueError, TypeError):
+        return ["data", "weight"], [None, None]
+    return ["data", "weight"], [None, (-1, primary, 1, 1)]
+
+
 # Per operator: attrs -> (input names, per input the shape its attributes fix, -1 for a free
 # dimension, or None when they do not fix its ndim). Used by the shape inference guard (module
 # docstring): a node is inferred alone once every input's ndim is known from these or from the
@@ -131,6 +140,7 @@ SHAPE_RULES = {
     "FMConvolution3": _fm_rule,
     "ISqrtCov": _isqrtcov_rule,
     "IBN": _ibn_rule,
+    "IGCSecondary": _igc_secondary_rule,
 }
 
 _INFO = None  # set once the library is loaded: MXNet refuses a third registration

@@ -68,11 +68,12 @@ def _regular(in_c, out_c, stride, act, norm, prefix, impl):
     return ConvBNAct(in_c, out_c, 3, stride, 1, act=act, norm_kwargs=norm, prefix=prefix)
 
 
-def _igc(primary, secondary, reorder2=None):
-    """Factory of IGC layers with fixed partition counts."""
+def _igc(primary, secondary, reorder2=None, fast=None):
+    """Factory of IGC layers with fixed partition counts; ``fast``: the speed options of
+    IGCConv (``merge_groups``, ``fuse_secondary``)."""
     def make(in_c, out_c, stride, act, norm, prefix, impl):
         return IGCConv(in_c, out_c, primary, secondary, reorder2, 3, stride, act, impl, norm,
-                       prefix=prefix)
+                       prefix=prefix, **(fast or {}))
     return make
 
 
@@ -101,7 +102,7 @@ def cifar_resnet_blocks(depth):
     return tuple(blocks)
 
 
-def _cifar_plain(impl, depth, width=None, primary=None, secondary=None):
+def _cifar_plain(impl, depth, width=None, primary=None, secondary=None, fast=None):
     """Authors' ``plain.py`` (regular layers of first-stage width ``width``) or
     ``plain_igc.py`` (IGC layers: ``primary`` groups in all stages, ``secondary * 2**s``
     secondary groups, width L*M)."""
@@ -110,7 +111,7 @@ def _cifar_plain(impl, depth, width=None, primary=None, secondary=None):
         layer = lambda s: _regular  # noqa: E731
     else:
         width = primary * secondary
-        layer = lambda s: _igc(primary, secondary << s)  # noqa: E731
+        layer = lambda s: _igc(primary, secondary << s, None, fast)  # noqa: E731
     norm = _norm(0.99)  # plain.py / plain_igc.py use BN momentum 0.99
     layers = [ConvBNAct(3, width, 3, 1, 1, norm_kwargs=norm, prefix="g0_")]
     in_c = width
@@ -124,7 +125,7 @@ def _cifar_plain(impl, depth, width=None, primary=None, secondary=None):
     return layers, in_c
 
 
-def _cifar_resnet(impl, depth, width=None, primary=None, secondary=None):
+def _cifar_resnet(impl, depth, width=None, primary=None, secondary=None, fast=None):
     """Authors' ``resnet.py`` (regular basic blocks, 1 x 1 stride-2 projections) or
     ``resnet_igc.py``: first IGC of a block ``primary`` / ``kin // primary`` groups, second
     ``primary`` / ``kout // primary``; each second Reorder uses the secondary group count,
@@ -137,8 +138,8 @@ def _cifar_resnet(impl, depth, width=None, primary=None, secondary=None):
         width, proj_groups = primary * secondary, primary
 
         def layers_of(in_c, out_c):
-            return (_igc(primary, in_c // primary, in_c // primary),
-                    _igc(primary, out_c // primary, out_c // primary))
+            return (_igc(primary, in_c // primary, in_c // primary, fast),
+                    _igc(primary, out_c // primary, out_c // primary, fast))
     norm = _norm(0.9)
     layers = [ConvBNAct(3, width, 3, 1, 1, norm_kwargs=norm, prefix="g0_")]
     in_c = width
@@ -153,7 +154,7 @@ def _cifar_resnet(impl, depth, width=None, primary=None, secondary=None):
     return layers, in_c
 
 
-def _resnet18(impl, width=None, primary=None, secondary=None, double=None):
+def _resnet18(impl, width=None, primary=None, secondary=None, double=None, fast=None):
     """ResNet-18 of first-stage width ``width``, or IGC ResNet-18 by the published rules (spec
     igc.md 2.3): ``double="m"``: stem = widths[0] = L*M, widths L*M*2**s, L primary groups
     everywhere, M*2**s secondary groups (IGC-L4M32, IGC-L16M16); ``double="l"``: stem L*M/2,
@@ -176,7 +177,7 @@ def _resnet18(impl, width=None, primary=None, secondary=None, double=None):
               nn.MaxPool2D(3, 2, 1, prefix="g0_pool_")]
     in_c = stem
     for s, out_c in enumerate(widths):
-        make = _regular if prim is None else _igc(prim[s], sec[s])
+        make = _regular if prim is None else _igc(prim[s], sec[s], None, fast)
         groups = 1 if prim is None else prim[s]
         for i in range(2):
             stride = 2 if s > 0 and i == 0 else 1
@@ -213,7 +214,10 @@ _SPECS = {
 
 # Options every network takes besides its row: the operator implementation, the
 # representation (default: the authors' pooling) with its options, frozen feature children.
-_COMMON = dict(impl="native", representation="gavp", representation_options=None, freeze=0)
+# ``merge_groups``, ``fuse_secondary``: the CPU speed paths of the IGC layers (nn.IGCConv; None:
+# with the native impl).
+_COMMON = dict(impl="native", representation="gavp", representation_options=None, freeze=0,
+               merge_groups=None, fuse_secondary=None)
 
 
 def _options(variant):
@@ -226,6 +230,10 @@ def _create(variant, **kwargs):
     cfg = dict(_options(variant), **kwargs)
     impl = check_impl(cfg.pop("impl"))
     classes, freeze = cfg.pop("classes"), cfg.pop("freeze")
+    fast = {k: cfg.pop(k) for k in ("merge_groups", "fuse_secondary")}
+    for k, v in fast.items():
+        if v not in (None, True, False):
+            raise ValueError("%s must be None, True or False, got %r" % (k, v))
     representation, rep_options = cfg.pop("representation"), cfg.pop("representation_options")
     classes = check_positive_int("classes", classes)
     # depth, width, primary, secondary: None means the trunk's default
@@ -234,7 +242,7 @@ def _create(variant, **kwargs):
         rep_options = dict(pool, prefix="", **(rep_options or {}))
 
     def features():
-        layers, channels = trunk(impl, **fixed, **cfg)
+        layers, channels = trunk(impl, **fixed, **cfg, fast=fast)
         seq = nn.HybridSequential(prefix="")
         seq.add(*layers)
         return seq, channels

@@ -8,11 +8,13 @@ groups) and the permutation back ``Reorder(M)``, followed by BatchNorm and optio
 identical results and exports without the operator library, to ONNX too.
 """
 import mxnet as mx
+import numpy as np
 from mxnet.gluon import nn
 
-from .basic import check_impl, check_positive_int, he_normal, is_graph_input as _is_graph_input, layout_barrier
+from .basic import (MergedGroupConv2D, check_impl, check_positive_int, he_normal,
+                    is_graph_input as _is_graph_input, layout_barrier)
 
-__all__ = ["reorder", "Reorder", "IGCConv"]
+__all__ = ["reorder", "Reorder", "IGCConv", "InterleavedConv2D"]
 
 
 def reorder(F, x, branch_factor, impl="native", channels=None):
@@ -75,6 +77,43 @@ class Reorder(nn.HybridBlock):
                                                   self.impl)
 
 
+class InterleavedConv2D(nn.Conv2D):
+    """The secondary 1 x 1 group convolution of an IGC block, optionally with the block's two
+    permutations around it folded in.
+
+    ``nn.Conv2D(channels, 1, groups=channels // primary)`` (parameter ``weight`` of shape
+    ``(channels, primary, 1, 1)``, as the plain layer). With ``fused=True`` it computes
+    ``Reorder(channels // primary) o conv o Reorder(primary)`` as the native ``IGCSecondary``
+    operator: group ``j`` reads the ``j``-th channel of every primary partition in place (one
+    strided matrix product per image and group), so neither permutation is copied and the
+    tensor crosses between MXNet's oneDNN layout and the plain one once instead of three
+    times. ``fused=False`` is the plain convolution (the permutations are then the caller's).
+    float16 runs unfused (the operator computes float32/float64; see :meth:`cast`).
+    """
+
+    def __init__(self, channels, primary, fused, **kwargs):
+        self.primary = check_positive_int("primary", primary)
+        channels = check_positive_int("channels", channels)
+        if channels % self.primary:
+            raise ValueError("channels=%d is not divisible by primary=%d"
+                             % (channels, self.primary))
+        super().__init__(channels, 1, 1, 0, groups=channels // self.primary, use_bias=False,
+                         in_channels=channels, **kwargs)
+        self.fused = bool(fused)
+
+    def cast(self, dtype):
+        if np.dtype(dtype) == np.float16:
+            self.fused = False
+        super().cast(dtype)
+
+    def hybrid_forward(self, F, x, weight):
+        if not self.fused:
+            return super().hybrid_forward(F, x, weight)
+        if _is_graph_input(F, x):  # see reorder(): extension ops overwrite gradients
+            x = F.identity(x)
+        return F.IGCSecondary(x, F.identity(weight), primary=self.primary, name="fwd")
+
+
 class IGCConv(nn.HybridBlock):
     """One interleaved group convolution, as the authors' op chain (spec igc.md 1.3)::
 
@@ -107,10 +146,26 @@ class IGCConv(nn.HybridBlock):
         Reorder implementation.
     norm_kwargs : dict, optional
         BatchNorm arguments.
+    merge_groups : bool or None
+        Compute the primary convolution with merged groups
+        (:class:`~gluon_models.nn.basic.MergedGroupConv2D`: the same parameters and results,
+        oneDNN's direct kernels instead of im2col + GEMM when its groups are narrower than 8
+        channels, e.g. IGC-L100M2's 2-channel groups). None (default): with
+        ``impl="native"`` (the speed path), not with the stock twin, which keeps the plain
+        grouped convolution of the authors' graphs for export.
+    fuse_secondary : bool or None
+        Compute ``reorder1``, ``conv2`` and ``reorder2`` as one native operator
+        (:class:`InterleavedConv2D` with ``fused=True``; same parameters and results) where
+        ``reorder2`` is the inverse of ``reorder1`` and each secondary group takes one channel
+        of every primary partition (``secondary == channels // primary``: every IGC network of
+        the authors except the first block of the CIFAR ResNets' widening stages). None
+        (default): with ``impl="native"``. ``reorder1``/``reorder2`` stay children (without
+        parameters) either way.
     """
 
     def __init__(self, in_channels, channels, primary, secondary, reorder2=None, kernel=3,
-                 stride=1, act=True, impl="native", norm_kwargs=None, **kwargs):
+                 stride=1, act=True, impl="native", norm_kwargs=None, merge_groups=None,
+                 fuse_secondary=None, **kwargs):
         super().__init__(**kwargs)
         norm_kwargs = {} if norm_kwargs is None else norm_kwargs
         # checked before the divisibility tests below divide by them
@@ -128,20 +183,34 @@ class IGCConv(nn.HybridBlock):
         if channels % reorder2:
             raise ValueError("channels=%d is not divisible by reorder2=%d" % (channels, reorder2))
         self.primary, self.secondary, self.reorder2_factor = primary, secondary, reorder2
+        if merge_groups is None:
+            merge_groups = impl == "native"
+        if fuse_secondary is None:
+            fuse_secondary = impl == "native"
+        fusable = secondary == channels // primary and reorder2 == channels // primary
         with self.name_scope():
-            self.conv1 = nn.Conv2D(channels, kernel, stride, kernel // 2, groups=primary,
-                                   use_bias=False, in_channels=in_channels,
-                                   weight_initializer=he_normal(), prefix="conv1_")
+            self.conv1 = MergedGroupConv2D(channels, kernel, stride, kernel // 2, groups=primary,
+                                           use_bias=False, in_channels=in_channels,
+                                           weight_initializer=he_normal(), prefix="conv1_",
+                                           merge=None if merge_groups else 1)
             self.reorder1 = Reorder(primary, impl, channels, prefix="reorder1_")
-            self.conv2 = nn.Conv2D(channels, 1, 1, 0, groups=secondary, use_bias=False,
-                                   in_channels=channels, weight_initializer=he_normal(),
-                                   prefix="conv2_")
+            if fusable:
+                self.conv2 = InterleavedConv2D(channels, primary, fuse_secondary,
+                                               weight_initializer=he_normal(), prefix="conv2_")
+            else:
+                self.conv2 = nn.Conv2D(channels, 1, 1, 0, groups=secondary, use_bias=False,
+                                       in_channels=channels, weight_initializer=he_normal(),
+                                       prefix="conv2_")
             self.reorder2 = Reorder(reorder2, impl, channels, prefix="reorder2_")
             self.bn = nn.BatchNorm(in_channels=channels, prefix="bn_", **norm_kwargs)
             self.relu = nn.Activation("relu", prefix="relu_") if act else None
 
     def hybrid_forward(self, F, x):
         # the input usually comes from BN + ReLU: keep the grouped conv1 away from it
-        x = self.reorder2(self.conv2(self.reorder1(self.conv1(layout_barrier(F, x)))))
+        x = self.conv1(layout_barrier(F, x))
+        if getattr(self.conv2, "fused", False):
+            x = self.conv2(x)  # the permutations folded in
+        else:
+            x = self.reorder2(self.conv2(self.reorder1(x)))
         x = self.bn(x)
         return self.relu(x) if self.relu is not None else x

@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 import mxnet as mx
+from mxnet import autograd
 
 import gluon_models
 from gluon_models.model_zoo.igc import cifar_resnet_blocks
@@ -73,14 +74,22 @@ def test_published_symbol_loads_and_matches_our_network(model, tmp_path):
     path.write_text(resnet18_json(**PUBLISHED[model]))
     legacy = mx.sym.load(str(path))
 
-    net = gluon_models.get_model(model)
+    # the authors' op chain (Reorder, grouped conv, Reorder); the default network computes the
+    # same with merged primary groups and the permutations folded into the secondary conv
+    net = gluon_models.get_model(model, merge_groups=False, fuse_secondary=False)
     net.initialize(mx.init.Xavier())
     for p in net.collect_params(".*running.*").values():  # non-trivial BN statistics
         p.set_data(mx.nd.random.uniform(0.5, 1.5, p.shape))
     net.hybridize()
     x = mx.nd.random.uniform(-1, 1, (1, 3, 224, 224))
-    ours = net(x)
+    net(x)
     ours_sym = net._cached_graph[1]
+    fast = gluon_models.get_model(model)
+    fast.initialize()
+    for name, p in fast.collect_params().items():
+        p.set_data(net.collect_params()[name].data())
+    fast.hybridize()
+    ours = fast(x)
 
     # structure: every conv / Reorder / BN / pooling / fc / relu, in order
     assert _layers(ours_sym.tojson()) == _layers(legacy.tojson())
@@ -100,7 +109,8 @@ def test_published_symbol_loads_and_matches_our_network(model, tmp_path):
 
 
 def _reorders_and_groups(net, shape):
-    """(num_group of the secondary conv, Reorder factors) per IGC layer, in order."""
+    """(num_group of the secondary conv, Reorder factors) per IGC layer, in order (of a network
+    built with ``fuse_secondary=False``: the authors' op chain)."""
     net.initialize()
     net.hybridize()
     net(mx.nd.zeros(shape))
@@ -121,7 +131,8 @@ def _reorders_and_groups(net, shape):
 
 def test_igc_plain_cifar_partitions():
     # spec 1.5: Reorder1 = L in all stages, secondary groups = Reorder2 = M * 2**s
-    net = gluon_models.get_model("igc_plain_cifar", depth=8, primary=4, secondary=3)
+    net = gluon_models.get_model("igc_plain_cifar", depth=8, primary=4, secondary=3,
+                                 fuse_secondary=False)
     # depth 8: two layers per stage
     assert _reorders_and_groups(net, (1, 3, 32, 32)) == \
         [(4, 3, 3)] * 2 + [(4, 6, 6)] * 2 + [(4, 12, 12)] * 2
@@ -129,7 +140,8 @@ def test_igc_plain_cifar_partitions():
 
 def test_igc_resnet_cifar_partitions():
     # spec 1.5: 1st IGC: L / kin/L (not the inverse where the width doubles), 2nd: L / kout/L
-    net = gluon_models.get_model("igc_resnet_cifar", depth=14, primary=4, secondary=2)
+    net = gluon_models.get_model("igc_resnet_cifar", depth=14, primary=4, secondary=2,
+                                 fuse_secondary=False)
     # blocks (2, 2, 2); widths 8, 16, 32
     expected = [(4, 2, 2), (4, 2, 2)] * 2 + [(4, 2, 2), (4, 4, 4), (4, 4, 4), (4, 4, 4)] \
         + [(4, 4, 4), (4, 8, 8), (4, 8, 8), (4, 8, 8)]
@@ -138,6 +150,69 @@ def test_igc_resnet_cifar_partitions():
             if n["op"] == "Convolution" and "proj" in n["name"]]
     assert [(p["attrs"]["num_group"], p["attrs"]["stride"]) for p in proj] == \
         [("4", "(2, 2)")] * 2
+
+
+def _ops(net, shape):
+    net.initialize()
+    net.hybridize()
+    net(mx.nd.zeros(shape))
+    return [n["op"] for n in json.loads(net._cached_graph[1].tojson())["nodes"]]
+
+
+def test_fused_layers_are_where_the_permutations_are_inverse():
+    # igc_resnet_cifar depth 14: 12 IGC layers; the first of stages 2 and 3 keeps the authors'
+    # non-inverse second Reorder (spec 1.5), so it stays unfused: 2 layers x 2 Reorders
+    ops = _ops(gluon_models.get_model("igc_resnet_cifar", depth=14, primary=4, secondary=2),
+               (1, 3, 32, 32))
+    assert ops.count("IGCSecondary") == 10 and ops.count("Reorder") == 4
+    ops = _ops(gluon_models.get_model("igc_resnet18_l16m16", classes=10,
+                                      representation_options={"pool_size": None}),
+               (1, 3, 64, 64))
+    assert ops.count("IGCSecondary") == 16 and ops.count("Reorder") == 0
+    ops = _ops(gluon_models.get_model("igc_resnet18_l16m16", classes=10, impl="stock",
+                                      representation_options={"pool_size": None}),
+               (1, 3, 64, 64))
+    assert "IGCSecondary" not in ops and "tile" not in ops  # the twin: the authors' graph
+
+
+SPEED_PATHS = [("igc_resnet_cifar", dict(depth=14, primary=4, secondary=2), 32),
+               ("igc_plain_cifar", dict(depth=8, primary=6, secondary=2), 32),
+               ("igc_resnet18_l100m2", {}, 32), ("igc_resnet18_l16m16", {}, 32),
+               ("igc_resnet18_l4m32", {}, 32)]
+
+
+@pytest.mark.parametrize("name,options,side", SPEED_PATHS)
+def test_speed_paths_compute_the_authors_graph(name, options, side):
+    """Merged primary groups and the fused secondary conv (the native default) give the
+    outputs and every gradient of the unfused native network and of the stock twin (float64,
+    training mode: batch statistics)."""
+    if side != 224 and name.startswith("igc_resnet18"):
+        options = dict(options, representation_options={"pool_size": None})
+    rng = np.random.RandomState(0)
+    x, dy = rng.standard_normal((2, 3, side, side)), rng.standard_normal((2, 5))
+    results, params = {}, None
+    for label, extra in (("fast", {}), ("unfused", dict(merge_groups=False, fuse_secondary=False)),
+                         ("stock", dict(impl="stock"))):
+        net = gluon_models.get_model(name, classes=5, **options, **extra)
+        net.initialize(mx.init.Xavier())
+        net.cast("float64")
+        if params is None:
+            params = {k: v.data().copy() for k, v in net.collect_params().items()}
+        else:
+            for k, v in net.collect_params().items():
+                v.set_data(params[k])
+        net.hybridize()
+        xi = mx.nd.array(x, dtype="float64")
+        xi.attach_grad()
+        with autograd.record():
+            y = net(xi)
+        y.backward(mx.nd.array(dy, dtype="float64"))
+        results[label] = [y.asnumpy(), xi.grad.asnumpy()] + [
+            v.grad().asnumpy() for _, v in sorted(net.collect_params().items())
+            if v.grad_req != "null"]
+    for label in ("unfused", "stock"):
+        for a, b in zip(results["fast"], results[label]):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * np.abs(b).max())
 
 
 @pytest.mark.parametrize("depth,blocks", [(20, (3, 3, 3)), (32, (5, 5, 5)), (34, (5, 5, 6)),

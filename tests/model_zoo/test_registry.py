@@ -116,7 +116,8 @@ def test_paths_agree(name, size, tmp_path):
     stock.hybridize()
     assert_close(stock(x).asnumpy(), eager)
     sym_json = (tmp_path / (name + "-symbol.json")).read_text()
-    assert ('"Reorder"' in sym_json) == ("igc" in name)
+    # IGC: the permutation, or the secondary conv with the permutations folded in
+    assert ('"Reorder"' in sym_json or '"IGCSecondary"' in sym_json) == ("igc" in name)
     assert ('"FMConvolution' in sym_json) == ("fbn" in name or "fmconv" in name)
 
 
@@ -133,8 +134,11 @@ def finish_deferred_init(net, x):
 # Families whose native operator and stock twin compute with different arithmetic in layers
 # as deep as the whole network (the IBN layers): in float32 on the small twins (batch
 # statistics over 2 x 2 ... 4 x 4 maps) the two rounding paths diverge by ~2 % in the early
-# layers' gradients, as far as float32 itself is from float64; compared in float64.
-FLOAT64_FAMILIES = ("ibn", "ibn_mx")
+# layers' gradients, as far as float32 itself is from float64; compared in float64. IGC: the
+# native networks merge the primary convolutions' groups and fold the permutations into the
+# secondary one (other summation orders than the twin's oneDNN convolutions), which the plain
+# 38-layer CIFAR net amplifies to ~2 % in float32.
+FLOAT64_FAMILIES = ("ibn", "ibn_mx", "igc")
 
 
 @pytest.mark.parametrize("name,size", ALL)

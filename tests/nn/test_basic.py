@@ -1,11 +1,15 @@
-"""The in-graph train/inference mode probe: train_mode_flag and train_mode_dropout follow
-autograd's mode in eager and hybridized Gluon and Module's is_train, and pass no gradient."""
+"""Shared layers: the in-graph train/inference mode probe (train_mode_flag and
+train_mode_dropout follow autograd's mode in eager and hybridized Gluon and Module's is_train,
+and pass no gradient) and MergedGroupConv2D (the plain grouped convolution's results)."""
 import numpy as np
 import pytest
 import mxnet as mx
 from mxnet import autograd, gluon
+from mxnet.gluon import nn
 
-from gluon_models.nn import dropfactor_mask, train_mode_dropout, train_mode_flag
+from gluon_models.nn import (MergedGroupConv2D, dropfactor_mask, train_mode_dropout,
+                             train_mode_flag)
+from gluon_models.nn.basic import merge_factor
 
 
 class Flagged(gluon.HybridBlock):
@@ -108,3 +112,63 @@ def test_dropout_draw_is_the_stock_dropout_draw():
     d.backward()
     np.testing.assert_array_equal(ones.grad.asnumpy(), 0.0)
     np.testing.assert_array_equal(train_mode_dropout(mx.nd, ones, 0.3).asnumpy(), 1.0)
+
+
+# ---- MergedGroupConv2D: merged groups compute the plain grouped convolution ----------------
+
+@pytest.mark.parametrize("groups,ipg,opg,kernel,want", [
+    (100, 2, 2, (3, 3), 4),     # IGC-L100M2: 2-channel groups -> 8
+    (100, 1, 2, (3, 3), 10),    # its first block (100 -> 200): 8 does not divide 100
+    (24, 2, 2, (3, 3), 4),      # CIFAR IGC-L24M2
+    (16, 16, 16, (3, 3), 1),    # already wide
+    (32, 4, 4, (1, 1), 1),      # 1 x 1: no gain measured
+    (3, 2, 2, (3, 3), 1),       # no divisor reaches 8
+    (50, 4, 4, (1, 3), 2),
+])
+def test_merge_factor(groups, ipg, opg, kernel, want):
+    assert merge_factor(groups, ipg, opg, kernel) == want
+
+
+@pytest.mark.parametrize("cin,cout,groups,kernel,stride,bias,merge", [
+    (12, 12, 6, 3, 1, False, None), (12, 24, 6, 3, 2, False, 3), (8, 16, 8, 3, 1, True, None),
+    (20, 20, 10, 5, 1, False, 5), (6, 6, 3, 3, 2, True, 3), (16, 16, 8, 3, 1, False, 1)])
+def test_merged_group_conv_equals_the_grouped_conv(cin, cout, groups, kernel, stride, bias,
+                                                    merge):
+    rng = np.random.RandomState(cin + cout + groups)
+    x = rng.standard_normal((2, cin, 7, 7))
+    dy = rng.standard_normal((2, cout, (7 + 2 * (kernel // 2) - kernel) // stride + 1,
+                              (7 + 2 * (kernel // 2) - kernel) // stride + 1))
+    got = {}
+    for cls in ("plain", "merged"):
+        kw = dict(strides=stride, padding=kernel // 2, groups=groups, use_bias=bias,
+                  in_channels=cin, prefix="conv_")
+        conv = nn.Conv2D(cout, kernel, **kw) if cls == "plain" else \
+            MergedGroupConv2D(cout, kernel, merge=merge, **kw)
+        conv.initialize(mx.init.Uniform(1.0))
+        conv.cast("float64")
+        if cls == "plain":
+            params = {k: v.data().copy() for k, v in conv.collect_params().items()}
+        else:
+            assert sorted(conv.collect_params()) == sorted(params)  # same names and shapes
+            for k, v in conv.collect_params().items():
+                v.set_data(params[k])
+        conv.hybridize()
+        xi = mx.nd.array(x, dtype="float64")
+        xi.attach_grad()
+        with autograd.record():
+            y = conv(xi)
+        y.backward(mx.nd.array(dy, dtype="float64"))
+        got[cls] = [y.asnumpy(), xi.grad.asnumpy()] + [
+            v.grad().asnumpy() for _, v in sorted(conv.collect_params().items())]
+    if merge != 1:
+        assert conv.merge > 1
+    for a, b in zip(got["plain"], got["merged"]):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * np.abs(a).max())
+
+
+def test_merged_group_conv_arguments():
+    with pytest.raises(ValueError, match="merge=4 does not divide groups=6"):
+        MergedGroupConv2D(12, 3, groups=6, in_channels=12, merge=4)
+    with pytest.raises(ValueError, match="in_channels"):
+        MergedGroupConv2D(12, 3, groups=6)
+    assert "merge=3" in repr(MergedGroupConv2D(12, 3, groups=6, in_channels=12, merge=3))

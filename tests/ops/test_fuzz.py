@@ -91,8 +91,17 @@ def gen_ibn(rng):
     return attrs, names, [data, (ci,), (ci,), (cb,), (cb,), (1,), (cb,), (cb,)]
 
 
+def gen_igcsecondary(rng):
+    L = rng.randint(1, 4)
+    shape = [rng.randint(0, 3) for _ in range(rng.randint(2, 5))]
+    shape[1] = L * rng.randint(0, 3)
+    dtype = rng.choice(["float32", "float32", "float64"])
+    return ({"primary": str(L)}, ["data", "weight"], [tuple(shape), (shape[1], L, 1, 1)],
+            [dtype, dtype])
+
+
 GENERATORS = {"Reorder": gen_reorder, "FMConvolution1": gen_fmconv, "FMConvolution3": gen_fmconv,
-              "ISqrtCov": gen_isqrtcov, "IBN": gen_ibn}
+              "ISqrtCov": gen_isqrtcov, "IBN": gen_ibn, "IGCSecondary": gen_igcsecondary}
 
 
 def random_shape(rng):
@@ -146,6 +155,7 @@ CHILD = textwrap.dedent("""
     from tests.ops.test_reorder import np_reorder
     from tests.ops.test_isqrtcov import np_isqrtcov
     from tests.nn.test_ibn import np_ibn
+    from tests.ops.test_igcsecondary import np_igc_secondary
 
     def tup(text):
         vals = [int(v) for v in text.strip("()[] ").split(",") if v.strip()]
@@ -155,6 +165,8 @@ CHILD = textwrap.dedent("""
         # numpy output of a call the operator accepted (the generator's attributes are plain)
         if op == "Reorder":
             return np_reorder(xs[0], int(attrs["branch_factor"]))
+        if op == "IGCSecondary":
+            return np_igc_secondary(xs[0], xs[1], int(attrs["primary"]))
         if op == "ISqrtCov":
             vec = attrs.get("vectorize", "True") == "True"
             return np_isqrtcov(xs[0], xs[1].astype(np.int64) if vec else None,
@@ -173,7 +185,7 @@ CHILD = textwrap.dedent("""
                          tup(attrs.get("dilate", "1")), int(attrs.get("num_group", "1")))
 
     def want_shape(op, attrs, data, shapes=None):
-        if op in ("Reorder", "IBN"):
+        if op in ("Reorder", "IBN", "IGCSecondary"):
             return tuple(data)
         if op == "ISqrtCov":
             if attrs.get("vectorize", "True") == "True":
