@@ -337,7 +337,9 @@ def run(quick=False, variants=None):
                 for mode in ("train", "infer"):
                     b = got[label][mode]
                     grouped, dense, reorders = _summary(b)
-                    summary.append([label, mode, "%.0f" % b["wall_ms"], "%.0f" % b["total_ms"],
+                    quiet = (train if mode == "train" else infer)[label]["median_ms"]
+                    summary.append([label, mode, "%.0f" % quiet, "%.0f" % b["wall_ms"],
+                                    "%.0f" % b["total_ms"],
                                     "%.0f" % b["outside_ms"], "%.0f" % grouped, "%.0f" % dense,
                                     "%.0f" % reorders, b["faults"]])
                     tables.append({"title": "breakdown: %s, %s, batch %d, %d px"
@@ -348,9 +350,12 @@ def run(quick=False, variants=None):
                                    "rows": breakdown_rows(b)})
             tables.append({"title": "breakdown summary: %s, batch %d, %d px"
                                     % (group, batch, side),
-                           "note": "One marked step with oneDNN verbose printing on; outside = "
-                                   "wall - oneDNN total (" + OUTSIDE + ").",
-                           "columns": ["network", "pass", "wall ms", "oneDNN ms", "outside ms",
+                           "note": "One marked step per pass in a child process with oneDNN "
+                                   "verbose printing on (*wall*); *median* is the same pass "
+                                   "without it, from the timing table. *outside* = wall - oneDNN "
+                                   "total: time " + OUTSIDE + ".",
+                           "columns": ["network", "pass", "median ms (verbose off)",
+                                       "wall ms (verbose on)", "oneDNN ms", "outside ms",
                                        "grouped conv ms", "dense conv ms", "reorder ms",
                                        "minor faults"],
                            "rows": summary})
