@@ -81,8 +81,8 @@ def _layout(desc):
 
 
 def classify(line):
-    """The breakdown key and time (ms) of one ``dnnl_verbose,exec,...`` line, or None for any
-    other line.
+    """``(key, ms, implementation, problem descriptor)`` of one ``dnnl_verbose,exec,...``
+    line, or None for any other line.
 
     Keys: ``convolution <prop_kind> grouped|dense <implementation>``, ``reorder <src layout>
     -> <dst layout>``, otherwise ``<primitive> <prop_kind>`` (``undef`` dropped)."""
@@ -104,24 +104,30 @@ def classify(line):
         key = "reorder %s->%s" % (src[0] if src else "?", dst[0] if dst else "?")
     else:
         key = primitive if prop in ("undef", "") else "%s %s" % (primitive, prop)
-    return key, ms
+    return key, ms, impl, problem
 
 
 def parse_dnnl_verbose(lines):
     """Sum oneDNN's verbose ``exec`` lines by :func:`classify` key.
 
-    Returns ``{"ops": {key: {"ms", "calls"}}, "total_ms", "calls", "by_primitive": {primitive:
-    {"ms", "calls"}}}``, ops ordered by time, largest first (ties by key)."""
+    Returns ``{"ops": {key: entry}, "total_ms", "calls", "by_primitive": {primitive: entry}}``,
+    ops ordered by time, largest first (ties by key); an entry is ``{"ms", "calls", "impl_ms":
+    {implementation: ms}, "slowest": {"ms", "problem"}}`` (the slowest single call's time and
+    problem descriptor, e.g. its shape)."""
     ops, by_prim = {}, {}
     for line in lines:
         got = classify(line)
         if got is None:
             continue
-        key, ms = got
+        key, ms, impl, problem = got
         for table, k in ((ops, key), (by_prim, key.split(" ", 1)[0])):
-            entry = table.setdefault(k, {"ms": 0.0, "calls": 0})
+            entry = table.setdefault(k, {"ms": 0.0, "calls": 0, "impl_ms": {},
+                                         "slowest": {"ms": -1.0, "problem": ""}})
             entry["ms"] += ms
             entry["calls"] += 1
+            entry["impl_ms"][impl] = entry["impl_ms"].get(impl, 0.0) + ms
+            if ms > entry["slowest"]["ms"]:
+                entry["slowest"] = {"ms": ms, "problem": problem}
     order = lambda t: OrderedDict(sorted(t.items(), key=lambda kv: (-kv[1]["ms"], kv[0])))  # noqa: E731
     return {"ops": order(ops), "by_primitive": order(by_prim),
             "total_ms": sum(e["ms"] for e in ops.values()),
@@ -257,16 +263,24 @@ def breakdown_rows(b, top=TOP_ROWS):
     """Markdown rows of one parsed breakdown: the ``top`` keys by time, then the totals."""
     wall = b["wall_ms"]
     pct = lambda ms: "%.1f%%" % (100.0 * ms / wall) if wall > 0 else "-"  # noqa: E731
-    rows = [[k, "%.1f" % e["ms"], e["calls"], pct(e["ms"])]
+    impls = lambda e: ", ".join("%s %.1f" % kv for kv in sorted(  # noqa: E731
+        e["impl_ms"].items(), key=lambda kv: (-kv[1], kv[0])))
+    rows = [[k, "%.1f" % e["ms"], e["calls"], pct(e["ms"]), impls(e),
+             "%.1f ms %s" % (e["slowest"]["ms"], e["slowest"]["problem"])]
             for k, e in list(b["ops"].items())[:top]]
     rest = list(b["ops"].values())[top:]
     if rest:
         rows.append(["(%d other oneDNN kinds)" % len(rest), "%.1f" % sum(e["ms"] for e in rest),
-                     sum(e["calls"] for e in rest), pct(sum(e["ms"] for e in rest))])
-    rows += [["**oneDNN total**", "%.1f" % b["total_ms"], b["calls"], pct(b["total_ms"])],
-             ["**" + OUTSIDE + "**", "%.1f" % b["outside_ms"], "", pct(b["outside_ms"])],
-             ["**wall (verbose on)**", "%.1f" % wall, "", "100%"]]
+                     sum(e["calls"] for e in rest), pct(sum(e["ms"] for e in rest)), "", ""])
+    rows += [["**oneDNN total**", "%.1f" % b["total_ms"], b["calls"], pct(b["total_ms"]), "",
+              ""],
+             ["**" + OUTSIDE + "**", "%.1f" % b["outside_ms"], "", pct(b["outside_ms"]), "", ""],
+             ["**wall (verbose on)**", "%.1f" % wall, "", "100%", "", ""]]
     return rows
+
+
+BREAKDOWN_COLUMNS = ["oneDNN primitive (kind, layout)", "ms", "calls", "% of wall",
+                     "implementations (ms)", "slowest call (problem)"]
 
 
 def _summary(b):
@@ -345,8 +359,7 @@ def run(quick=False, variants=None):
                     tables.append({"title": "breakdown: %s, %s, batch %d, %d px"
                                             % (label, "training step" if mode == "train"
                                                else "inference", batch, side),
-                                   "columns": ["oneDNN primitive (kind, layout)", "ms", "calls",
-                                               "% of wall"],
+                                   "columns": BREAKDOWN_COLUMNS,
                                    "rows": breakdown_rows(b)})
             tables.append({"title": "breakdown summary: %s, batch %d, %d px"
                                     % (group, batch, side),

@@ -241,11 +241,17 @@ def test_dnnl_verbose_parser_aggregates_by_kind():
     assert {k: (v["ms"], v["calls"]) for k, v in got["by_primitive"].items()} == {
         "convolution": (9.0, 3), "reorder": (2.25, 3), "batch_normalization": (0.75, 1),
         "sum": (0.5, 1), "eltwise": (0.125, 1)}
+    reorders = got["by_primitive"]["reorder"]
+    assert reorders["impl_ms"] == {"jit:uni": 0.25, "jit:blk": 2.0}
+    assert reorders["slowest"] == {"ms": 1.5, "problem": "2x16x8x8"}
     b_ = dict(got, wall_ms=20.0, outside_ms=20.0 - got["total_ms"])
     rows = b.breakdown_rows(b_, top=3)
-    assert rows[0] == ["convolution backward_weights grouped x64:gemm:jit", "4.0", 1, "20.0%"]
+    assert rows[0] == ["convolution backward_weights grouped x64:gemm:jit", "4.0", 1, "20.0%",
+                       "x64:gemm:jit 4.0",
+                       "4.0 ms g100mb2_ic200oc200_ih8oh8kh3sh1dh0ph1_iw8ow8kw3sw1dw0pw1"]
     assert rows[2][0] == "convolution forward_training dense jit:avx512_common"  # tie: by key
-    assert rows[3] == ["(5 other oneDNN kinds)", "3.6", 6, "18.1%"]
+    assert rows[3][:4] == ["(5 other oneDNN kinds)", "3.6", 6, "18.1%"]
+    assert len({len(r) for r in rows}) == 1 and len(rows[0]) == len(b.BREAKDOWN_COLUMNS)
     assert [r[1] for r in rows[-3:]] == ["12.6", "7.4", "20.0"]
     assert b._summary(got) == (7.0, 2.0, 2.25)
 
