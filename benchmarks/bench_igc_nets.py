@@ -38,8 +38,8 @@ import sys
 import time
 from collections import OrderedDict
 
-from benchmarks.common import (network_callables, run_child_output, sync, time_networks,
-                               verdict, verdict_line)
+from benchmarks.common import (network_callables, peak_rss_mb, run_child_output, sync,
+                               time_networks, verdict, verdict_line)
 
 _LOG = logging.getLogger(__name__)
 
@@ -220,7 +220,8 @@ def _marked(label, mode, fn):
 def breakdown_child(spec):
     """In a child with ``DNNL_VERBOSE=1``: for each network of ``spec["networks"]`` (``[label,
     name, options]``), warm up, then one marked training step and one marked inference pass.
-    Prints the markers and, last, a JSON line ``{label: {mode: {"wall_ms", "faults"}}}``."""
+    Prints the markers and, last, a JSON line ``{label: {mode: {"wall_ms", "faults",
+    "peak_rss_mb"}}}`` (the child's peak resident memory so far: networks run in order)."""
     batch, side, warmup = spec["batch"], spec["side"], spec["warmup"]
     out = {}
     for label, name, options in spec["networks"]:
@@ -230,6 +231,7 @@ def breakdown_child(spec):
             for _ in range(warmup):
                 fn()
             out[label][mode] = _marked(label, mode, fn)
+            out[label][mode]["peak_rss_mb"] = peak_rss_mb()
         del step, infer
         gc.collect()
     _flush_all()

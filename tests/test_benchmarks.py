@@ -305,6 +305,7 @@ def test_igc_nets_quick_writes_results(tmp_path):
         for mode in ("train", "infer"):
             bd = res["breakdowns"][label][mode]
             assert bd["calls"] > 0 and 0 < bd["total_ms"] <= bd["wall_ms"]
+            assert bd["faults"] >= 0 and bd["peak_rss_mb"] > 0
             assert bd["by_primitive"]["convolution"]["calls"] >= 17  # ResNet-18: 17+ convs
         grouped = sum(e["calls"] for k, e in res["breakdowns"][label]["train"]["ops"].items()
                       if " grouped " in k)
