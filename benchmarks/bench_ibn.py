@@ -33,7 +33,7 @@ from mxnet import autograd, gluon
 import gluon_models  # noqa: F401  (loads the operator library)
 from gluon_models.nn import IBN
 
-from benchmarks.common import time_interleaved, verdict, verdict_line
+from benchmarks.common import time_interleaved, time_networks, verdict, verdict_line
 
 _LOG = logging.getLogger(__name__)
 
@@ -144,39 +144,14 @@ def measure_case(shape, ratio, in_first, label, repeats, warmup, min_time):
             "speedup_vs_mxnet": med["mxnet"] / med["native"]}
 
 
-def _network_variants(batch, side):
-    """name -> (training step, inference) callables of each network in :data:`NETWORKS`."""
-    out = {}
-    rng = np.random.RandomState(2)
-    x = mx.nd.array(rng.standard_normal((batch, 3, side, side)))
-    y = mx.nd.array(rng.randint(0, 1000, batch))
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    for label, (name, impl) in NETWORKS.items():
-        opts = {} if side == 224 else {"representation_options": {"pool_size": None}}
-        net = gluon_models.get_model(name, impl=impl, **opts)
-        net.initialize(mx.init.Xavier())
-        net.hybridize(static_alloc=True, static_shape=True)
-        net(x).wait_to_read()
-        trainer = gluon.Trainer(net.collect_params(), "sgd",
-                                {"learning_rate": 1e-3, "momentum": 0.9})
-
-        def step(net=net, trainer=trainer):
-            with autograd.record():
-                loss = loss_fn(net(x), y)
-            loss.backward()
-            trainer.step(batch)
-
-        out[label] = (step, lambda net=net: net(x))
-    return out
-
-
 def measure_networks(batch, side, repeats, warmup, min_time):
-    variants = _network_variants(batch, side)
-    train = time_interleaved({k: v[0] for k, v in variants.items()}, repeats, warmup, min_time)
-    infer = time_interleaved({k: v[1] for k, v in variants.items()}, repeats, warmup, min_time)
+    opts = None if side == 224 else {"representation_options": {"pool_size": None}}
+    timed = time_networks({k: (name, {"impl": impl}) for k, (name, impl) in NETWORKS.items()},
+                          batch, side, repeats, warmup, min_time, opts)
+    train, infer = timed["train"], timed["infer"]
     plain = "resnet50 (no IN)"
     rows, overhead = [], {}
-    for k in variants:
+    for k in NETWORKS:
         t, i = train[k]["median_ms"], infer[k]["median_ms"]
         overhead[k] = t / train[plain]["median_ms"]
         rows.append([k, "%.0f" % t, "%.2f" % (batch / t * 1e3), "%.0f" % i,

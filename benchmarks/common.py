@@ -29,10 +29,12 @@ import mxnet as mx
 import numpy as np
 
 from gluon_models.utils.fileio import atomic_write_text
+from mxnet import autograd, gluon
 
 __all__ = ["RESULTS_DIR", "sync", "time_interleaved", "machine_facts", "verdict",
            "verdict_line", "markdown_table", "to_markdown", "write_results", "omp_threads",
-           "OperatorsBlas", "peak_rss_mb", "run_child"]
+           "OperatorsBlas", "peak_rss_mb", "run_child", "run_child_output", "network_callables",
+           "time_networks"]
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -307,12 +309,61 @@ def peak_rss_mb():
         return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:")) / 1024.0
 
 
-def run_child(module, args, env=None, timeout=3600):
-    """``python -m module *args`` from the repository root; returns the JSON object its last
-    line of output holds (a benchmark's child processes: fresh memory, other thread counts)."""
+def run_child_output(module, args, env=None, timeout=3600):
+    """``python -m module *args`` from the repository root; returns its standard output (text)
+    or raises RuntimeError with the end of its standard error when it fails."""
     proc = subprocess.run([sys.executable, "-m", module] + list(args), capture_output=True,
                           text=True, cwd=_REPO, timeout=timeout,
                           env=dict(os.environ, **(env or {})))
     if proc.returncode != 0:
         raise RuntimeError("%s child %s failed:\n%s" % (module, args, proc.stderr[-3000:]))
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return proc.stdout
+
+
+def run_child(module, args, env=None, timeout=3600):
+    """``python -m module *args`` from the repository root; returns the JSON object its last
+    line of output holds (a benchmark's child processes: fresh memory, other thread counts)."""
+    return json.loads(run_child_output(module, args, env, timeout).strip().splitlines()[-1])
+
+
+def network_callables(name, batch, side, options=None, seed=2):
+    """A registry network's training step and inference on random data, as callables.
+
+    ``gluon_models.get_model(name, **options)``, Xavier-initialised, hybridized with static
+    memory (``static_alloc``, ``static_shape``), on a ``(batch, 3, side, side)`` float32 input;
+    the step is forward + softmax cross entropy + backward + SGD with momentum 0.9 (labels drawn
+    among the network's classes). Returns ``(step, infer)``, functions of no arguments that leave
+    their work queued in the engine (see :func:`sync`)."""
+    import gluon_models
+    rng = np.random.RandomState(seed)
+    x = mx.nd.array(rng.standard_normal((batch, 3, side, side)))
+    net = gluon_models.get_model(name, **(options or {}))
+    net.initialize(mx.init.Xavier())
+    net.hybridize(static_alloc=True, static_shape=True)
+    classes = net(x).shape[1]
+    y = mx.nd.array(rng.randint(0, classes, batch))
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-3, "momentum": 0.9})
+
+    def step():
+        with autograd.record():
+            loss = loss_fn(net(x), y)
+        loss.backward()
+        trainer.step(batch)
+
+    return step, lambda: net(x)
+
+
+def time_networks(networks, batch, side, repeats, warmup, min_time, options=None):
+    """Training steps and inference of several registry networks, each timed interleaved with
+    the others (:func:`time_interleaved`, per call = one step / one batch).
+
+    ``networks`` maps a label to ``(registry name, get_model options)``; ``options`` are added to
+    every network's (e.g. a smaller pooling window for small inputs). Returns ``{"train": ...,
+    "infer": ...}``, each :func:`time_interleaved`'s result by label."""
+    callables = {label: network_callables(name, batch, side, dict(options or {}, **opts))
+                 for label, (name, opts) in networks.items()}
+    return {"train": time_interleaved({k: v[0] for k, v in callables.items()}, repeats, warmup,
+                                      min_time),
+            "infer": time_interleaved({k: v[1] for k, v in callables.items()}, repeats, warmup,
+                                      min_time)}

@@ -203,3 +203,113 @@ def test_ibn_quick_writes_results(tmp_path):
         assert case["speedup_vs_stock"] > 0 and case["speedup_vs_mxnet"] > 0
     with open(written["ibn"][1]) as fh:
         assert fh.read().startswith("# IBN layer")
+
+
+_DNNL_LINES = """\
+dnnl_verbose,info,oneDNN v2.4.4 (commit 5818c40f07bdb6307f9bc64e929836fe036da644)
+dnnl_verbose,info,prim_template:operation,engine,primitive,implementation,prop_kind,memory_descriptors,attributes,auxiliary,problem_desc,exec_time
+dnnl_verbose,exec,cpu,reorder,jit:uni,undef,src_f32::blocked:abcd:f0 dst_f32::blocked:aBcd16b:f0,,,2x16x8x8,0.25
+dnnl_verbose,exec,cpu,reorder,jit:blk,undef,src_f32::blocked:aBcd16b:f0 dst_f32::blocked:abcd:f0,,,2x16x8x8,1.5
+dnnl_verbose,exec,cpu,reorder,jit:blk,undef,src_f32::blocked:aBcd16b:f0 dst_f32::blocked:abcd:f0,,,2x16x8x8,0.5
+dnnl_verbose,exec,cpu,convolution,jit:avx512_common,forward_training,src_f32::blocked:aBcd16b:f0 wei_f32::blocked:aBCde16c16b:f0 bia_undef::undef::f0 dst_f32::blocked:aBcd16b:f0,,alg:convolution_direct,g4mb2_ic64oc64_ih8oh8kh3sh1dh0ph1_iw8ow8kw3sw1dw0pw1,3
+dnnl_verbose,exec,cpu,convolution,jit:avx512_common,forward_training,src_f32::blocked:aBcd16b:f0 wei_f32::blocked:ABcd16b16a:f0 bia_undef::undef::f0 dst_f32::blocked:aBcd16b:f0,,alg:convolution_direct,mb2_ic64oc64_ih8oh8kh3sh1dh0ph1_iw8ow8kw3sw1dw0pw1,2
+dnnl_verbose,exec,cpu,convolution,x64:gemm:jit,backward_weights,src_f32::blocked:abcd:f0 wei_f32::blocked:abcde:f0 bia_undef::undef::f0 dst_f32::blocked:abcd:f0,,alg:convolution_direct,g100mb2_ic200oc200_ih8oh8kh3sh1dh0ph1_iw8ow8kw3sw1dw0pw1,4
+dnnl_verbose,exec,cpu,batch_normalization,ncsp_bnorm:any,forward_training,data_f32::blocked:abcd:f0 diff_undef::undef::f0,,flags:CH,mb2ic64ih8iw8,0.75
+dnnl_verbose,exec,cpu,eltwise,jit:avx512_common,backward_data,data_f32::blocked:aBcd16b:f0 diff_f32::blocked:aBcd16b:f0,,alg:eltwise_relu alpha:0 beta:0,2x64x8x8,0.125
+dnnl_verbose,exec,cpu,sum,simple:any,undef,src_f32::blocked:abcd:f0 src_f32::blocked:abcd:f0 dst_f32::blocked:abcd:f0,,,2x64x8x8,0.5
+dnnl_verbose,exec,cpu,convolution,jit:avx512_common,forward_training,truncated line
+some other output, 12
+"""
+
+
+def test_dnnl_verbose_parser_aggregates_by_kind():
+    from benchmarks import bench_igc_nets as b
+    got = b.parse_dnnl_verbose(_DNNL_LINES.splitlines())
+    assert {k: (v["ms"], v["calls"]) for k, v in got["ops"].items()} == {
+        "reorder abcd->aBcd16b": (0.25, 1),
+        "reorder aBcd16b->abcd": (2.0, 2),
+        "convolution forward_training grouped jit:avx512_common": (3.0, 1),
+        "convolution forward_training dense jit:avx512_common": (2.0, 1),
+        "convolution backward_weights grouped x64:gemm:jit": (4.0, 1),
+        "batch_normalization forward_training": (0.75, 1),
+        "eltwise backward_data": (0.125, 1),
+        "sum": (0.5, 1)}
+    # ordered by time, largest first
+    assert list(got["ops"])[:2] == ["convolution backward_weights grouped x64:gemm:jit",
+                                    "convolution forward_training grouped jit:avx512_common"]
+    assert got["total_ms"] == 12.625 and got["calls"] == 9
+    assert {k: (v["ms"], v["calls"]) for k, v in got["by_primitive"].items()} == {
+        "convolution": (9.0, 3), "reorder": (2.25, 3), "batch_normalization": (0.75, 1),
+        "sum": (0.5, 1), "eltwise": (0.125, 1)}
+    reorders = got["by_primitive"]["reorder"]
+    assert reorders["impl_ms"] == {"jit:uni": 0.25, "jit:blk": 2.0}
+    assert reorders["slowest"] == {"ms": 1.5, "problem": "2x16x8x8"}
+    b_ = dict(got, wall_ms=20.0, outside_ms=20.0 - got["total_ms"])
+    rows = b.breakdown_rows(b_, top=3)
+    assert rows[0] == ["convolution backward_weights grouped x64:gemm:jit", "4.0", 1, "20.0%",
+                       "x64:gemm:jit 4.0",
+                       "4.0 ms g100mb2_ic200oc200_ih8oh8kh3sh1dh0ph1_iw8ow8kw3sw1dw0pw1"]
+    assert rows[2][0] == "convolution forward_training dense jit:avx512_common"  # tie: by key
+    assert rows[3][:4] == ["(5 other oneDNN kinds)", "3.6", 6, "18.1%"]
+    assert len({len(r) for r in rows}) == 1 and len(rows[0]) == len(b.BREAKDOWN_COLUMNS)
+    assert [r[1] for r in rows[-3:]] == ["12.6", "7.4", "20.0"]
+    assert b._summary(got) == (7.0, 2.0, 2.25)
+
+
+def test_dnnl_verbose_sections_follow_the_markers():
+    from benchmarks import bench_igc_nets as b
+    lines = _DNNL_LINES.splitlines()
+    text = "\n".join([lines[2], '@@igc_nets begin ["net [x=1]", "train"]', lines[3], lines[4],
+                      "@@igc_nets end", lines[5], '@@igc_nets begin ["net [x=1]", "infer"]',
+                      lines[6], "@@igc_nets end", '{"net": 1}'])
+    assert b.sections(text) == {("net [x=1]", "train"): lines[3:5],
+                                ("net [x=1]", "infer"): [lines[6]]}
+
+
+def test_igc_nets_variants_are_labelled_and_checked(monkeypatch):
+    from benchmarks import bench_igc_nets as b
+    nets = b.network_list({"igc_resnet18_l16m16": [{}, {"depth_opt": 3}]})
+    labels = [n[0] for n in nets]
+    assert labels == ["resnet18_w64", "igc_resnet18_l4m32", "igc_resnet18_l16m16",
+                      'igc_resnet18_l16m16 [depth_opt=3]', "igc_resnet18_l100m2",
+                      "resnet_cifar", "igc_resnet_cifar"]
+    assert nets[3][2] == {"impl": "native", "depth_opt": 3} and nets[3][4] == "igc_resnet18_l16m16"
+    with pytest.raises(ValueError, match="no_such_net"):
+        b.network_list({"no_such_net": [{}]})
+    with pytest.raises(ValueError, match="resnet18_w64"):
+        b.network_list({"resnet18_w64": ["impl=stock"]})
+    monkeypatch.setenv(b.VARIANTS_ENV, '{"resnet_cifar": [{"width": 24}]}')
+    assert b._env_variants() == {"resnet_cifar": [{"width": 24}]}
+    monkeypatch.setenv(b.VARIANTS_ENV, "[1, 2")
+    with pytest.raises(ValueError, match=b.VARIANTS_ENV):
+        b._env_variants()
+
+
+def test_igc_nets_quick_writes_results(tmp_path):
+    # about 15 s: six small networks timed, one verbose child breaking down the ImageNet four
+    from benchmarks import bench_igc_nets as b
+    written = run.main(["igc_nets", "--quick", "--out-dir", str(tmp_path)])
+    with open(written["igc_nets"][0]) as fh:
+        res = json.load(fh)
+    assert res["name"] == "igc_nets" and res["quick"] is True
+    assert res["groups"]["imagenet"]["batch"] == 2 and res["groups"]["cifar"]["batch"] == 4
+    for g in res["groups"].values():
+        assert g["ratios"][g["baseline"]] == {"train": 1.0, "infer": 1.0}
+        assert all(t["median_ms"] > 0 for t in list(g["train"].values())
+                   + list(g["infer"].values()))
+    assert set(res["verdicts"]) == {"%s %s" % (n, m) for n in b.TARGETS
+                                    for m in ("train", "infer")}
+    imagenet = [k for k, v in b.NETWORKS.items() if v[2] == "imagenet"]
+    assert sorted(res["breakdowns"]) == sorted(imagenet)
+    for label in imagenet:
+        for mode in ("train", "infer"):
+            bd = res["breakdowns"][label][mode]
+            assert bd["calls"] > 0 and 0 < bd["total_ms"] <= bd["wall_ms"]
+            assert bd["faults"] >= 0 and bd["peak_rss_mb"] > 0
+            assert bd["by_primitive"]["convolution"]["calls"] >= 17  # ResNet-18: 17+ convs
+        grouped = sum(e["calls"] for k, e in res["breakdowns"][label]["train"]["ops"].items()
+                      if " grouped " in k)
+        assert (grouped > 0) == label.startswith("igc_")
+    with open(written["igc_nets"][1]) as fh:
+        md = fh.read()
+    assert md.startswith("# IGC networks") and "breakdown: igc_resnet18_l16m16, training" in md
