@@ -42,9 +42,10 @@ from ..utils.argtypes import fraction, positive_int
 from .compose import Classifier
 from .fbn import RESNET_UNITS, preact_resnet
 from .registry import register_family, register_model, register_seed_network
+from .weight_map import WeightMap
 
 __all__ = ["PTBottleneck", "PTBasicBlock", "DenseLayer", "MXResNeXtUnit", "pt_resnet",
-           "pt_densenet", "mx_resnext"]
+           "pt_densenet", "mx_resnext", "PT_RESNET_IBN", "PT_DENSENET_IBN"]
 
 _PT_EPS = 1e-5
 _MX_EPS = 2e-5
@@ -521,9 +522,49 @@ register_seed_network("resnext_ibn_a", mx_resnext, _seed(kind="a"), "ibn_mx")
 register_seed_network("resnext_ibn_b", mx_resnext, _seed(kind="b"), "ibn_mx")
 register_seed_network("resnext_w_d_v2", mx_resnext, _seed(kind="a", deep=True), "ibn_mx")
 
+# ---- the authors' PyTorch weights (their state dicts' module paths -> ours) ---------------------
+
+# Inside a block or dense layer: the IBN's halves (``bn1.IN`` / ``bn1.BN``, DenseNet
+# ``norm1.BN`` / ``norm1.IN``) are the IBN's parameters under the prefixes in_ / bn_; the
+# shortcut and the SE gate's two Linear layers have attribute names here. Other modules
+# (conv1..3, bn1..3, the IBN-b ``IN``, norm1/2, conv1/2) keep their names.
+_PT_INNER = {"bn1.IN": "bn1.in_", "bn1.BN": "bn1.bn_", "norm1.IN": "norm1.in_",
+             "norm1.BN": "norm1.bn_", "downsample.0": "down_conv", "downsample.1": "down_bn",
+             "se.fc.0": "se.fc0", "se.fc.2": "se.fc2"}
+
+
+def _pt_block(m):
+    # layer1..4 are children 4..7 of features (after conv1, bn1, relu, maxpool)
+    return "features.%d.%s.%s" % (int(m.group(1)) + 3, m.group(2),
+                                  _PT_INNER.get(m.group(3), m.group(3)))
+
+
+def _pt_dense_layer(m):
+    # features (child 0 of ours) = conv0, norm0, relu0, pool0, then dense block b at 2b + 2
+    # and transition b at 2b + 3, norm5 at 11; dense layer j of a block is its child j - 1
+    return "features.0.%d.%d.%s" % (2 * int(m.group(1)) + 2, int(m.group(2)) - 1,
+                                    _PT_INNER.get(m.group(3), m.group(3)))
+
+
+def _pt_transition(m):
+    return "features.0.%d.%d" % (2 * int(m.group(1)) + 3, {"norm": 0, "conv": 2}[m.group(2)])
+
+
+# ResNet-IBN-a/b, ResNeXt-IBN-a (stem max pool ``maxpool1``: no parameters), SE-ResNet-IBN-a;
+# IBN-b's stem ``bn1`` is an InstanceNorm here too.
+PT_RESNET_IBN = WeightMap([(r"conv1", "features.0"), (r"bn1", "features.1"),
+                           (r"layer([1-4])\.(\d+)\.(.+)", _pt_block), (r"fc", "output")])
+PT_DENSENET_IBN = WeightMap([
+    (r"features\.conv0", "features.0.0"), (r"features\.norm0", "features.0.1"),
+    (r"features\.denseblock([1-4])\.denselayer(\d+)\.(.+)", _pt_dense_layer),
+    (r"features\.transition([1-3])\.(norm|conv)", _pt_transition),
+    (r"features\.norm5", "features.0.11"), (r"classifier", "output")])
+
 # The authors' networks read mean/std-normalised RGB; the port's read raw 0-255 pixels (its
 # bn_data normalises them; its iterators fill with 127).
-register_family("ibn", imagenet_norm="imagenet")
+register_family("ibn", imagenet_norm="imagenet", weight_maps={
+    "*resnet*_ibn_[ab]": PT_RESNET_IBN, "resnext*_ibn_a": PT_RESNET_IBN,
+    "densenet*_ibn_a": PT_DENSENET_IBN})
 register_family(
     "ibn_mx", imagenet_norm="raw",
     model_flags={
