@@ -45,7 +45,7 @@ from .registry import register_family, register_model, register_seed_network
 from .weight_map import WeightMap
 
 __all__ = ["PTBottleneck", "PTBasicBlock", "DenseLayer", "MXResNeXtUnit", "pt_resnet",
-           "pt_densenet", "mx_resnext", "PT_RESNET_IBN", "PT_DENSENET_IBN"]
+           "pt_densenet", "mx_resnext", "PT_RESNET_IBN", "PT_DENSENET_IBN", "PT_RECIPE"]
 
 _PT_EPS = 1e-5
 _MX_EPS = 2e-5
@@ -562,7 +562,20 @@ PT_DENSENET_IBN = WeightMap([
 
 # The authors' networks read mean/std-normalised RGB; the port's read raw 0-255 pixels (its
 # bn_data normalises them; its iterators fill with 127).
-register_family("ibn", imagenet_norm="imagenet", weight_maps={
+# The authors' PyTorch recipe (imagenet.py, train.sh): SGD with classic momentum 0.9 in
+# PyTorch's form, weight decay 1e-4 on every parameter, lr 0.1 x 0.1 at epochs 30 / 60 / 90,
+# 100 epochs, batch 256, RandomResizedCrop 224 (area 0.08-1, aspect 3/4-4/3) + flip in
+# ImageRecordIter's form, no colour jitter, mean/std normalisation (the family's norm),
+# validation shorter side 256 + centre 224 (the shared default), cross-entropy without smoothing.
+PT_RECIPE = dict(
+    optimizer="torch_sgd", mom=0.9, wd=1e-4, wd_rule="all", lr=0.1, lr_schedule="step",
+    lr_step_epochs=(30.0, 60.0, 90.0), lr_factor=0.1, num_epochs=100, batch_size=256,
+    label_smoothing=0.0, aug_level=1,
+    aug_opts=(("rand_crop", 0), ("random_resized_crop", 1), ("min_random_area", 0.08),
+              ("max_random_area", 1), ("min_aspect_ratio", 0.75),
+              ("max_aspect_ratio", 4.0 / 3.0)))
+
+register_family("ibn", imagenet_norm="imagenet", imagenet_recipe=PT_RECIPE, weight_maps={
     "*resnet*_ibn_[ab]": PT_RESNET_IBN, "resnext*_ibn_a": PT_RESNET_IBN,
     "densenet*_ibn_a": PT_DENSENET_IBN})
 register_family(

@@ -60,6 +60,7 @@ class Family:
     train_flags: Dict[str, dict] = dataclasses.field(default_factory=dict)
     optimizer_rules: Optional[Callable] = None
     weight_maps: Dict[str, object] = dataclasses.field(default_factory=dict)
+    imagenet_recipe: Dict[str, object] = dataclasses.field(default_factory=dict)
 
 
 _FAMILIES = {}
@@ -67,7 +68,7 @@ _FAMILIES = {}
 
 def register_family(name, cifar_aug=None, imagenet_norm=None, model_flags=None,
                     train_flags=None, optimizer_rules=None, aug_presets=None,
-                    imagenet_norms=None, weight_maps=None):
+                    imagenet_norms=None, weight_maps=None, imagenet_recipe=None):
     """Declare a family's hooks into the shared machinery.
 
     Parameters
@@ -101,6 +102,12 @@ def register_family(name, cifar_aug=None, imagenet_norm=None, model_flags=None,
         Model name pattern (fnmatch) -> :class:`~gluon_models.model_zoo.weight_map.WeightMap`
         from the names of its networks' PyTorch state dicts (the authors' or torchvision's)
         to ours, for ``tools/convert_weights.py``; the first matching pattern applies.
+    imagenet_recipe : dict, optional
+        The training recipe the family's authors used on ImageNet, as defaults of
+        ``tools/train_imagenet.py``'s options (argparse destination -> value: ``optimizer``,
+        ``lr_step_epochs``, ``num_epochs``, ``batch_size``, ``wd_rule``, ``aug_level``,
+        ``aug_opts`` ...), applied when one of its networks is chosen; options given on the
+        command line win. A parser without one of the options (``tools/evaluate.py``) skips it.
     """
     from ..data.imagenet import register_norm  # data imports nothing of the model zoo
     from ..data.presets import register_aug_preset
@@ -112,7 +119,7 @@ def register_family(name, cifar_aug=None, imagenet_norm=None, model_flags=None,
         register_norm(norm, settings)
     _FAMILIES[name] = Family(name, dict(cifar_aug or {}), imagenet_norm,
                              dict(model_flags or {}), dict(train_flags or {}), optimizer_rules,
-                             dict(weight_maps or {}))
+                             dict(weight_maps or {}), dict(imagenet_recipe or {}))
     return _FAMILIES[name]
 
 
@@ -127,11 +134,13 @@ def family_of(name):
 
 
 def data_defaults(name):
-    """``{'cifar_aug': {dataset: preset}, 'imagenet_norm': preset or None}`` of the family of
-    model ``name`` (a registered name or a seed ``--network`` value)."""
+    """``{'cifar_aug': {dataset: preset}, 'imagenet_norm': preset or None, 'imagenet_recipe':
+    {option: default}}`` of the family of model ``name`` (a registered name or a seed
+    ``--network`` value)."""
     fam = _FAMILIES.get(family_of(name))
     return {"cifar_aug": dict(fam.cifar_aug) if fam else {},
-            "imagenet_norm": fam.imagenet_norm if fam else None}
+            "imagenet_norm": fam.imagenet_norm if fam else None,
+            "imagenet_recipe": dict(fam.imagenet_recipe) if fam else {}}
 
 
 def optimizer_rules(args):

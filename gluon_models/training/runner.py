@@ -170,12 +170,19 @@ def imagenet_parser(default_model="igc_resnet18_l16m16"):
 
 def parse_imagenet_args(argv=None, parser=None):
     """Parse with the presets (normalisation: the model family's, e.g. ``fbn`` for the FBN
-    nets, else ``--norm``'s default; record names; the model's input size, 224 without a
-    model) applied as defaults; also the parse of ``tools/evaluate.py``."""
+    nets, else ``--norm``'s default; the family's ImageNet recipe, if it declares one; record
+    names; the model's input size, 224 without a model) applied as defaults; also the parse of
+    ``tools/evaluate.py``."""
     def presets(known):
-        norm = data_defaults(known.model)["imagenet_norm"] if known.model else None
+        defaults = data_defaults(known.model) if known.model else {}
+        norm = defaults.get("imagenet_norm")
         if norm is not None:  # the normalisation the model's family was trained with
             parser.set_defaults(norm=norm)
+        # the family's ImageNet recipe (e.g. the IBN-Net authors' PyTorch one), as defaults
+        dests = {a.dest for a in parser._actions}
+        parser.set_defaults(**{k: (list(v) if isinstance(v, (list, tuple)) else v)
+                               for k, v in defaults.get("imagenet_recipe", {}).items()
+                               if k in dests})
         size = model_info(known.model)["input_size"] if known.model else 224
         apply_imagenet_presets(parser, argv, data_shape=size)
     parser = parser or imagenet_parser()
