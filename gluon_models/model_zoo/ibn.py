@@ -12,9 +12,14 @@ Two sets of networks:
   (affine) replaces the stem BN and follows the residual addition of the last block of stages 1
   and 2; DenseNet-IBN-a: BN on the first 60 % and IN on the rest of the first normalisation of
   every third dense layer of blocks 1-3. Epsilon 1e-5, input normalised with the ImageNet
-  mean/std, a fixed 7 x 7 average pooling (224-pixel inputs). Parameter names follow the
+  mean/std, a fixed 7 x 7 average pooling (224-pixel inputs). The authors' baselines gluoncv
+  lacks in their form are the same builders with ``ibn=None``: ``se_resnet{50,101,152}`` (their
+  SE-ResNet, global pooling) and ``resnext152_32x4d``. Parameter names follow the
   authors' module paths with ``_`` for ``.`` (``layer1_0_bn1_IN_gamma`` is ``layer1.0.bn1.IN
-  .weight``; DenseNet: ``features_denseblock1_denselayer1_norm1_BN_gamma``).
+  .weight``; DenseNet: ``features_denseblock1_denselayer1_norm1_BN_gamma``). The authors'
+  state dicts convert with ``tools/convert_weights.py`` (the family's weight maps
+  :data:`PT_RESNET_IBN`, :data:`PT_DENSENET_IBN`), and ``tools/train_imagenet.py`` trains these
+  networks with the authors' PyTorch recipe (:data:`PT_RECIPE`) by default.
 * **The MXNet port** (github.com/bruinxiong/IBN-Net.mxnet), family ``ibn_mx``, suffix ``_mx``:
   raw 0-255 pixels normalised by ``bn_data`` (BatchNorm with gamma fixed to 1), epsilon 2e-5.
   ``resnet<d>_ibn_a_mx`` (d = 18 ... 269) and ``resnet{110,164,1001}_ibn_a_mx_cifar`` are the
@@ -385,6 +390,7 @@ def _classifier(trunk, fixed, prefix, pool, fc_prefix, dropout=0.0, **cfg):
 # PyTorch's AvgPool2d(7): a 7 x 7 window with stride 7 (DenseNet: avg_pool2d(7, stride=1))
 _PT_POOL = dict(pool_size=7, strides=7, pool_prefix="avgpool_")
 _PT_DENSE_POOL = dict(pool_size=7, strides=1, pool_prefix="avgpool_")
+_PT_GLOBAL_POOL = dict(pool_size=None, pool_prefix="avgpool_")  # AdaptiveAvgPool2d(1)
 _MX_POOL = dict(pool_size=None, pool_prefix="pool1_")
 
 _PT_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
@@ -393,16 +399,26 @@ _DENSENETS = {121: (64, 32, (6, 12, 24, 16)), 161: (96, 48, (6, 12, 36, 24)),
               169: (64, 32, (6, 12, 32, 32)), 201: (64, 32, (6, 12, 48, 32))}
 
 
-def pt_resnet(depth, ibn="a", resnext=False, se=False, **cfg):
+def pt_resnet(depth, ibn="a", resnext=False, se=False, global_pool=False, **cfg):
     """The authors' ResNet-IBN-a/b (depth 18 ... 152), ResNeXt-IBN-a (32 x 4d, depth >= 50) or
-    SE-ResNet-IBN-a. ``cfg``: the common options (``classes``, ``impl``, ...)."""
-    name = "%sresnet%s%d_ibn_%s_" % ("se_" if se else "", "xt" if resnext else "", depth, ibn)
+    SE-ResNet-IBN-a; ``ibn=None``: the same network without IN, the authors' baselines
+    (their SE-ResNet, ``models/imagenet/se_resnet.py``: torchvision's ResNet with the SE gate
+    before the addition and a global average pooling, ``global_pool=True``).
+    ``cfg``: the common options (``classes``, ``impl``, ...)."""
+    if ibn not in ("a", "b", None):
+        raise ValueError("ibn must be 'a', 'b' or None, got %r" % (ibn,))
+    if ibn is None:
+        name = "se_resnet%d_" % depth if se else "resnext%d_32x4d_" % depth if resnext \
+            else "resnet%d_" % depth
+    else:
+        name = "%sresnet%s%d_ibn_%s_" % ("se_" if se else "", "xt" if resnext else "", depth,
+                                         ibn)
     block = "bottleneck" if depth >= 50 else "basic"
-    ibn_cfg = ("a", "a", "a", None) if ibn == "a" else ("b", "b", None, None)
+    ibn_cfg = {"a": ("a", "a", "a", None), "b": ("b", "b", None, None), None: (None,) * 4}[ibn]
     fixed = dict(units=_PT_LAYERS[depth], block=block, ibn_cfg=ibn_cfg, se=se,
                  stem_in=ibn == "b", **(dict(groups=32, base_width=4) if resnext else {}))
-    return _classifier(_pt_resnet_layers, fixed, cfg.pop("prefix", name), _PT_POOL, "fc_",
-                       **cfg)
+    return _classifier(_pt_resnet_layers, fixed, cfg.pop("prefix", name),
+                       _PT_GLOBAL_POOL if global_pool else _PT_POOL, "fc_", **cfg)
 
 
 def pt_densenet(depth, **cfg):
@@ -454,6 +470,14 @@ _SPECS = {
     "se_resnet50_ibn_a": (_PT, dict(depth=50, se=True), "ibn", 224, 1000),
     "se_resnet101_ibn_a": (_PT, dict(depth=101, se=True), "ibn", 224, 1000),
     "se_resnet152_ibn_a": (_PT, dict(depth=152, se=True), "ibn", 224, 1000),
+    # the authors' baselines gluoncv lacks in their form (gluoncv's se_resnet*_v1 put the
+    # stride on the first 1 x 1 conv and give convs biases; it has no ResNeXt-152 32x4d)
+    "se_resnet50": (_PT, dict(depth=50, se=True, ibn=None, global_pool=True), "ibn", 224, 1000),
+    "se_resnet101": (_PT, dict(depth=101, se=True, ibn=None, global_pool=True), "ibn", 224,
+                     1000),
+    "se_resnet152": (_PT, dict(depth=152, se=True, ibn=None, global_pool=True), "ibn", 224,
+                     1000),
+    "resnext152_32x4d": (_PT, dict(depth=152, resnext=True, ibn=None), "ibn", 224, 1000),
     "densenet121_ibn_a": (_DN, dict(depth=121), "ibn", 224, 1000),
     "densenet161_ibn_a": (_DN, dict(depth=161), "ibn", 224, 1000),
     "densenet169_ibn_a": (_DN, dict(depth=169), "ibn", 224, 1000),
@@ -576,8 +600,7 @@ PT_RECIPE = dict(
               ("max_aspect_ratio", 4.0 / 3.0)))
 
 register_family("ibn", imagenet_norm="imagenet", imagenet_recipe=PT_RECIPE, weight_maps={
-    "*resnet*_ibn_[ab]": PT_RESNET_IBN, "resnext*_ibn_a": PT_RESNET_IBN,
-    "densenet*_ibn_a": PT_DENSENET_IBN})
+    "*resnet*": PT_RESNET_IBN, "resnext*": PT_RESNET_IBN, "densenet*": PT_DENSENET_IBN})
 register_family(
     "ibn_mx", imagenet_norm="raw",
     model_flags={

@@ -112,7 +112,7 @@ IBN_NAMES = gluon_models.list_models(family="ibn") + gluon_models.list_models(fa
 
 
 def test_every_variant_is_listed():
-    assert len(gluon_models.list_models(family="ibn")) == 20
+    assert len(gluon_models.list_models(family="ibn")) == 24  # 20 + 4 baselines
     assert len(gluon_models.list_models(family="ibn_mx")) == 19
 
 
@@ -288,3 +288,41 @@ def test_seed_networks_of_the_port():
     assert seed_network("resnet_ibn_a")(depth=None) == dict(depth=None)
     with pytest.raises(ValueError, match="depth"):
         gluon_models.get_model("resnext_ibn_a", depth=34)
+
+
+# ---- the authors' baselines gluoncv lacks in their form ----------------------------------------
+
+def _gluoncv_count(name):
+    from gluoncv.model_zoo import get_model as gluoncv_model
+    net = gluoncv_model(name)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 224, 224)))
+    return learnable(net)
+
+
+def test_baselines_against_gluoncv_and_the_independent_count():
+    """ResNeXt-50 32x4d without IBN is gluoncv's resnext50_32x4d (torchvision's 25,028,904), so
+    only the depth gluoncv lacks is registered; the authors' SE-ResNet (bias-free SE
+    Linear layers, stride on the 3 x 3) is not gluoncv's se_resnet50_v1 (stride on the first
+    1 x 1, convolution biases), so it is registered."""
+    resnext50 = zoo.pt_resnet(50, ibn=None, resnext=True)
+    assert learnable(resnext50) == _gluoncv_count("resnext50_32x4d") == 25_028_904
+    se50 = gluon_models.get_model("se_resnet50")
+    # ResNet-50 (25,557,032) + 2 C^2/16 per block: the IBN-a variant's published count
+    assert learnable(se50) == pt_resnet_count(50, None, se=True) == 28_071_976
+    assert learnable(se50) != _gluoncv_count("se_resnet50_v1")
+    assert learnable(gluon_models.get_model("resnext152_32x4d")) == \
+        pt_resnet_count(152, None, 32, 4)
+
+
+def test_baseline_placement():
+    net = gluon_models.get_model("se_resnet50", impl="stock")
+    assert not _blocks(net, IBN) and not _blocks(net, InstanceNorm)
+    block = net.features[5][0]  # layer2.0: the stride on the 3 x 3, SE gate of 512 channels
+    assert block.conv1._kwargs["stride"] == (1, 1) and block.conv2._kwargs["stride"] == (2, 2)
+    assert block.se.fc0.weight.shape == (32, 512) and block.se.fc0.bias is None
+    x = mx.nd.random.normal(shape=(1, 3, 160, 160))  # global pooling: any input size
+    net.initialize()
+    assert net(x).shape == (1, 1000)
+    with pytest.raises(ValueError, match="ibn must be"):
+        zoo.pt_resnet(50, ibn="c")

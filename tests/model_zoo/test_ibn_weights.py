@@ -57,7 +57,7 @@ def pt_resnet_keys(depth, ibn="a", resnext=False, se=False, classes=1000):
     sd = collections.OrderedDict()
     sd["conv1.weight"] = (64, 3, 7, 7)
     (_in if ibn == "b" else _bn)(sd, "bn1", 64)
-    cfg = ("a", "a", "a", None) if ibn == "a" else ("b", "b", None, None)
+    cfg = {"a": ("a", "a", "a", None), "b": ("b", "b", None, None), None: (None,) * 4}[ibn]
     bottleneck, inplanes = depth >= 50, 64
     for li, (n, planes) in enumerate(zip(_LAYERS[depth], (64, 128, 256, 512))):
         out = planes * (4 if bottleneck else 1)
@@ -121,14 +121,16 @@ def authors_keys(model, classes):
     if model.startswith("densenet"):
         return pt_densenet_keys(int(model[8:11]), classes)
     depth = int(re.search(r"\d+", model).group())
-    return pt_resnet_keys(depth, model[-1], model.startswith("resnext"), model.startswith("se_"),
-                          classes)
+    return pt_resnet_keys(depth, model[-1] if "_ibn_" in model else None,
+                          model.startswith("resnext"), model.startswith("se_"), classes)
 
 
 AUTHORS = ["resnet%d_ibn_%s" % (d, v) for v in "ab" for d in (18, 34, 50, 101, 152)] + \
     ["resnext%d_ibn_a" % d for d in (50, 101, 152)] + \
     ["se_resnet%d_ibn_a" % d for d in (50, 101, 152)] + \
     ["densenet%d_ibn_a" % d for d in (121, 161, 169, 201)]
+# the authors' baselines registered here (SE-ResNet of their se_resnet.py, ResNeXt-152)
+BASELINES = ["se_resnet50", "se_resnet101", "se_resnet152", "resnext152_32x4d"]
 
 
 def _params(model, classes):
@@ -140,8 +142,8 @@ def _params(model, classes):
 
 
 def test_every_authors_network_has_a_map():
-    assert sorted(AUTHORS) == sorted(list_models(family="ibn", filter="*_ibn_*"))
-    for model in AUTHORS:
+    assert sorted(AUTHORS + BASELINES) == sorted(list_models(family="ibn"))
+    for model in AUTHORS + BASELINES:
         weight_map(model)
     with pytest.raises(ValueError, match="resnet50_ibn_a_mx' has no PyTorch weight map"):
         weight_map("resnet50_ibn_a_mx")
@@ -159,7 +161,7 @@ def test_key_generator_matches_published_counts():
         assert count(authors_keys(model, 1000)) == n, model
 
 
-@pytest.mark.parametrize("model", AUTHORS)
+@pytest.mark.parametrize("model", AUTHORS + BASELINES)
 def test_authors_names_land_in_the_right_parameters(model):
     classes = 7
     sd = _values(authors_keys(model, classes))
