@@ -45,7 +45,7 @@ from ..nn.basic import check_impl, check_positive_int, fc_uniform, he_normal, la
 from ..nn.ibn import IBN, InstanceNorm
 from ..utils.argtypes import fraction, positive_int
 from .compose import Classifier
-from .fbn import RESNET_UNITS, preact_resnet
+from .fbn import RESNET_UNITS, _check_momentum, preact_resnet
 from .registry import register_family, register_model, register_seed_network
 from .weight_map import WeightMap
 
@@ -67,8 +67,8 @@ def _pt_conv(c_in, c_out, kernel, stride=1, padding=0, groups=1, prefix="", init
                      in_channels=c_in, weight_initializer=init or _fan_out(), prefix=prefix)
 
 
-def _bn(c, prefix, eps):
-    return nn.BatchNorm(in_channels=c, epsilon=eps, momentum=_MOMENTUM, prefix=prefix)
+def _bn(c, prefix, eps, momentum=_MOMENTUM):
+    return nn.BatchNorm(in_channels=c, epsilon=eps, momentum=momentum, prefix=prefix)
 
 
 def _in(c, prefix, eps):
@@ -276,36 +276,39 @@ class MXResNeXtUnit(nn.HybridBlock):
       relu - ``conv2`` (grouped, stride) - bn2 - relu - ``conv3`` - bn3, plus the shortcut, then
       ``ibn1`` = InstanceNorm(F) after the addition (in every unit), relu.
 
+    ``bn_mom``: momentum of the unit's BatchNorms (the port's ``--bn-mom``); the BN half of the
+    IBN keeps 0.9, as the port's ``ibn_block`` is called without it.
+
     Shortcut: ``x`` or ``sc`` (1 x 1, stride) + ``sc_bn``; ``sc_kernel=3`` is the w_d variant's
     3 x 3 stride-2 projection (pad 1), used where the unit has stride 2.
     """
 
     def __init__(self, in_channels, channels, stride, projection, groups, kind, ibn,
-                 sc_kernel=1, impl="native", **kwargs):
+                 sc_kernel=1, impl="native", bn_mom=_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
-        eps, w = _MX_EPS, channels // 2
+        eps, w, m = _MX_EPS, channels // 2, bn_mom
         self.kind = kind
         with self.name_scope():
             if kind == "a":
                 self.bn1 = IBN(in_channels, 0.5, epsilon=eps, impl=impl, in_prefix="in1_",
                                bn_prefix="bn1_", prefix="") if ibn else \
-                    _bn(in_channels, "bn1_", eps)
+                    _bn(in_channels, "bn1_", eps, m)
                 self.conv1 = None
                 c2_in = in_channels
             else:
                 self.conv1 = _pt_conv(in_channels, w, 1, prefix="conv1_", init=he_normal())
-                self.bn1 = _bn(w, "bn1_", eps)
+                self.bn1 = _bn(w, "bn1_", eps, m)
                 c2_in = w
             self.conv2 = _pt_conv(c2_in, w, 3, stride, 1, groups, prefix="conv2_",
                                   init=he_normal())
-            self.bn2 = _bn(w, "bn2_", eps)
+            self.bn2 = _bn(w, "bn2_", eps, m)
             self.conv3 = _pt_conv(w, channels, 1, prefix="conv3_", init=he_normal())
-            self.bn3 = _bn(channels, "bn3_", eps)
+            self.bn3 = _bn(channels, "bn3_", eps, m)
             if projection:
                 k = sc_kernel if stride == 2 else 1
                 self.sc = _pt_conv(in_channels, channels, k, stride, k // 2, prefix="sc_",
                                    init=he_normal())
-                self.sc_bn = _bn(channels, "sc_bn_", eps)
+                self.sc_bn = _bn(channels, "sc_bn_", eps, m)
             else:
                 self.sc = self.sc_bn = None
             self.ibn1 = _in(channels, "ibn1_", eps) if kind == "b" and ibn else None
@@ -321,21 +324,22 @@ class MXResNeXtUnit(nn.HybridBlock):
         return F.relu(y)
 
 
-def _mx_resnext_layers(depth, kind, groups=32, deep_stem=False, impl="native"):
+def _mx_resnext_layers(depth, kind, groups=32, deep_stem=False, impl="native",
+                       bn_mom=_MOMENTUM):
     """bn_data (gamma fixed) - stem (conv0 7 x 7/2, or the w_d file's conv02 3 x 3/1 - conv03
     3 x 3/2, each with BN and ReLU) - max pool 3 x 3/2 - four stages of :class:`MXResNeXtUnit`
     (widths 256 ... 2048; IBN-a in stages 1-3, IBN-b everywhere)."""
     eps = _MX_EPS
     init = he_normal()
-    layers = [nn.BatchNorm(in_channels=3, scale=False, epsilon=eps, momentum=_MOMENTUM,
+    layers = [nn.BatchNorm(in_channels=3, scale=False, epsilon=eps, momentum=bn_mom,
                            prefix="bn_data_")]
     if deep_stem:  # as coded: conv01/bn01 are dead (conv02 reads the data), see the docs
-        layers += [_pt_conv(3, 64, 3, 1, 1, prefix="conv02_", init=init), _bn(64, "bn02_", eps),
+        layers += [_pt_conv(3, 64, 3, 1, 1, prefix="conv02_", init=init), _bn(64, "bn02_", eps, bn_mom),
                    nn.Activation("relu", prefix="relu02_"),
-                   _pt_conv(64, 64, 3, 2, 1, prefix="conv03_", init=init), _bn(64, "bn03_", eps),
+                   _pt_conv(64, 64, 3, 2, 1, prefix="conv03_", init=init), _bn(64, "bn03_", eps, bn_mom),
                    nn.Activation("relu", prefix="relu03_")]
     else:
-        layers += [_pt_conv(3, 64, 7, 2, 3, prefix="conv0_", init=init), _bn(64, "bn0_", eps),
+        layers += [_pt_conv(3, 64, 7, 2, 3, prefix="conv0_", init=init), _bn(64, "bn0_", eps, bn_mom),
                    nn.Activation("relu", prefix="relu0_")]
     layers.append(nn.MaxPool2D(3, 2, 1, prefix="pool0_"))
     in_c = 64
@@ -344,7 +348,7 @@ def _mx_resnext_layers(depth, kind, groups=32, deep_stem=False, impl="native"):
         for u in range(n):
             layers.append(MXResNeXtUnit(in_c, width, 2 if s and u == 0 else 1, u == 0, groups,
                                         kind, kind == "b" or width != 2048,
-                                        3 if deep_stem else 1, impl,
+                                        3 if deep_stem else 1, impl, bn_mom,
                                         prefix="stage%d_unit%d_" % (s + 1, u + 1)))
             in_c = width
     return layers, in_c
@@ -430,25 +434,32 @@ def pt_densenet(depth, **cfg):
                        "classifier_", **cfg)
 
 
-def mx_resnext(depth=50, kind="a", deep=False, dropout=0.0, groups=32, **cfg):
+def mx_resnext(depth=50, kind="a", deep=False, dropout=0.0, groups=32, bn_mom=_MOMENTUM,
+               **cfg):
     """The MXNet port's ResNeXt-IBN-a (``kind="a"``), -IBN-b (``"b"``) or the w_d_v2 variant
     (``deep``: deep stem, 3 x 3 projections; its run script passes dropout 0.2 before
-    ``fc1``); ``groups`` (the port's ``--num-group``, 32) in every grouped convolution."""
+    ``fc1``); ``groups`` (the port's ``--num-group``, 32) in every grouped convolution;
+    ``bn_mom`` (its ``--bn-mom``, 0.9) the momentum of every BatchNorm but the IBN's BN half
+    (0.9)."""
     if depth not in (50, 101, 152):
         raise ValueError("the port's ResNeXt depth must be one of 50, 101, 152, got %r"
                          % (depth,))
     groups = check_positive_int("groups", groups)
     name = "resnext%d_ibn_%s%s_mx_" % (depth, kind, "_w_d" if deep else "")
     return _classifier(_mx_resnext_layers, dict(depth=depth, kind=kind, deep_stem=deep,
-                                                groups=groups),
+                                                groups=groups,
+                                                bn_mom=_check_momentum("bn_mom", bn_mom)),
                        cfg.pop("prefix", name), _MX_POOL, "fc1_", dropout, **cfg)
 
 
-def mx_resnet(depth=50, cifar=False, **cfg):
-    """The MXNet port's pre-activation ResNet-IBN-a: the FBN family's builder with ``ibn``."""
+def mx_resnet(depth=50, cifar=False, bn_mom=_MOMENTUM, **cfg):
+    """The MXNet port's pre-activation ResNet-IBN-a: the FBN family's builder with ``ibn``.
+    ``bn_mom`` (the port's ``--bn-mom``) reaches ``bn_data``, ``bn0`` and the final ``bn1``
+    only: the port's ``resnet()`` calls its residual units without it, so they keep 0.9."""
     cfg = dict(_COMMON, **cfg)
     name = "resnet%d_ibn_a_mx%s_" % (depth, "_cifar" if cifar else "")
-    return preact_resnet(depth, ibn=True, cifar=cifar, prefix=cfg.pop("prefix", name), **cfg)
+    return preact_resnet(depth, ibn=True, cifar=cifar, prefix=cfg.pop("prefix", name),
+                         bn_mom=bn_mom, unit_bn_mom=_MOMENTUM, **cfg)
 
 
 # One line per variant: name -> (builder, its fixed arguments, family, input size, classes).
@@ -506,6 +517,8 @@ _SPECS = {
 
 def _options(name):
     extra = dict(dropout=0.2) if name.endswith("_w_d_mx") else {}
+    if _SPECS[name][2] == "ibn_mx":
+        extra["bn_mom"] = _MOMENTUM  # the port's --bn-mom
     return dict(_COMMON, classes=_SPECS[name][4], **extra)
 
 
@@ -533,8 +546,8 @@ for _name in _SPECS:
 # ---- the port's train_*.py --network values and flags (its --depth, --num-group, --drop-out) --
 
 def _seed(**fixed):
-    def options(depth=None, num_group=None, drop_out=None):
-        values = dict(fixed, depth=depth)
+    def options(depth=None, num_group=None, drop_out=None, bn_mom=None):
+        values = dict(fixed, depth=depth, bn_mom=bn_mom)
         if fixed.get("kind") is not None:  # the ResNeXt files
             values.update(groups=num_group, dropout=drop_out)
         return values
@@ -609,4 +622,8 @@ register_family(
                                                    "default 32)"), None),
         "drop_out": (dict(type=fraction, help="dropout before fc1 of resnext_w_d_v2 (the "
                                               "port's --drop-out, default 0)"), None),
+        "bn_mom": (dict(type=fraction, help="BatchNorm momentum (the port's --bn-mom, default "
+                                            "0.9): resnet_ibn_a's bn_data, bn0 and bn1 only, "
+                                            "the ResNeXt files' every BN but the IBN's"),
+                   "bn_mom"),
     })
