@@ -22,17 +22,11 @@ import pytest
 from gluon_models.model_zoo import get_model, list_models
 from gluon_models.model_zoo.registry import weight_map
 from gluon_models.model_zoo.weight_map import WeightMapError, convert, map_state_dict
-from tests.model_zoo.test_weight_map import TOOLS, _values
+from tests.model_zoo.test_weight_map import TOOLS, _bn, _values
 from tests.utils.torch_files import write_torch_file
 
 _LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
            152: (3, 8, 36, 3)}
-
-
-def _bn(sd, name, c):
-    for leaf in ("weight", "bias", "running_mean", "running_var"):
-        sd["%s.%s" % (name, leaf)] = (c,)
-    sd[name + ".num_batches_tracked"] = ()
 
 
 def _in(sd, name, c):  # InstanceNorm2d(affine=True): no buffers
