@@ -50,7 +50,7 @@ from .registry import register_family, register_model, register_seed_network
 from .weight_map import WeightMap
 
 __all__ = ["PTBottleneck", "PTBasicBlock", "DenseLayer", "MXResNeXtUnit", "pt_resnet",
-           "pt_densenet", "mx_resnext", "PT_RESNET_IBN", "PT_DENSENET_IBN", "PT_RECIPE"]
+           "pt_densenet", "mx_resnext", "PT_RESNET_IBN", "PT_DENSENET_IBN", "PT_RECIPE", "port_recipe"]
 
 _PT_EPS = 1e-5
 _MX_EPS = 2e-5
@@ -614,8 +614,27 @@ PT_RECIPE = dict(
 
 register_family("ibn", imagenet_norm="imagenet", imagenet_recipe=PT_RECIPE, weight_maps={
     "*resnet*": PT_RESNET_IBN, "resnext*": PT_RESNET_IBN, "densenet*": PT_DENSENET_IBN})
+
+
+def port_recipe(name):
+    """The MXNet port's recipe (its train_*.py, spec of the seed): NAG, momentum 0.9, weight
+    decay 1e-4 on ``*_weight`` / ``*_gamma`` only (MXNet's default rule), lr 0.1 x 0.1 at
+    epochs 30, 60, 90, 95, 115, 120, 125 epochs, batch 256, its ``--aug-level 2`` (random scale
+    down to 0.667, 0.533 for the w_d file, aspect jitter 0.25, HSL jitter 36/50/50), raw pixels
+    (the family's norm); the w_d file (``resnext_w_d_v2``, ``*_w_d_mx``) adds MXNet's label
+    smoothing 0.1. CIFAR networks: none here (``train_cifar.py`` trains them)."""
+    if name.endswith("_cifar"):
+        return {}
+    w_d = name == "resnext_w_d_v2" or name.endswith("_w_d_mx")
+    return dict(optimizer="nag", mom=0.9, wd=1e-4, wd_rule="weights", lr=0.1,
+                lr_schedule="step", lr_step_epochs=(30.0, 60.0, 90.0, 95.0, 115.0, 120.0),
+                lr_factor=0.1, num_epochs=125, batch_size=256, aug_level=2,
+                aug_opts=() if w_d else (("min_random_scale", 0.667),),
+                label_smoothing=0.1 if w_d else 0.0)
+
+
 register_family(
-    "ibn_mx", imagenet_norm="raw",
+    "ibn_mx", imagenet_norm="raw", imagenet_recipe=port_recipe,
     model_flags={
         "depth": (dict(type=positive_int, help="network depth"), None),
         "num_group": (dict(type=positive_int, help="ResNeXt groups (the port's --num-group, "

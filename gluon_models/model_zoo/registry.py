@@ -60,7 +60,7 @@ class Family:
     train_flags: Dict[str, dict] = dataclasses.field(default_factory=dict)
     optimizer_rules: Optional[Callable] = None
     weight_maps: Dict[str, object] = dataclasses.field(default_factory=dict)
-    imagenet_recipe: Dict[str, object] = dataclasses.field(default_factory=dict)
+    imagenet_recipe: object = dataclasses.field(default_factory=dict)  # dict or name -> dict
 
 
 _FAMILIES = {}
@@ -102,12 +102,14 @@ def register_family(name, cifar_aug=None, imagenet_norm=None, model_flags=None,
         Model name pattern (fnmatch) -> :class:`~gluon_models.model_zoo.weight_map.WeightMap`
         from the names of its networks' PyTorch state dicts (the authors' or torchvision's)
         to ours, for ``tools/convert_weights.py``; the first matching pattern applies.
-    imagenet_recipe : dict, optional
+    imagenet_recipe : dict or callable, optional
         The training recipe the family's authors used on ImageNet, as defaults of
         ``tools/train_imagenet.py``'s options (argparse destination -> value: ``optimizer``,
         ``lr_step_epochs``, ``num_epochs``, ``batch_size``, ``wd_rule``, ``aug_level``,
         ``aug_opts`` ...), applied when one of its networks is chosen; options given on the
         command line win. A parser without one of the options (``tools/evaluate.py``) skips it.
+        A function ``recipe(model name or seed --network value) -> dict`` when the family's
+        networks were trained differently.
     """
     from ..data.imagenet import register_norm  # data imports nothing of the model zoo
     from ..data.presets import register_aug_preset
@@ -119,7 +121,9 @@ def register_family(name, cifar_aug=None, imagenet_norm=None, model_flags=None,
         register_norm(norm, settings)
     _FAMILIES[name] = Family(name, dict(cifar_aug or {}), imagenet_norm,
                              dict(model_flags or {}), dict(train_flags or {}), optimizer_rules,
-                             dict(weight_maps or {}), dict(imagenet_recipe or {}))
+                             dict(weight_maps or {}),
+                             imagenet_recipe if callable(imagenet_recipe)
+                             else dict(imagenet_recipe or {}))
     return _FAMILIES[name]
 
 
@@ -138,9 +142,10 @@ def data_defaults(name):
     {option: default}}`` of the family of model ``name`` (a registered name or a seed
     ``--network`` value)."""
     fam = _FAMILIES.get(family_of(name))
+    recipe = fam.imagenet_recipe if fam else {}
     return {"cifar_aug": dict(fam.cifar_aug) if fam else {},
             "imagenet_norm": fam.imagenet_norm if fam else None,
-            "imagenet_recipe": dict(fam.imagenet_recipe) if fam else {}}
+            "imagenet_recipe": dict(recipe(str(name).lower()) if callable(recipe) else recipe)}
 
 
 def optimizer_rules(args):

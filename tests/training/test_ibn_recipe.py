@@ -47,10 +47,9 @@ def test_options_given_win_and_other_families_keep_the_seeds_defaults():
     assert imagenet_aug_kwargs(args.aug_level, None, args.aug_opts)["min_random_area"] == 0.25
     again = parse_imagenet_args(["--network", "resnet50_ibn_a"])  # the recipe is untouched
     assert imagenet_aug_kwargs(again.aug_level, None, again.aug_opts)["min_random_area"] == 0.08
-    for model in ("resnet50_ibn_a_mx", "igc_resnet18_l16m16"):
-        args = parse_imagenet_args(["--network", model])
-        assert (args.optimizer, args.num_epochs, args.aug_level, args.aug_opts) == \
-            ("nag", 120, 2, [])
+    args = parse_imagenet_args(["--network", "igc_resnet18_l16m16"])  # no recipe declared
+    assert (args.optimizer, args.num_epochs, args.aug_level, args.aug_opts) == \
+        ("nag", 120, 2, [])
     # evaluate.py's parser has no training options: the recipe's others are skipped
     args = parse_evaluate_args(["--model", "resnet50_ibn_a", "--params", "x.params"])
     assert args.val_resize == 256 and args.norm == "imagenet"
@@ -94,12 +93,42 @@ def test_short_run_of_the_recipe(tmp_path):
     assert "Epoch[0] Validation-accuracy=" in log
 
 
+# the port's recipe as its train_*.py state it (spec of the seed: NAG, MXNet's weight-decay
+# rule, MultiFactorScheduler steps, 125 epochs, aug level 2 with its own minimum scale)
+PORT = dict(optimizer="nag", mom=0.9, wd=1e-4, wd_rule="weights", lr=0.1, lr_factor=0.1,
+            lr_step_epochs=[30.0, 60.0, 90.0, 95.0, 115.0, 120.0], num_epochs=125,
+            batch_size=256, aug_level=2, norm="raw", mean_rgb="0,0,0", std_rgb="1,1,1",
+            fill_value=127)
+
+
+@pytest.mark.parametrize("argv,scale,smoothing", [
+    (["--network", "resnet_ibn_a", "--depth", "50"], 0.667, 0.0),
+    (["--network", "resnext_ibn_a"], 0.667, 0.0),
+    (["--network", "resnext50_ibn_b_mx"], 0.667, 0.0),
+    (["--network", "resnext_w_d_v2", "--drop-out", "0.2"], 0.533, 0.1),
+    (["--network", "resnext101_ibn_a_w_d_mx"], 0.533, 0.1)])
+def test_the_port_networks_parse_to_the_ports_recipe(argv, scale, smoothing):
+    args = parse_imagenet_args(argv)
+    assert {k: getattr(args, k) for k in PORT} == PORT
+    assert args.label_smoothing == smoothing
+    aug = imagenet_aug_kwargs(args.aug_level, None, args.aug_opts)
+    assert aug == dict(rand_crop=True, rand_mirror=True, min_random_scale=scale,
+                       max_random_scale=1.0, max_aspect_ratio=0.25, random_h=36, random_s=50,
+                       random_l=50)
+    # the CIFAR networks are train_cifar.py's: no ImageNet recipe
+    args = parse_imagenet_args(["--network", "resnet164_ibn_a_mx_cifar"])
+    assert (args.num_epochs, args.aug_opts) == (120, [])
+
+
 def test_every_family_recipe_names_options_of_the_parser():
     """A recipe's misspelt option would be skipped silently by the parse: catch it here."""
-    from gluon_models.model_zoo.registry import families
+    from gluon_models.model_zoo import list_models
+    from gluon_models.model_zoo.registry import data_defaults, families, seed_networks
     from gluon_models.training.runner import imagenet_parser
     dests = {a.dest for a in imagenet_parser()._actions}
-    recipes = {f.name: f.imagenet_recipe for f in families() if f.imagenet_recipe}
-    assert "ibn" in recipes
+    names = list_models() + seed_networks()
+    recipes = {n: data_defaults(n)["imagenet_recipe"] for n in names}
+    assert recipes["resnet50_ibn_a"] and recipes["resnet_ibn_a"]
     for name, recipe in recipes.items():
         assert set(recipe) <= dests, (name, set(recipe) - dests)
+    assert {f.name for f in families() if f.imagenet_recipe} >= {"ibn", "ibn_mx"}
