@@ -19,7 +19,8 @@ Two sets of networks:
   .weight``; DenseNet: ``features_denseblock1_denselayer1_norm1_BN_gamma``). The authors'
   state dicts convert with ``tools/convert_weights.py`` (the family's weight maps
   :data:`PT_RESNET_IBN`, :data:`PT_DENSENET_IBN`), and ``tools/train_imagenet.py`` trains these
-  networks with the authors' PyTorch recipe (:data:`PT_RECIPE`) by default.
+  networks with the authors' PyTorch recipe (:data:`PT_RECIPE`) by default, the port's with
+  its recipe (:func:`port_recipe`; its ``--bn-mom`` is the builder option ``bn_mom``).
 * **The MXNet port** (github.com/bruinxiong/IBN-Net.mxnet), family ``ibn_mx``, suffix ``_mx``:
   raw 0-255 pixels normalised by ``bn_data`` (BatchNorm with gamma fixed to 1), epsilon 2e-5.
   ``resnet<d>_ibn_a_mx`` (d = 18 ... 269) and ``resnet{110,164,1001}_ibn_a_mx_cifar`` are the
@@ -50,7 +51,8 @@ from .registry import register_family, register_model, register_seed_network
 from .weight_map import WeightMap
 
 __all__ = ["PTBottleneck", "PTBasicBlock", "DenseLayer", "MXResNeXtUnit", "pt_resnet",
-           "pt_densenet", "mx_resnext", "PT_RESNET_IBN", "PT_DENSENET_IBN", "PT_RECIPE", "port_recipe"]
+           "pt_densenet", "mx_resnext", "PT_RESNET_IBN", "PT_DENSENET_IBN", "PT_RECIPE",
+           "port_recipe"]
 
 _PT_EPS = 1e-5
 _MX_EPS = 2e-5
@@ -334,13 +336,13 @@ def _mx_resnext_layers(depth, kind, groups=32, deep_stem=False, impl="native",
     layers = [nn.BatchNorm(in_channels=3, scale=False, epsilon=eps, momentum=bn_mom,
                            prefix="bn_data_")]
     if deep_stem:  # as coded: conv01/bn01 are dead (conv02 reads the data), see the docs
-        layers += [_pt_conv(3, 64, 3, 1, 1, prefix="conv02_", init=init), _bn(64, "bn02_", eps, bn_mom),
-                   nn.Activation("relu", prefix="relu02_"),
-                   _pt_conv(64, 64, 3, 2, 1, prefix="conv03_", init=init), _bn(64, "bn03_", eps, bn_mom),
-                   nn.Activation("relu", prefix="relu03_")]
+        layers += [_pt_conv(3, 64, 3, 1, 1, prefix="conv02_", init=init),
+                   _bn(64, "bn02_", eps, bn_mom), nn.Activation("relu", prefix="relu02_"),
+                   _pt_conv(64, 64, 3, 2, 1, prefix="conv03_", init=init),
+                   _bn(64, "bn03_", eps, bn_mom), nn.Activation("relu", prefix="relu03_")]
     else:
-        layers += [_pt_conv(3, 64, 7, 2, 3, prefix="conv0_", init=init), _bn(64, "bn0_", eps, bn_mom),
-                   nn.Activation("relu", prefix="relu0_")]
+        layers += [_pt_conv(3, 64, 7, 2, 3, prefix="conv0_", init=init),
+                   _bn(64, "bn0_", eps, bn_mom), nn.Activation("relu", prefix="relu0_")]
     layers.append(nn.MaxPool2D(3, 2, 1, prefix="pool0_"))
     in_c = 64
     for s, n in enumerate(RESNET_UNITS[depth]):
