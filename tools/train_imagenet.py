@@ -20,6 +20,14 @@ PyTorch's form, lr 0.1 x 0.1 at 30/60/90, 100 epochs, random resized crops; see 
 
     python tools/train_imagenet.py --network resnet50_ibn_a --data-dir DIR --gpus 0,1,2,3
 
+the GM-SOP authors' downsampled ImageNet (records of tools/prepare_imagenet64.py; `--dataset`
+reads a dataset of the table with its own presets instead of ImageNet-style crops; the GM-SOP
+networks default to their authors' schedule, here batch 256, SGD, lr 0.1 divided by 10 after
+epochs 40, 50, 55, 60 epochs):
+
+    python tools/train_imagenet.py --dataset imagenet64 --data-dir DIR --mean-rgb R,G,B \\
+        --network gmsop16_8_resnet18_imagenet64
+
 and the IBN seed's restart `--model-load-epoch 50 --retrain --lr 0.001` (with a new
 --model-prefix and --model-load-prefix the old one). Distributed: start it with
 tools/launch.py and `--kv-store dist_sync`.

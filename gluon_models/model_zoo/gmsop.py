@@ -32,6 +32,10 @@ gate matrices ``1 / Dg``, and the stem's weights divided by 60 with learning-rat
 ``1 / 3600`` (the inputs are only mean-subtracted, a pixel std of about 60). The GM networks'
 balance loss reaches the trainer through ``extra_losses`` (weight 100 on the summed
 cross-entropy, i.e. ``100 / B`` on the mean).
+
+The authors' schedule of each network (:data:`SCHEDULES`: batch 256 or 150, 40-75 epochs,
+the lr divided by 10 at fixed epochs, SGD with momentum 0.9 and weight decay 1e-4) is its
+default in the training tools (``register_family(train_defaults=...)``); flags override it.
 """
 import mxnet as mx
 from mxnet.gluon import nn
@@ -42,7 +46,7 @@ from ..nn.gmsop import GatedMixture
 from .compose import Classifier, register_representation
 from .registry import register_family, register_model
 
-__all__ = ["PostActBlock", "imagenet64_features", "STEM_SCALE", "IMAGENET64_AUG"]
+__all__ = ["PostActBlock", "imagenet64_features", "STEM_SCALE", "IMAGENET64_AUG", "SCHEDULES"]
 
 STEM_SCALE = 60.0  # the stem's weights / 60, lr multiplier 1 / 60^2
 _BN = dict(momentum=0.7, epsilon=1e-5)
@@ -211,5 +215,29 @@ def gmsop16_8_wrn36_2_imagenet64(**kwargs):
 # by the std (the stem's / 60 compensates), a random horizontal flip, no padding or crop.
 IMAGENET64_AUG = AugPreset(0, "zero", True, None, (1.0, 1.0, 1.0))
 
+# The authors' schedules (their init files' trainOpts; the seed's spec, 7): name -> (batch,
+# epochs, lr of the first epochs, epochs after which the lr is divided by 10). SGD, momentum
+# 0.9, no Nesterov, weight decay 1e-4 on every parameter, the lr constant within an epoch.
+# wrn36_2_imagenet64 has no row in the paper's table: it follows the authors' WRN-36-2-GAP
+# baseline (cnn_init_WRN_baseline.m), the same as the WRN GM-GAP row.
+SCHEDULES = {
+    "resnet18_imagenet64": (256, 75, 0.075, (50, 65)),
+    "sr_sop_resnet18_imagenet64": (256, 60, 0.15, (40, 50, 55)),
+    "gmgap16_8_resnet18_imagenet64": (256, 75, 0.075, (50, 65)),
+    "gmsop16_8_resnet18_imagenet64": (256, 60, 0.1, (40, 50, 55)),
+    "wrn36_2_imagenet64": (150, 40, 0.1, (20, 30)),
+    "gmgap16_8_wrn36_2_imagenet64": (150, 40, 0.1, (20, 30)),
+    "gmsop16_8_wrn36_2_imagenet64": (150, 40, 0.09, (20, 30, 35)),
+}
+_SGD = dict(optimizer="sgd", mom=0.9, wd=1e-4, wd_rule="all", lr_schedule="step",
+            lr_factor=0.1)
+
+
+def _train_defaults(batch, epochs, lr, steps):
+    return dict(_SGD, batch_size=batch, num_epochs=epochs, lr=lr,
+                lr_step_epochs=[float(e) for e in steps])
+
+
 register_family("gmsop", aug_presets={"imagenet64": IMAGENET64_AUG},
-                cifar_aug={"imagenet%d" % side: "imagenet64" for side in (64, 32, 16)})
+                cifar_aug={"imagenet%d" % side: "imagenet64" for side in (64, 32, 16)},
+                train_defaults={name: _train_defaults(*row) for name, row in SCHEDULES.items()})

@@ -20,7 +20,7 @@ Two sets of networks:
   state dicts convert with ``tools/convert_weights.py`` (the family's weight maps
   :data:`PT_RESNET_IBN`, :data:`PT_DENSENET_IBN`), and ``tools/train_imagenet.py`` trains these
   networks with the authors' PyTorch recipe (:data:`PT_RECIPE`) by default, the port's with
-  its recipe (:func:`port_recipe`; its ``--bn-mom`` is the builder option ``bn_mom``).
+  its recipe (:data:`PORT_RECIPE`; its ``--bn-mom`` is the builder option ``bn_mom``).
 * **The MXNet port** (github.com/bruinxiong/IBN-Net.mxnet), family ``ibn_mx``, suffix ``_mx``:
   raw 0-255 pixels normalised by ``bn_data`` (BatchNorm with gamma fixed to 1), epsilon 2e-5.
   ``resnet<d>_ibn_a_mx`` (d = 18 ... 269) and ``resnet{110,164,1001}_ibn_a_mx_cifar`` are the
@@ -52,7 +52,7 @@ from .weight_map import WeightMap
 
 __all__ = ["PTBottleneck", "PTBasicBlock", "DenseLayer", "MXResNeXtUnit", "pt_resnet",
            "pt_densenet", "mx_resnext", "PT_RESNET_IBN", "PT_DENSENET_IBN", "PT_RECIPE",
-           "port_recipe"]
+           "PORT_RECIPE"]
 
 _PT_EPS = 1e-5
 _MX_EPS = 2e-5
@@ -608,35 +608,33 @@ PT_DENSENET_IBN = WeightMap([
 # validation shorter side 256 + centre 224 (the shared default), cross-entropy without smoothing.
 PT_RECIPE = dict(
     optimizer="torch_sgd", mom=0.9, wd=1e-4, wd_rule="all", lr=0.1, lr_schedule="step",
-    lr_step_epochs=(30.0, 60.0, 90.0), lr_factor=0.1, num_epochs=100, batch_size=256,
+    lr_step_epochs=[30.0, 60.0, 90.0], lr_factor=0.1, num_epochs=100, batch_size=256,
     label_smoothing=0.0, aug_level=1,
-    aug_opts=(("rand_crop", 0), ("random_resized_crop", 1), ("min_random_area", 0.08),
+    aug_opts=[("rand_crop", 0), ("random_resized_crop", 1), ("min_random_area", 0.08),
               ("max_random_area", 1), ("min_aspect_ratio", 0.75),
-              ("max_aspect_ratio", 4.0 / 3.0)))
+              ("max_aspect_ratio", 4.0 / 3.0)])
 
-register_family("ibn", imagenet_norm="imagenet", imagenet_recipe=PT_RECIPE, weight_maps={
+register_family("ibn", imagenet_norm="imagenet", train_defaults={"*": PT_RECIPE}, weight_maps={
     "*resnet*": PT_RESNET_IBN, "resnext*": PT_RESNET_IBN, "densenet*": PT_DENSENET_IBN})
 
 
-def port_recipe(name):
-    """The MXNet port's recipe (its train_*.py, spec of the seed): NAG, momentum 0.9, weight
-    decay 1e-4 on ``*_weight`` / ``*_gamma`` only (MXNet's default rule), lr 0.1 x 0.1 at
-    epochs 30, 60, 90, 95, 115, 120, 125 epochs, batch 256, its ``--aug-level 2`` (random scale
-    down to 0.667, 0.533 for the w_d file, aspect jitter 0.25, HSL jitter 36/50/50), raw pixels
-    (the family's norm); the w_d file (``resnext_w_d_v2``, ``*_w_d_mx``) adds MXNet's label
-    smoothing 0.1. CIFAR networks: none here (``train_cifar.py`` trains them)."""
-    if name.endswith("_cifar"):
-        return {}
-    w_d = name == "resnext_w_d_v2" or name.endswith("_w_d_mx")
-    return dict(optimizer="nag", mom=0.9, wd=1e-4, wd_rule="weights", lr=0.1,
-                lr_schedule="step", lr_step_epochs=(30.0, 60.0, 90.0, 95.0, 115.0, 120.0),
-                lr_factor=0.1, num_epochs=125, batch_size=256, aug_level=2,
-                aug_opts=() if w_d else (("min_random_scale", 0.667),),
-                label_smoothing=0.1 if w_d else 0.0)
+# The MXNet port's recipe (its train_*.py): NAG, momentum 0.9, weight decay 1e-4 on
+# ``*_weight`` / ``*_gamma`` only (MXNet's default rule), lr 0.1 x 0.1 at epochs 30, 60, 90,
+# 95, 115, 120, 125 epochs, batch 256, its --aug-level 2 (random scale down to 0.667, 0.533
+# for the w_d file, aspect jitter 0.25, HSL jitter 36/50/50), raw pixels (the family's norm);
+# the w_d file (resnext_w_d_v2, *_w_d_mx) adds MXNet's label smoothing 0.1. The CIFAR
+# networks keep train_cifar.py's defaults.
+PORT_RECIPE = dict(
+    optimizer="nag", mom=0.9, wd=1e-4, wd_rule="weights", lr=0.1, lr_schedule="step",
+    lr_step_epochs=[30.0, 60.0, 90.0, 95.0, 115.0, 120.0], lr_factor=0.1, num_epochs=125,
+    batch_size=256, aug_level=2, aug_opts=[("min_random_scale", 0.667)], label_smoothing=0.0)
+_PORT_W_D = dict(PORT_RECIPE, aug_opts=[], label_smoothing=0.1)
 
 
 register_family(
-    "ibn_mx", imagenet_norm="raw", imagenet_recipe=port_recipe,
+    "ibn_mx", imagenet_norm="raw",
+    train_defaults={"*_cifar": {}, "resnext_w_d_v2": _PORT_W_D, "*_w_d_mx": _PORT_W_D,
+                    "*": PORT_RECIPE},
     model_flags={
         "depth": (dict(type=positive_int, help="network depth"), None),
         "num_group": (dict(type=positive_int, help="ResNeXt groups (the port's --num-group, "

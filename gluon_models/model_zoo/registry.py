@@ -21,6 +21,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 __all__ = ["register_model", "register_seed_network", "seed_network", "seed_networks", "register_family",
            "families", "family_of", "data_defaults", "optimizer_rules", "weight_map",
+           "train_defaults",
            "get_model",
            "list_models", "model_info", "accepted_options", "Family"]
 
@@ -60,7 +61,7 @@ class Family:
     train_flags: Dict[str, dict] = dataclasses.field(default_factory=dict)
     optimizer_rules: Optional[Callable] = None
     weight_maps: Dict[str, object] = dataclasses.field(default_factory=dict)
-    imagenet_recipe: object = dataclasses.field(default_factory=dict)  # dict or name -> dict
+    train_defaults: Dict[str, dict] = dataclasses.field(default_factory=dict)
 
 
 _FAMILIES = {}
@@ -68,7 +69,7 @@ _FAMILIES = {}
 
 def register_family(name, cifar_aug=None, imagenet_norm=None, model_flags=None,
                     train_flags=None, optimizer_rules=None, aug_presets=None,
-                    imagenet_norms=None, weight_maps=None, imagenet_recipe=None):
+                    imagenet_norms=None, weight_maps=None, train_defaults=None):
     """Declare a family's hooks into the shared machinery.
 
     Parameters
@@ -102,14 +103,14 @@ def register_family(name, cifar_aug=None, imagenet_norm=None, model_flags=None,
         Model name pattern (fnmatch) -> :class:`~gluon_models.model_zoo.weight_map.WeightMap`
         from the names of its networks' PyTorch state dicts (the authors' or torchvision's)
         to ours, for ``tools/convert_weights.py``; the first matching pattern applies.
-    imagenet_recipe : dict or callable, optional
-        The training recipe the family's authors used on ImageNet, as defaults of
-        ``tools/train_imagenet.py``'s options (argparse destination -> value: ``optimizer``,
-        ``lr_step_epochs``, ``num_epochs``, ``batch_size``, ``wd_rule``, ``aug_level``,
-        ``aug_opts`` ...), applied when one of its networks is chosen; options given on the
-        command line win. A parser without one of the options (``tools/evaluate.py``) skips it.
-        A function ``recipe(model name or seed --network value) -> dict`` when the family's
-        networks were trained differently.
+    train_defaults : dict, optional
+        Model name pattern (fnmatch) -> ``{argparse destination: value}``: the training
+        options its authors used for those networks (e.g. ``batch_size``, ``num_epochs``,
+        ``lr``, ``lr_step_epochs``, ``lr_factor``, ``optimizer``, ``mom``, ``wd``), the
+        defaults of every training command line (``train_cifar.py``, ``train_imagenet.py``)
+        for them; options given on the command line always win. The first matching pattern
+        applies (:func:`train_defaults`); a destination the command line does not have is a
+        usage error.
     """
     from ..data.imagenet import register_norm  # data imports nothing of the model zoo
     from ..data.presets import register_aug_preset
@@ -121,10 +122,19 @@ def register_family(name, cifar_aug=None, imagenet_norm=None, model_flags=None,
         register_norm(norm, settings)
     _FAMILIES[name] = Family(name, dict(cifar_aug or {}), imagenet_norm,
                              dict(model_flags or {}), dict(train_flags or {}), optimizer_rules,
-                             dict(weight_maps or {}),
-                             imagenet_recipe if callable(imagenet_recipe)
-                             else dict(imagenet_recipe or {}))
+                             dict(weight_maps or {}), _check_train_defaults(name, train_defaults))
     return _FAMILIES[name]
+
+
+def _check_train_defaults(family, table):
+    table = dict(table or {})
+    for pattern, values in table.items():
+        if not isinstance(values, dict) or not all(isinstance(k, str) and k.isidentifier()
+                                                   for k in values):
+            raise ValueError("family %r: train_defaults[%r] must map option names "
+                             "(argparse destinations) to values, got %r"
+                             % (family, pattern, values))
+    return table
 
 
 def families():
@@ -138,14 +148,22 @@ def family_of(name):
 
 
 def data_defaults(name):
-    """``{'cifar_aug': {dataset: preset}, 'imagenet_norm': preset or None, 'imagenet_recipe':
-    {option: default}}`` of the family of model ``name`` (a registered name or a seed
-    ``--network`` value)."""
+    """``{'cifar_aug': {dataset: preset}, 'imagenet_norm': preset or None}`` of the family of
+    model ``name`` (a registered name or a seed ``--network`` value)."""
     fam = _FAMILIES.get(family_of(name))
-    recipe = fam.imagenet_recipe if fam else {}
     return {"cifar_aug": dict(fam.cifar_aug) if fam else {},
-            "imagenet_norm": fam.imagenet_norm if fam else None,
-            "imagenet_recipe": dict(recipe(str(name).lower()) if callable(recipe) else recipe)}
+            "imagenet_norm": fam.imagenet_norm if fam else None}
+
+
+def train_defaults(name):
+    """``{argparse destination: value}``: the training defaults the family of model ``name``
+    (a registered name or a seed ``--network`` value) declares for it (the first matching
+    pattern of its ``train_defaults``; empty when it declares none)."""
+    fam = _FAMILIES.get(family_of(name))
+    for pattern, values in (fam.train_defaults if fam else {}).items():
+        if fnmatch.fnmatch(str(name).lower(), pattern):
+            return dict(values)
+    return {}
 
 
 def optimizer_rules(args):

@@ -288,10 +288,16 @@ class GatedMixture(nn.HybridBlock):
     routing : {"dense", "routed"}
         How the mixture is computed (:class:`MixtureComponents`).
     fallback : {"training", "always"}
-        When the whole-batch random selection applies: in training only (default; inference
-        is then deterministic, e.g. an exported untrained network gives the same outputs
-        twice), or also at inference, as the authors' gating layer (it only matters while
-        every sample's logits are degenerate, i.e. before training).
+        When the whole-batch random selection applies: in training only (default), or also at
+        inference, as the authors' gating layer (which has no train/test distinction). The
+        two give the same selection on every batch that is not degenerate in every sample,
+        i.e. on any network whose ``Wg`` columns differ, which one training step already
+        makes them; they differ only on an untrained (constant-``Wg``) network, where
+        "always" makes inference random. The default stays "training" because the seed's
+        resolution of this case (spec gmsop.md, section 10, A4) asks for the rule for the first
+        training iterations ("Wg and Wn start constant") and says nothing of inference,
+        while a deterministic inference keeps an untrained network's eager, hybridized and
+        exported outputs equal (the registry-wide export checks run untrained networks).
     balance_weight : float
         ``w`` of the balance loss (:func:`balance_loss`).
     impl : {"native", "stock"}

@@ -215,27 +215,42 @@ def _metrics(classes, top_k):
     return mx.metric.CompositeEvalMetric(ms)
 
 
-def evaluate(model, data, metric):
+def evaluate(model, data, metric, extra=None):
     """Metrics of ``model`` over exactly the samples of ``data``: the ``pad`` rows that fill
     the last batch are dropped (use a freshly created iterator, or one that rebuilds itself on
     reset; see platform.md section 7).
 
     ``model`` is a bound Module with a softmax head, a Gluon block returning logits, or any
     other callable mapping a batch's data array to class probabilities (e.g.
-    :class:`~gluon_models.training.evaluation.CropAverage`)."""
+    :class:`~gluon_models.training.evaluation.CropAverage`).
+
+    ``extra`` (a Module's only): the metric of the extra losses of its training symbol
+    (:func:`~gluon_models.training.heads.extra_loss_metric`), updated with all the Module's
+    outputs in inference mode (e.g. a balance loss without the training noise); its values
+    follow the others. A per-sample loss drops the ``pad`` rows; a whole-batch loss is the
+    value of each batch as fed, a last batch's wrap-around rows included."""
     metric.reset()
+    if extra is not None:
+        extra.reset()
     for batch in data:
+        outs = None
         if isinstance(model, mx.module.BaseModule):
             model.forward(batch, is_train=False)
-            out = model.get_outputs()[0]
+            outs = model.get_outputs()
+            out = outs[0]
         elif isinstance(model, mx.gluon.Block):  # record iterators hand out cpu_pinned arrays
             ctx = next(iter(model.collect_params().values())).list_ctx()[0]
             out = mx.nd.softmax(model(batch.data[0].as_in_context(ctx)))  # logits -> probs
         else:
             out = model(batch.data[0])
-        keep = batch.data[0].shape[0] - (batch.pad or 0)
+        rows = batch.data[0].shape[0]
+        keep = rows - (batch.pad or 0)
         metric.update([batch.label[0][:keep]], [out[:keep]])
-    return metric.get_name_value()
+        if extra is not None and outs is not None:
+            extra.update([label[:keep] for label in batch.label],
+                         [o[:keep] if o.shape[0] == rows else o for o in outs])
+    values = metric.get_name_value()
+    return values + extra.get_name_value() if extra is not None else values
 
 
 def _as_factory(data):
@@ -353,7 +368,7 @@ def fit(net, train_data, val_data=None, cfg=None, classes=None, kvstore=None, **
                             meta={"num_update": num_update}, states="dist" not in kv_type)
             _LOG.info('Saved checkpoint to "%s-%04d.params"', cfg.model_prefix, epoch + 1)
         if make_val is not None:
-            for name, value in evaluate(mod, make_val(), metric):
+            for name, value in evaluate(mod, make_val(), metric, extra_metric):
                 _LOG.info("Epoch[%d] Validation-%s=%f", epoch, name, value)
     _copy_back(net, *mod.get_params())
     return mod

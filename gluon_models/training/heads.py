@@ -60,7 +60,8 @@ def training_symbol(net, label_smoothing=0.0, data_name="data", label_name="soft
     A network may declare extra losses by defining ``extra_losses(F, data)``, returning
     ``(logits, [loss, ...])`` where each loss is an :class:`ExtraLoss` ``(loss, weight,
     per_sample=True)`` or a plain tuple of the same fields. Each becomes an output
-    ``extra_loss<i>`` (a ``MakeLoss`` whose value is the loss itself, unweighted) and adds to
+    ``extra_loss<i>`` (a ``MakeLoss`` whose value is the loss itself, unweighted; ``fit``
+    logs its mean per epoch in training and in the validation pass) and adds to
     the parameter gradient, after the trainer's ``1 / B``, exactly:
 
     * ``per_sample=True``: ``loss`` has shape ``(B,)``, one value per sample; the gradient is

@@ -1,7 +1,20 @@
 """What ``tools/train_cifar.py`` and ``tools/train_imagenet.py`` do: parse the seeds' options,
 build the network and the record iterators, shard the training data over distributed workers
-and call :func:`fit`. The two runners differ only in their data options and iterators."""
+and call :func:`fit`. The two runners differ only in their data options and iterators.
+
+Two kinds of record sets: the datasets of the table
+(:data:`~gluon_models.data.datasets.DATASETS`: CIFAR, SVHN, the digits, downsampled ImageNet,
+Places365), read whole with their augmentation presets (``--dataset``, ``--aug``,
+``--mean-rgb``, ...), and ImageNet-style records of full images, cropped and augmented by level
+(``--train-rec``, ``--aug-level``, ``--norm``, ...). ``train_cifar.py`` takes the first kind;
+``train_imagenet.py`` the second, and the first as well when ``--dataset NAME`` is given (e.g.
+``--dataset imagenet64``), keeping its own training defaults.
+
+Every parse also applies the training defaults the model's family declares for it
+(:func:`apply_train_defaults`, ``register_family(train_defaults=...)``, e.g. the GM-SOP
+authors' batch size and lr schedule per network); options given on the command line win."""
 import argparse
+import copy
 import dataclasses
 import logging
 import os
@@ -9,7 +22,7 @@ import os
 import numpy as np
 import mxnet as mx
 
-from ..data.datasets import get_dataset_info
+from ..data.datasets import get_dataset_info, list_datasets
 from ..data.imagenet import (add_imagenet_aug_args, add_imagenet_data_args,
                              apply_imagenet_presets, count_train_records,
                              imagenet_iters_from_args)
@@ -17,12 +30,13 @@ from ..data.iterators import iters_from_args
 from ..data.presets import add_aug_args, add_data_args, apply_presets
 from ..model_zoo import add_model_args, get_model, model_info, model_options_from_args
 from ..model_zoo.cli import check_model_args
-from ..model_zoo.registry import data_defaults, optimizer_rules
+from ..model_zoo.registry import data_defaults, optimizer_rules, train_defaults
 from ..utils.checkpoint import save_params
 from .fit import FitConfig, add_fit_args, fit, make_kvstore
 
 __all__ = ["fit_config", "cifar_parser", "parse_cifar_args", "train_cifar", "imagenet_parser",
-           "parse_imagenet_args", "train_imagenet", "rank_params_file"]
+           "parse_imagenet_args", "train_imagenet", "rank_params_file",
+           "dataset_imagenet_parser", "apply_train_defaults"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -98,13 +112,15 @@ def fit_config(args):
     return dataclasses.replace(FitConfig.from_args(args), rules=optimizer_rules(args))
 
 
-# ---- 32x32 record sets ------------------------------------------------------------------------
+# ---- record sets of the dataset table (32x32 sets, downsampled ImageNet, ...) ----------------
 
-def cifar_parser(default_model="igc_plain_cifar"):
-    """The argument parser of ``tools/train_cifar.py``: model, data, augmentation, training."""
+def cifar_parser(default_model="igc_plain_cifar", description=None):
+    """The argument parser of ``tools/train_cifar.py`` (and of ``train_imagenet.py
+    --dataset``): model, data (a dataset of the table), augmentation, training."""
     parser = argparse.ArgumentParser(
-        description="Train a network of the registry on a 32x32 RecordIO dataset with the "
-                    "Module trainer.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=description or "Train a network of the registry on a RecordIO dataset of "
+                    "the table (CIFAR, SVHN, digits, downsampled ImageNet, ...) with the Module "
+                    "trainer.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_args(parser, default_model=default_model)
     add_data_args(parser)
     add_aug_args(parser)
@@ -128,16 +144,46 @@ def parse_cifar_args(argv=None, parser=None):
 
 def _parse_with_presets(parser, argv, presets):
     """``presets(known)`` (after ``parse_known_args``) sets the defaults the model and data
-    imply, then the final parse; an unknown ``--model`` or a bad preset value is a usage
-    error (exit status 2), as is a ``--model-opt`` the model does not take."""
+    imply, then the model's training defaults its family declares (:func:`apply_train_defaults`)
+    and the final parse; an unknown ``--model`` or a bad preset value is a usage error (exit
+    status 2), as is a ``--model-opt`` the model does not take."""
     known, _ = parser.parse_known_args(argv)
     try:
         presets(known)
+        if getattr(known, "model", None):
+            apply_train_defaults(parser, known.model)
     except ValueError as err:
         parser.error(str(err))
     args = parser.parse_args(argv)
     check_model_args(parser, args)
     return args
+
+
+def apply_train_defaults(parser, model):
+    """Make the training options that ``model``'s family declares for it
+    (``register_family(train_defaults=...)``, e.g. its authors' batch size and lr schedule)
+    the defaults of ``parser``, when it is a training command line (it has the training
+    group of :func:`~gluon_models.training.fit.add_fit_args`; e.g. ``tools/evaluate.py``'s is
+    not, and keeps its own batch size); returns what it applied. Flags given on the command
+    line still win. Options of another training command line's data pipeline (the ImageNet
+    crops of ``train_imagenet.py``'s ``--aug-level`` / ``--aug-opt`` when a table's dataset is
+    read) are not this one's and are skipped; ``ValueError`` when one is an option of no
+    training command line."""
+    dests = {a.dest for a in parser._actions}  # pylint: disable=protected-access
+    if "num_epochs" not in dests:
+        return {}
+    values = copy.deepcopy(train_defaults(model))  # an appended list must not grow the table
+    unknown = sorted(set(values) - dests)
+    if unknown:
+        anywhere = {a.dest for p in (imagenet_parser(), cifar_parser())
+                    for a in p._actions}  # pylint: disable=protected-access
+        wrong = [k for k in unknown if k not in anywhere]
+        if wrong:
+            raise ValueError("the training defaults of model %r name option(s) %s that no "
+                             "training command line has" % (model, ", ".join(wrong)))
+        values = {k: v for k, v in values.items() if k in dests}
+    parser.set_defaults(**values)
+    return values
 
 
 def train_cifar(args, setup_logging=None):
@@ -153,36 +199,69 @@ def train_cifar(args, setup_logging=None):
 
 # ---- ImageNet-style record sets ---------------------------------------------------------------
 
-def imagenet_parser(default_model="igc_resnet18_l16m16"):
+# train_imagenet.py's training defaults, the seeds' (NAG, lr 0.1 divided by 10 at epochs 30,
+# 60, 90, 120 epochs, batch 256), whichever kind of records it reads
+_IMAGENET_DEFAULTS = dict(optimizer="nag", num_epochs=120, lr_step_epochs=[30.0, 60.0, 90.0],
+                          batch_size=256)
+_IMAGENET_MODEL = "igc_resnet18_l16m16"
+
+
+def imagenet_parser(default_model=_IMAGENET_MODEL):
     """The argument parser of ``tools/train_imagenet.py``; defaults follow the seeds (NAG,
-    lr 0.1 divided by 10 at epochs 30, 60, 90, 120 epochs, batch 256, aug level 2)."""
+    lr 0.1 divided by 10 at epochs 30, 60, 90, 120 epochs, batch 256, aug level 2).
+    ``--dataset NAME`` switches to :func:`dataset_imagenet_parser` (see
+    :func:`parse_imagenet_args`)."""
     parser = argparse.ArgumentParser(
         description="Train a network of the registry on ImageNet-style RecordIO with the "
                     "Module trainer.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_args(parser, default_model=default_model)
-    add_imagenet_data_args(parser)
+    group = add_imagenet_data_args(parser)
+    group.add_argument("--dataset", default=None, choices=list_datasets(),
+                       help="train on a dataset of the table instead (its converter's "
+                            "train/val records in --data-dir, its augmentation presets: "
+                            "--aug, --mirror, --mean-rgb, ...; e.g. imagenet64); see "
+                            "'--dataset NAME --help'")
     add_imagenet_aug_args(parser)
     add_fit_args(parser)
     _add_run_args(parser)
-    parser.set_defaults(optimizer="nag", num_epochs=120, lr_step_epochs=[30.0, 60.0, 90.0])
+    parser.set_defaults(**_IMAGENET_DEFAULTS)
     return parser
+
+
+def dataset_imagenet_parser(default_model=_IMAGENET_MODEL):
+    """The parser of ``tools/train_imagenet.py --dataset NAME``: the data and augmentation
+    options of the table's datasets (:func:`cifar_parser`) with train_imagenet.py's training
+    defaults."""
+    parser = cifar_parser(default_model, description=(
+        "Train a network of the registry on a RecordIO dataset of the table (--dataset, e.g. "
+        "imagenet64) with the Module trainer."))
+    parser.set_defaults(**_IMAGENET_DEFAULTS)
+    return parser
+
+
+def _dataset_of(argv):
+    """The ``--dataset`` value of a command line, else None."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--dataset", default=None)
+    known, _ = pre.parse_known_args(argv)
+    return known.dataset
 
 
 def parse_imagenet_args(argv=None, parser=None):
     """Parse with the presets (normalisation: the model family's, e.g. ``fbn`` for the FBN
-    nets, else ``--norm``'s default; the family's ImageNet recipe, if it declares one; record
-    names; the model's input size, 224 without a model) applied as defaults; also the parse of
-    ``tools/evaluate.py``."""
+    nets, else ``--norm``'s default; record names; the model's input size, 224 without a
+    model) applied as defaults; also the parse of ``tools/evaluate.py``.
+
+    Without a ``parser``, a command line with ``--dataset NAME`` is parsed by
+    :func:`dataset_imagenet_parser` (as :func:`parse_cifar_args` does);
+    :func:`train_imagenet` then reads that dataset's records."""
+    if parser is None and _dataset_of(argv) is not None:
+        return parse_cifar_args(argv, dataset_imagenet_parser())
+
     def presets(known):
-        defaults = data_defaults(known.model) if known.model else {}
-        norm = defaults.get("imagenet_norm")
+        norm = data_defaults(known.model)["imagenet_norm"] if known.model else None
         if norm is not None:  # the normalisation the model's family was trained with
             parser.set_defaults(norm=norm)
-        # the family's ImageNet recipe (e.g. the IBN-Net authors' PyTorch one), as defaults
-        dests = {a.dest for a in parser._actions}
-        parser.set_defaults(**{k: (list(v) if isinstance(v, (list, tuple)) else v)
-                               for k, v in defaults.get("imagenet_recipe", {}).items()
-                               if k in dests})
         size = model_info(known.model)["input_size"] if known.model else 224
         apply_imagenet_presets(parser, argv, data_shape=size)
     parser = parser or imagenet_parser()
@@ -190,8 +269,12 @@ def parse_imagenet_args(argv=None, parser=None):
 
 
 def train_imagenet(args, setup_logging=None):
-    """Train as the parsed ``args`` (of :func:`imagenet_parser`) say; returns
-    ``(net, module)``. ``setup_logging(log_file, rank)``: the calling tool's logging set-up."""
+    """Train as the parsed ``args`` (of :func:`parse_imagenet_args`) say; returns
+    ``(net, module)``. ``setup_logging(log_file, rank)``: the calling tool's logging set-up.
+    With ``args.dataset`` (``--dataset NAME``) the table's dataset is read, as
+    :func:`train_cifar` does."""
+    if getattr(args, "dataset", None):
+        return train_cifar(args, setup_logging=setup_logging)
     return _train(
         args,
         lambda parts, index, seed: imagenet_iters_from_args(args, parts, index, seed,

@@ -219,6 +219,10 @@ def test_whole_batch_tie_fallback_is_random_in_training_only():
     always = GateBranch(C, N, K, (8, 4), pool="gap", fallback="always", prefix="a_")
     masks = [always._gates(mx.nd, tied, infer, ARANGE)[2].asnumpy() for _ in range(2)]
     assert (masks[0].sum(axis=1) == K).all() and not np.array_equal(masks[0], masks[1])
+    # ... and the default's selection on every batch that is not degenerate in every sample
+    for flag in (train, infer):
+        mask = always._gates(mx.nd, mx.nd.array(partial), flag, ARANGE)[2].asnumpy()
+        np.testing.assert_array_equal(mask, ref_topk(partial, K))
     # K = N: everything is selected, never random
     full = gate_only(k=N)
     assert (full._gates(mx.nd, tied, train, ARANGE)[2].asnumpy() == 1).all()

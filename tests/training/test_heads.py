@@ -187,3 +187,29 @@ def test_fit_logs_each_extra_loss_every_epoch(caplog):
             line, = [r.getMessage() for r in caplog.records
                      if r.getMessage().startswith("Epoch[%d] Train-%s=" % (epoch, name))]
             assert float(line.split("=")[1]) > 0
+
+
+def test_fit_logs_each_extra_loss_of_the_validation_pass(caplog):
+    """The validation pass logs every extra loss too, computed in inference mode over the
+    validation batches as fed: a per-sample loss over exactly the validation samples (the last
+    batch's pad rows dropped), a batch-level loss as the mean of its batches' values."""
+    with caplog.at_level(logging.INFO):
+        net = _net([(_per_sample_loss, 0.01, True), (_balance_loss, 0.1, False)],
+                   in_units=3 * 32 * 32, classes=S.CLASSES)
+        fit(net, S.make_train, S.make_val, FitConfig(**dict(S.CFG, num_epochs=1)))
+    per_sample, batch_level = [], []
+    for batch in S.make_val():  # 40 samples in batches of 16: the last one has 8 pad rows
+        logits = net(batch.data[0]).asnumpy().astype(np.float64)
+        keep = logits.shape[0] - batch.pad
+        per_sample.extend((logits[:keep] ** 2).sum(axis=1))
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        imp = (p / p.sum(axis=1, keepdims=True)).sum(axis=0)
+        batch_level.append(((imp - imp.mean()) ** 2).mean() / imp.mean() ** 2)
+    assert len(per_sample) == S.N_VAL and len(batch_level) == 3
+    logged = {}
+    for r in caplog.records:
+        name, _, value = r.getMessage().partition("=")
+        if name.startswith("Epoch[0] Validation-extra_loss"):
+            logged[name.split("-", 1)[1]] = float(value)
+    assert logged["extra_loss0"] == pytest.approx(np.mean(per_sample), rel=1e-4)
+    assert logged["extra_loss1"] == pytest.approx(np.mean(batch_level), rel=1e-4)

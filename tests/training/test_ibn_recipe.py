@@ -120,15 +120,24 @@ def test_the_port_networks_parse_to_the_ports_recipe(argv, scale, smoothing):
     assert (args.num_epochs, args.aug_opts) == (120, [])
 
 
-def test_every_family_recipe_names_options_of_the_parser():
-    """A recipe's misspelt option would be skipped silently by the parse: catch it here."""
+def test_every_recipe_names_options_of_the_parser():
+    """The recipes are the families' train_defaults: options of train_imagenet.py."""
     from gluon_models.model_zoo import list_models
-    from gluon_models.model_zoo.registry import data_defaults, families, seed_networks
+    from gluon_models.model_zoo.registry import seed_networks, train_defaults
     from gluon_models.training.runner import imagenet_parser
     dests = {a.dest for a in imagenet_parser()._actions}
-    names = list_models() + seed_networks()
-    recipes = {n: data_defaults(n)["imagenet_recipe"] for n in names}
+    names = list_models(family="ibn") + list_models(family="ibn_mx") + \
+        [n for n in seed_networks() if n.startswith(("resnet_ibn", "resnext_"))]
+    recipes = {n: train_defaults(n) for n in names}
     assert recipes["resnet50_ibn_a"] and recipes["resnet_ibn_a"]
     for name, recipe in recipes.items():
         assert set(recipe) <= dests, (name, set(recipe) - dests)
-    assert {f.name for f in families() if f.imagenet_recipe} >= {"ibn", "ibn_mx"}
+
+
+def test_a_table_dataset_takes_the_recipe_but_not_its_imagenet_crops(tmp_path):
+    """train_imagenet.py --dataset (and train_cifar.py) read a table's dataset with its own
+    augmentation options: the recipe's optimisation applies, its ImageNet crops are skipped."""
+    args = parse_imagenet_args(["--dataset", "imagenet64", "--network", "resnet50_ibn_a_mx",
+                                "--data-dir", str(tmp_path)])
+    assert (args.optimizer, args.wd_rule, args.num_epochs) == ("nag", "weights", 125)
+    assert not hasattr(args, "aug_level") and not hasattr(args, "aug_opts")
