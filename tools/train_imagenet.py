@@ -15,6 +15,11 @@ the FBN ResNet-34 command (the FBN networks default to `--norm fbn`, mean subtra
         --batch-size 256 --clip-gradient 10 --data-dir DIR --train-rec train_480_q90.rec \\
         --val-rec val_256_q90.rec --aug-level 2 --model-prefix model/resnet34_fbn
 
+the IBN-Net authors' networks (family `ibn`), whose PyTorch recipe is their default (SGD in
+PyTorch's form, lr 0.1 x 0.1 at 30/60/90, 100 epochs, random resized crops; see README):
+
+    python tools/train_imagenet.py --network resnet50_ibn_a --data-dir DIR --gpus 0,1,2,3
+
 the GM-SOP authors' downsampled ImageNet (records of tools/prepare_imagenet64.py; `--dataset`
 reads a dataset of the table with its own presets instead of ImageNet-style crops; the GM-SOP
 networks default to their authors' schedule, here batch 256, SGD, lr 0.1 divided by 10 after

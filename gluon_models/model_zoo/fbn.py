@@ -280,7 +280,8 @@ def preact_cifar_units(depth):
                      "(bottleneck) or 6n + 2 < 164 (basic), got %r" % (depth,))
 
 
-def _imagenet_resnet_layers(depth, act, ibn=False, cifar=False, impl="native"):
+def _imagenet_resnet_layers(depth, act, ibn=False, cifar=False, impl="native",
+                            bn_mom=_MOMENTUM, unit_bn_mom=None):
     """BN on the input (gamma fixed), conv0 7 x 7/2 - bn0 - relu - max pool 3 x 3/2, four stages
     whose first unit projects (stride 1 in stage 1, else 2), bn1, ``act``.
 
@@ -289,6 +290,9 @@ def _imagenet_resnet_layers(depth, act, ibn=False, cifar=False, impl="native"):
     256 (bottleneck) or 16, 32, 64 (basic), :func:`preact_cifar_units`. ``ibn``: the port's
     IBN-a, ``bn1`` of every bottleneck unit of width < 2048 is an IBN (instance norm on half of
     the unit's input channels); its basic units ignore the flag, as the port's do.
+    ``bn_mom``: momentum of every BatchNorm (the seeds' ``--bn-mom``); ``unit_bn_mom`` that of
+    the units' if they differ (the IBN port's resnet passes ``--bn-mom`` to ``bn_data``,
+    ``bn0`` and ``bn1`` only, its units keep 0.9).
     """
     if cifar:
         n, bottleneck = preact_cifar_units(depth)
@@ -297,7 +301,8 @@ def _imagenet_resnet_layers(depth, act, ibn=False, cifar=False, impl="native"):
     else:
         units, bottleneck = RESNET_UNITS[depth], depth >= 50
         widths = (64, 256, 512, 1024, 2048) if bottleneck else (64, 64, 128, 256, 512)
-    norm = dict(epsilon=_RESNET_EPS, momentum=_MOMENTUM)
+    norm = dict(epsilon=_RESNET_EPS, momentum=bn_mom)
+    unit_norm = dict(norm, momentum=bn_mom if unit_bn_mom is None else unit_bn_mom)
     layers = [nn.BatchNorm(in_channels=3, scale=False, prefix="bn_data_", **norm)]
     if cifar:
         layers.append(nn.Conv2D(widths[0], 3, 1, 1, use_bias=False, in_channels=3,
@@ -311,7 +316,7 @@ def _imagenet_resnet_layers(depth, act, ibn=False, cifar=False, impl="native"):
         for u in range(n):
             stride = 2 if s and u == 0 else 1
             layers.append(PreActUnit(in_c, widths[s + 1], stride, bottleneck, u == 0,
-                                     norm_kwargs=norm,
+                                     norm_kwargs=unit_norm,
                                      ibn=ibn and bottleneck and widths[s + 1] != 2048,
                                      impl=impl, prefix="stage%d_unit%d_" % (s + 1, u + 1)))
             in_c = widths[s + 1]
@@ -567,8 +572,14 @@ def preact_resnet_cifar(depth=164, fbn=False, classes=10, **kwargs):
                   "resnet%d%s_cifar_" % (depth, "_fbn" if fbn else ""))
 
 
+def _check_momentum(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError("%s must be a number in [0, 1), got %r" % (name, value))
+    return float(value)
+
+
 def preact_resnet(depth=50, fbn=False, classes=1000, ibn=False, cifar=False, prefix=None,
-                  **kwargs):
+                  bn_mom=None, unit_bn_mom=None, **kwargs):
     """ImageNet pre-activation ResNet (authors' ``symbol_resnet-fmconv.py``), plain or with the
     FB head (``fbn``); ``depth`` one of 18, 34, 50, 101, 152, 200, 269. Prefix
     ``resnet<depth>_preact_`` or ``resnet<depth>_fbn_`` unless ``prefix`` is given.
@@ -576,7 +587,9 @@ def preact_resnet(depth=50, fbn=False, classes=1000, ibn=False, cifar=False, pre
     ``ibn`` gives the IBN-a network of the MXNet port of IBN-Net (IBN on the input of every
     bottleneck unit of stages 1-3) and ``cifar`` the same layout on 32 x 32 inputs (any depth
     of :func:`preact_cifar_units`); see :func:`_imagenet_resnet_layers`. Both keep every
-    parameter name (``stage<s>_unit<u>_bn1_*``, plus ``_in1_*`` for the IN half)."""
+    parameter name (``stage<s>_unit<u>_bn1_*``, plus ``_in1_*`` for the IN half).
+    ``bn_mom`` / ``unit_bn_mom``: BatchNorm momentum (default 0.9), see
+    :func:`_imagenet_resnet_layers`."""
     if cifar:
         preact_cifar_units(depth)
         if fbn:
@@ -587,6 +600,9 @@ def preact_resnet(depth=50, fbn=False, classes=1000, ibn=False, cifar=False, pre
                          % (sorted(RESNET_UNITS), depth))
     cfg = dict(_COMMON, classes=classes, **(_FB_RESNET if fbn else {}))
     fixed = dict(depth=depth, **({"ibn": True} if ibn else {}), **({"cifar": True} if cifar else {}))
+    for key, mom in (("bn_mom", bn_mom), ("unit_bn_mom", unit_bn_mom)):
+        if mom is not None:
+            fixed[key] = _check_momentum(key, mom)
     return _build(_imagenet_resnet_layers, fixed,
                   _IMAGENET_POOL if fbn else _RESNET_POOL, dict(cfg, **kwargs),
                   prefix or "resnet%d_%s_" % (depth, "fbn" if fbn else "preact"))

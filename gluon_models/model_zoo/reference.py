@@ -57,7 +57,7 @@ SOURCES = {
     "ibn-imagenet": (
         "IBN-Net (Pan, Luo, Shi, Tang, ECCV 2018, arXiv 1807.09441), authors' README "
         "(https://github.com/XingangPan/IBN-Net): ImageNet validation top-1 error, single 224 "
-        "centre crop, of their IBN-a models. Exact counts: learnable parameters of the "
+        "centre crop, of their IBN-a models and their re-implementation of the baselines. Exact counts: learnable parameters of the "
         "authors' PyTorch definitions with 1000 classes."),
     "ibn-mx": (
         "IBN-Net's MXNet port (https://github.com/bruinxiong/IBN-Net.mxnet): no published "
@@ -144,6 +144,8 @@ REFERENCE = {
                               source="ibn-imagenet"),
     "se_resnet101_ibn_a": dict(label="SE-ResNet-101 IBN-a", top1_err=21.25,
                                source="ibn-imagenet"),
+    "se_resnet101": dict(label="SE-ResNet-101 (authors' baseline)", top1_err=21.68,
+                         source="ibn-imagenet"),
     "resnet50_ibn_a_mx": dict(label="resnet_ibn_a, depth 50", exact_params=25549486,
                               source="ibn-mx"),
     "resnext50_ibn_a_mx": dict(label="resnext_ibn_a, depth 50", exact_params=17401774,

@@ -6,7 +6,10 @@ what ``save_parameters`` / ``load_parameters`` use). It is a list of rules on th
 (the name without its last component), the first full match winning; the last component is
 translated generically: ``weight`` / ``bias`` of a BatchNorm are Gluon's ``gamma`` / ``beta``
 (decided by which of the two the network has), ``running_mean`` / ``running_var`` keep their
-names, and ``num_batches_tracked`` (a counter PyTorch >= 0.4 keeps) is dropped.
+names, and ``num_batches_tracked`` (a counter PyTorch >= 0.4 keeps) is dropped. A PyTorch
+module whose tensors are parameters of one of our modules under a name prefix (the IN and BN
+halves ``bn1.IN`` / ``bn1.BN`` of the authors' IBN, our :class:`~gluon_models.nn.IBN`'s
+``in_gamma`` / ``bn_gamma``) maps to a path ending in that prefix, ``...bn1.in_``.
 
 A family declares the maps of its networks next to them, through the registry
 (``register_family(..., weight_maps={model pattern: map})``); the layouts of the torchvision
@@ -48,7 +51,11 @@ class WeightMap:
     rules : sequence of (pattern, replacement)
         ``pattern`` is a regular expression matched against the whole module path
         (``re.fullmatch``); ``replacement`` a template (``\\1`` for groups, as ``re.sub``) or
-        a function ``match -> path``. The first matching rule applies.
+        a function ``match -> path``. The first matching rule applies. A path whose last
+        component ends in ``_`` is a name prefix inside a module: ``weight`` of a module
+        mapped to ``bn1.in_`` is ``bn1.in_weight`` or ``bn1.in_gamma``; a leaf the prefixed
+        names lack falls back to the module's own (an IBN's ``running_mean`` /
+        ``running_var`` belong to its BN half but carry no prefix).
     ignore : sequence of str
         Patterns of module paths whose tensors the network has no use for (e.g. an auxiliary
         head it drops); they are reported, not converted.
@@ -204,7 +211,14 @@ class Conversion:
 
 
 def _our_leaf(module, leaf, params):
-    for candidate in _LEAF_NAMES.get(leaf, (leaf,)):
+    candidates = _LEAF_NAMES.get(leaf, (leaf,))
+    if module.endswith("_"):  # a name prefix inside a module (see WeightMap)
+        owner, _, prefix = module.rpartition(".")
+        for candidate in candidates:
+            if "%s.%s%s" % (owner, prefix, candidate) in params:
+                return "%s.%s%s" % (owner, prefix, candidate)
+        module = owner
+    for candidate in candidates:
         if (module + "." + candidate) in params:
             return module + "." + candidate
     return module + "." + leaf

@@ -14,6 +14,7 @@ Every parse also applies the training defaults the model's family declares for i
 (:func:`apply_train_defaults`, ``register_family(train_defaults=...)``, e.g. the GM-SOP
 authors' batch size and lr schedule per network); options given on the command line win."""
 import argparse
+import copy
 import dataclasses
 import logging
 import os
@@ -164,15 +165,23 @@ def apply_train_defaults(parser, model):
     the defaults of ``parser``, when it is a training command line (it has the training
     group of :func:`~gluon_models.training.fit.add_fit_args`; e.g. ``tools/evaluate.py``'s is
     not, and keeps its own batch size); returns what it applied. Flags given on the command
-    line still win. ``ValueError`` when one is not an option of a training parser."""
+    line still win. Options of another training command line's data pipeline (the ImageNet
+    crops of ``train_imagenet.py``'s ``--aug-level`` / ``--aug-opt`` when a table's dataset is
+    read) are not this one's and are skipped; ``ValueError`` when one is an option of no
+    training command line."""
     dests = {a.dest for a in parser._actions}  # pylint: disable=protected-access
     if "num_epochs" not in dests:
         return {}
-    values = train_defaults(model)
+    values = copy.deepcopy(train_defaults(model))  # an appended list must not grow the table
     unknown = sorted(set(values) - dests)
     if unknown:
-        raise ValueError("the training defaults of model %r name option(s) %s that this "
-                         "command line does not have" % (model, ", ".join(unknown)))
+        anywhere = {a.dest for p in (imagenet_parser(), cifar_parser())
+                    for a in p._actions}  # pylint: disable=protected-access
+        wrong = [k for k in unknown if k not in anywhere]
+        if wrong:
+            raise ValueError("the training defaults of model %r name option(s) %s that no "
+                             "training command line has" % (model, ", ".join(wrong)))
+        values = {k: v for k, v in values.items() if k in dests}
     parser.set_defaults(**values)
     return values
 

@@ -112,7 +112,7 @@ IBN_NAMES = gluon_models.list_models(family="ibn") + gluon_models.list_models(fa
 
 
 def test_every_variant_is_listed():
-    assert len(gluon_models.list_models(family="ibn")) == 20
+    assert len(gluon_models.list_models(family="ibn")) == 24  # 20 + 4 baselines
     assert len(gluon_models.list_models(family="ibn_mx")) == 19
 
 
@@ -284,7 +284,106 @@ def test_seed_networks_of_the_port():
     assert not isinstance(w.output, mx.gluon.nn.HybridSequential)  # --drop-out defaults to 0
     from gluon_models.model_zoo.registry import seed_network
     assert seed_network("resnext_w_d_v2")(depth=101, num_group=32, drop_out=0.2) == dict(
-        kind="a", deep=True, depth=101, groups=32, dropout=0.2)
-    assert seed_network("resnet_ibn_a")(depth=None) == dict(depth=None)
+        kind="a", deep=True, depth=101, groups=32, dropout=0.2, bn_mom=None)
+    assert seed_network("resnet_ibn_a")(depth=None, bn_mom=0.8) == dict(depth=None, bn_mom=0.8)
     with pytest.raises(ValueError, match="depth"):
         gluon_models.get_model("resnext_ibn_a", depth=34)
+
+
+# ---- the authors' baselines gluoncv lacks in their form ----------------------------------------
+
+def _gluoncv_count(name):
+    from gluoncv.model_zoo import get_model as gluoncv_model
+    net = gluoncv_model(name)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 224, 224)))
+    return learnable(net)
+
+
+def test_baselines_against_gluoncv_and_the_independent_count():
+    """ResNeXt-50 32x4d without IBN is gluoncv's resnext50_32x4d (torchvision's 25,028,904), so
+    only the depth gluoncv lacks is registered; the authors' SE-ResNet (bias-free SE
+    Linear layers, stride on the 3 x 3) is not gluoncv's se_resnet50_v1 (stride on the first
+    1 x 1, convolution biases), so it is registered."""
+    resnext50 = zoo.pt_resnet(50, ibn=None, resnext=True)
+    assert learnable(resnext50) == _gluoncv_count("resnext50_32x4d") == 25_028_904
+    se50 = gluon_models.get_model("se_resnet50")
+    # ResNet-50 (25,557,032) + 2 C^2/16 per block: the IBN-a variant's published count
+    assert learnable(se50) == pt_resnet_count(50, None, se=True) == 28_071_976
+    assert learnable(se50) != _gluoncv_count("se_resnet50_v1")
+    assert learnable(gluon_models.get_model("resnext152_32x4d")) == \
+        pt_resnet_count(152, None, 32, 4)
+
+
+def test_baseline_placement():
+    net = gluon_models.get_model("se_resnet50", impl="stock")
+    assert not _blocks(net, IBN) and not _blocks(net, InstanceNorm)
+    block = net.features[5][0]  # layer2.0: the stride on the 3 x 3, SE gate of 512 channels
+    assert block.conv1._kwargs["stride"] == (1, 1) and block.conv2._kwargs["stride"] == (2, 2)
+    assert block.se.fc0.weight.shape == (32, 512) and block.se.fc0.bias is None
+    x = mx.nd.random.normal(shape=(1, 3, 160, 160))  # global pooling: any input size
+    net.initialize()
+    assert net(x).shape == (1, 1000)
+    with pytest.raises(ValueError, match="ibn must be"):
+        zoo.pt_resnet(50, ibn="c")
+
+
+# ---- the port's --bn-mom (spec: where the scripts' flag reaches) -------------------------------
+
+def _momenta(net):
+    """{structural name: momentum} of every BatchNorm and IBN (its BN half)."""
+    out = {}
+    for path, block in _walk(net):
+        if isinstance(block, mx.gluon.nn.BatchNorm):
+            out[path] = block._kwargs["momentum"]
+        elif isinstance(block, IBN):
+            out[path] = block.momentum
+    return out
+
+
+def test_bn_mom_reaches_what_the_port_passes_it_to():
+    # resnet_ibn_a: bn_data, bn0 and the final bn1; the units (IBN halves too) keep 0.9
+    net = gluon_models.get_model("resnet50_ibn_a_mx", bn_mom=0.8, impl="stock")
+    blocks = dict(_walk(net))
+    mom = {blocks[p].prefix: m for p, m in _momenta(net).items()}
+    stem = {k: v for k, v in mom.items() if "_unit" not in k}
+    assert sorted(k.rsplit("_mx_", 1)[1] for k in stem) == ["bn0_", "bn1_", "bn_data_"]
+    assert set(stem.values()) == {0.8}
+    assert {v for k, v in mom.items() if "_unit" in k} == {0.9}
+    assert any(isinstance(b, IBN) for _, b in _walk(net))
+    # the ResNeXt files: every BatchNorm (stem, units, shortcuts), not the IBN's BN half
+    for name in ("resnext50_ibn_a_mx", "resnext50_ibn_a_w_d_mx", "resnext50_ibn_b_mx"):
+        net = gluon_models.get_model(name, bn_mom=0.7, impl="stock")
+        blocks = dict(_walk(net))
+        kinds = {(isinstance(blocks[p], IBN), m) for p, m in _momenta(net).items()}
+        want = {(False, 0.7), (True, 0.9)} if "_a" in name else {(False, 0.7)}
+        assert kinds == want, name
+    with pytest.raises(ValueError, match="bn_mom"):
+        gluon_models.get_model("resnext50_ibn_a_mx", bn_mom=1.5)
+
+
+def test_bn_mom_updates_the_running_statistics():
+    """bn_data's running mean after one training step: (1 - bn_mom) * the batch mean."""
+    net = gluon_models.get_model("resnet18_ibn_a_mx", bn_mom=0.5, classes=3, impl="stock")
+    net.initialize()
+    x = mx.nd.random.uniform(0, 255, shape=(2, 3, 32, 32))
+    with mx.autograd.record():
+        y = net(x)
+    y.backward()
+    got = net.features[0].running_mean.data().asnumpy()
+    np.testing.assert_allclose(got, 0.5 * x.asnumpy().mean(axis=(0, 2, 3)), rtol=1e-4)
+
+
+def test_bn_mom_from_the_command_line(capsys):
+    from gluon_models.model_zoo import model_options_from_args
+    from gluon_models.training.runner import parse_imagenet_args
+    args = parse_imagenet_args(["--network", "resnext_ibn_b", "--depth", "50", "--bn-mom",
+                                "0.95"])
+    assert model_options_from_args(args)["bn_mom"] == 0.95
+    args = parse_imagenet_args(["--network", "resnet50_ibn_a_mx", "--bn-mom", "0.95"])
+    assert model_options_from_args(args)["bn_mom"] == 0.95
+    args = parse_imagenet_args(["--network", "resnet_ibn_a", "--depth", "50"])
+    assert "bn_mom" not in model_options_from_args(args)  # the builder's 0.9
+    with pytest.raises(SystemExit):  # the authors' networks have no such flag
+        parse_imagenet_args(["--network", "resnet50_ibn_a", "--bn-mom", "0.95"])
+    assert "--bn-mom does not apply to model resnet50_ibn_a" in capsys.readouterr().err

@@ -33,7 +33,7 @@ SLOW_ONLY = {n: "gluoncv ImageNet backbone of the fast MPN-COV family; see test_
 # The IBN-Net families: one network per builder and block kind runs in the default set (its
 # 64-pixel twin); the deeper ones of the same builders only in the slow set.
 IBN_DEFAULT = {"resnet18_ibn_a", "resnet50_ibn_a", "resnet50_ibn_b", "resnext50_ibn_a",
-               "se_resnet50_ibn_a", "densenet121_ibn_a", "resnet50_ibn_a_mx",
+               "se_resnet50_ibn_a", "se_resnet50", "densenet121_ibn_a", "resnet50_ibn_a_mx",
                "resnext50_ibn_a_mx", "resnext50_ibn_b_mx", "resnext50_ibn_a_w_d_mx",
                "resnet164_ibn_a_mx_cifar"}
 SLOW_ONLY.update({n: "deeper IBN-Net network of a builder covered by %s" % sorted(IBN_DEFAULT)
