@@ -62,8 +62,12 @@ GROUPS = {
 }
 # the issue's targets: label -> most step (and inference) time as a multiple of the baseline's
 TARGETS = {"igc_resnet18_l16m16": 2.5, "igc_resnet18_l100m2": 2.0}
-# label -> list of get_model option dicts to time as named variants ({} = as registered)
-VARIANTS = {}
+# label -> list of get_model option dicts to time as named variants ({} = as registered): by
+# default each IGC network as registered and with the authors' op chain (no merged primary
+# groups, Reorder + grouped conv + Reorder), i.e. after and before the CPU speed paths
+BEFORE = {"merge_groups": False, "fuse_secondary": False}
+VARIANTS = {label: [{}, BEFORE] for label in ("igc_resnet18_l4m32", "igc_resnet18_l16m16",
+                                              "igc_resnet18_l100m2", "igc_resnet_cifar")}
 VARIANTS_ENV = "GLUON_MODELS_IGC_NETS_VARIANTS"
 FULL = {"repeats": 5, "warmup": 2, "min_time": 1e-3, "breakdown_warmup": 2}
 QUICK = {"repeats": 2, "warmup": 1, "min_time": 1e-3, "breakdown_warmup": 1}
@@ -311,25 +315,40 @@ def run(quick=False, variants=None):
             continue
         batch, side = g["quick" if quick else "full"]
         extra = g["quick_options"] if quick else {}
-        base = next(n[0] for n in members if n[4] == g["baseline"])
-        timed = time_networks({n[0]: (n[1], n[2]) for n in members}, batch, side,
-                              settings["repeats"], settings["warmup"], settings["min_time"],
-                              extra)
-        train, infer = timed["train"], timed["infer"]
-        rows = []
-        ratios = {}
-        for label, name, _, _, _ in members:
-            t, i = train[label]["median_ms"], infer[label]["median_ms"]
-            ratios[label] = {"train": t / train[base]["median_ms"],
-                             "infer": i / infer[base]["median_ms"]}
-            rows.append([label, "%.0f" % t, "%.2f" % (batch / t * 1e3), "%.2fx"
-                         % ratios[label]["train"], "%.0f" % i, "%.2f" % (batch / i * 1e3),
-                         "%.2fx" % ratios[label]["infer"],
-                         "%.0f" % train[label]["faults_per_call"],
-                         "%.0f" % infer[label]["faults_per_call"]])
+        baseline = [n for n in members if n[4] == g["baseline"]]
+        others = [n for n in members if n[4] != g["baseline"]]
+        # One timing run per network (with its variants) beside the baseline: the ratios of a
+        # run come from one interleaved timing, and only those networks are in memory at once
+        # (several ImageNet IGC networks with static memory at batch 16 do not fit beside
+        # each other in 24 GB).
+        plains = list(OrderedDict.fromkeys(n[4] for n in others)) or [g["baseline"]]
+        rows, ratios, train, infer = [], {}, {}, {}
+        for number, plain in enumerate(plains):
+            part = baseline + [n for n in others if n[4] == plain]
+            timed = time_networks({n[0]: (n[1], n[2]) for n in part}, batch, side,
+                                  settings["repeats"], settings["warmup"], settings["min_time"],
+                                  extra)
+            gc.collect()
+            base = baseline[0][0]
+            for label, name, _, _, _ in part:
+                t, i = timed["train"][label]["median_ms"], timed["infer"][label]["median_ms"]
+                key = label if label != base or number == 0 else \
+                    "%s (beside %s)" % (label, plain)
+                train[key], infer[key] = timed["train"][label], timed["infer"][label]
+                ratios[key] = {"train": t / timed["train"][base]["median_ms"],
+                               "infer": i / timed["infer"][base]["median_ms"]}
+                rows.append([key, "%.0f" % t, "%.2f" % (batch / t * 1e3), "%.2fx"
+                             % ratios[key]["train"], "%.0f" % i, "%.2f" % (batch / i * 1e3),
+                             "%.2fx" % ratios[key]["infer"],
+                             "%.0f" % timed["train"][label]["faults_per_call"],
+                             "%.0f" % timed["infer"][label]["faults_per_call"]])
+        base = baseline[0][0]
         _LOG.info("%s: %s", group, "; ".join("%s %s ms" % (r[0], r[1]) for r in rows))
         tables.append({"title": "%s: training step and inference, batch %d, %d px"
                                 % (group, batch, side),
+                       "note": "Each network (and its variants) timed interleaved with the "
+                               "baseline %s in a run of its own; ratios within that run."
+                               % base if len(plains) > 1 else None,
                        "columns": ["network", "step ms", "train img/s", "step / %s" % base,
                                    "inference ms", "inference img/s", "inference / %s" % base,
                                    "minor faults / step", "minor faults / inference"],
@@ -337,7 +356,7 @@ def run(quick=False, variants=None):
         groups_out[group] = {"batch": batch, "side": side, "baseline": base, "train": train,
                              "infer": infer, "ratios": ratios}
         for label, _, _, _, plain_label in members:
-            if plain_label in TARGETS:
+            if plain_label in TARGETS and label == plain_label:  # as registered
                 target = TARGETS[plain_label]
                 for mode, word in (("train", "step"), ("infer", "inference")):
                     verdicts["%s %s" % (label, mode)] = verdict(

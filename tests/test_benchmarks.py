@@ -299,8 +299,9 @@ def test_igc_nets_quick_writes_results(tmp_path):
                    + list(g["infer"].values()))
     assert set(res["verdicts"]) == {"%s %s" % (n, m) for n in b.TARGETS
                                     for m in ("train", "infer")}
-    imagenet = [k for k, v in b.NETWORKS.items() if v[2] == "imagenet"]
+    imagenet = [n[0] for n in b.network_list() if n[3] == "imagenet"]  # with the variants
     assert sorted(res["breakdowns"]) == sorted(imagenet)
+    assert "igc_resnet18_l16m16 [fuse_secondary=false, merge_groups=false]" in imagenet
     for label in imagenet:
         for mode in ("train", "infer"):
             bd = res["breakdowns"][label][mode]

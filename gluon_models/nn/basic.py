@@ -106,6 +106,11 @@ def fc_uniform():
     return mx.init.Xavier(rnd_type="uniform", factor_type="in", magnitude=1)
 
 
+# Graph attribute of a MergedGroupConv2D's convolution: how many groups it merged (its useful
+# multiply-adds are the counted ones / this; gluon_models.utils.summary reads it).
+MERGE_ATTR = "__merged_groups__"
+
+
 def merge_factor(groups, in_per_group, out_per_group, kernel, width=8):
     """How many neighbouring groups :class:`MergedGroupConv2D` computes as one: the smallest
     divisor ``f`` of ``groups`` with ``f * min(in_per_group, out_per_group) >= width``, for
@@ -175,6 +180,8 @@ class MergedGroupConv2D(nn.Conv2D):
         mask = F.broadcast_equal(F.reshape(own, shape=(-1, 1, 1, 1)),
                                  F.reshape(copy, shape=(1, -1, 1, 1)))
         kwargs = dict(self._kwargs, num_group=self._kwargs["num_group"] // f)
+        if F is mx.sym:  # for utils.summary: the layer's multiply-adds are the plain conv's
+            kwargs["attr"] = {MERGE_ATTR: str(f)}
         args = (x, F.broadcast_mul(wide, mask)) + (() if bias is None else (bias,))
         out = F.Convolution(*args, name="fwd", **kwargs)
         return self.act(out) if self.act is not None else out

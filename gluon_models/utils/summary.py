@@ -53,8 +53,11 @@ def register_macs(op_name, fn):
 
 def _weighted_macs(attrs, in_shapes, out_shapes):
     # weight (out, in/groups, k_h, k_w) or (out, in): each output element costs one
-    # multiply-add per weight of its filter
-    return _size(out_shapes[0]) * _size(in_shapes[1][1:])
+    # multiply-add per weight of its filter; a convolution that runs merged groups
+    # (nn.MergedGroupConv2D, attribute __merged_groups__) multiplies zeros in all but one of
+    # them: its useful work is the plain grouped convolution's
+    return _size(out_shapes[0]) * _size(in_shapes[1][1:]) // int(attrs.get(
+        "__merged_groups__", 1))
 
 
 def _product_macs(inner):
