@@ -41,7 +41,7 @@ import mxnet as mx
 from mxnet.gluon import nn
 
 from ..data.presets import AugPreset
-from ..nn.basic import ConvBNAct, check_impl, check_int
+from ..nn.basic import ConvBNAct, check_impl, check_int, relu
 from ..nn.gmsop import GatedMixture
 from .compose import Classifier, register_representation
 from .registry import register_family, register_model
@@ -91,7 +91,7 @@ class PostActBlock(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         shortcut = self.proj(x) if self.proj is not None else x
-        return F.relu(self.b(self.a(x)) + shortcut)
+        return relu(F, self.b(self.a(x)) + shortcut)
 
 
 def imagenet64_features(width, blocks, last_stride):

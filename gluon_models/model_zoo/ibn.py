@@ -42,7 +42,8 @@ representation -> output) with the common options ``classes``, ``impl`` (the IBN
 import mxnet as mx
 from mxnet.gluon import nn
 
-from ..nn.basic import check_impl, check_positive_int, fc_uniform, he_normal, layout_barrier
+from ..nn.basic import (check_impl, check_positive_int, fc_uniform, he_normal, layout_barrier,
+                        relu)
 from ..nn.ibn import IBN, InstanceNorm
 from ..utils.argtypes import fraction, positive_int
 from .compose import Classifier
@@ -101,7 +102,7 @@ class _SE(nn.HybridBlock):
                                 weight_initializer=fc_uniform(), prefix="fc_2_")
 
     def hybrid_forward(self, F, x):
-        z = F.sigmoid(self.fc2(F.relu(self.fc0(F.contrib.AdaptiveAvgPooling2D(x, 1)))))
+        z = F.sigmoid(self.fc2(relu(F, self.fc0(F.contrib.AdaptiveAvgPooling2D(x, 1)))))
         return F.broadcast_mul(x, F.reshape(z, shape=(0, 0, 1, 1)))
 
 
@@ -132,18 +133,18 @@ class PTBottleneck(nn.HybridBlock):
         self.grouped = groups > 1
 
     def hybrid_forward(self, F, x):
-        y = F.relu(self.bn1(self.conv1(x)))
+        y = relu(F, self.bn1(self.conv1(x)))
         if self.grouped:  # grouped conv next to BN: see layout_barrier
             y = layout_barrier(F, self.conv2(layout_barrier(F, y)))
         else:
             y = self.conv2(y)
-        y = self.bn3(self.conv3(F.relu(self.bn2(y))))
+        y = self.bn3(self.conv3(relu(F, self.bn2(y))))
         if self.se is not None:
             y = self.se(y)
         y = y + (self.down_bn(self.down_conv(x)) if self.down_conv is not None else x)
         if self.IN is not None:
             y = self.IN(y)
-        return F.relu(y)
+        return relu(F, y)
 
 
 class PTBasicBlock(nn.HybridBlock):
@@ -164,11 +165,11 @@ class PTBasicBlock(nn.HybridBlock):
             self.IN = _in(channels, "IN_", eps) if ibn == "b" else None
 
     def hybrid_forward(self, F, x):
-        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        y = self.bn2(self.conv2(relu(F, self.bn1(self.conv1(x)))))
         y = y + (self.down_bn(self.down_conv(x)) if self.down_conv is not None else x)
         if self.IN is not None:
             y = self.IN(y)
-        return F.relu(y)
+        return relu(F, y)
 
 
 def _pt_resnet_layers(units, block, ibn_cfg, groups=1, base_width=64, se=False, stem_in=False,
@@ -222,8 +223,8 @@ class DenseLayer(nn.HybridBlock):
             self.conv2 = _pt_conv(bn_size * growth, growth, 3, 1, 1, prefix="conv2_", init=init)
 
     def hybrid_forward(self, F, x):
-        y = self.conv1(F.relu(self.norm1(x)))
-        return F.concat(x, self.conv2(F.relu(self.norm2(y))), dim=1)
+        y = self.conv1(relu(F, self.norm1(x)))
+        return F.concat(x, self.conv2(relu(F, self.norm2(y))), dim=1)
 
 
 def _pt_densenet_layers(init_features, growth, blocks, bn_size=4, impl="native"):
@@ -317,13 +318,13 @@ class MXResNeXtUnit(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         a = x if self.conv1 is None else self.conv1(x)
-        a = F.relu(self.bn1(a))
+        a = relu(F, self.bn1(a))
         h = layout_barrier(F, self.conv2(layout_barrier(F, a)))  # grouped conv next to BN
-        h = self.bn3(self.conv3(F.relu(self.bn2(h))))
+        h = self.bn3(self.conv3(relu(F, self.bn2(h))))
         y = h + (self.sc_bn(self.sc(x)) if self.sc is not None else x)
         if self.ibn1 is not None:
             y = self.ibn1(y)
-        return F.relu(y)
+        return relu(F, y)
 
 
 def _mx_resnext_layers(depth, kind, groups=32, deep_stem=False, impl="native",

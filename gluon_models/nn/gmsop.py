@@ -31,7 +31,7 @@ import mxnet as mx
 from mxnet.gluon import nn
 
 from ..training.heads import ExtraLoss
-from .basic import ConvBNAct, check_impl, check_int, train_mode_flag
+from .basic import ConvBNAct, check_impl, check_int, relu, train_mode_flag
 from .representation import ISqrtCov
 
 __all__ = ["GatedMixture", "GateBranch", "MixtureComponents", "topk_mask", "masked_softmax",
@@ -226,7 +226,7 @@ class MixtureComponents(nn.HybridBlock):
         n = self.num
         h = x
         for j, (w, width) in enumerate(zip(ws, self.widths)):
-            h = F.relu(F.Convolution(h, w, kernel=(1, 1), num_filter=n * width, no_bias=True,
+            h = relu(F, F.Convolution(h, w, kernel=(1, 1), num_filter=n * width, no_bias=True,
                                      num_group=1 if j == 0 else n))
         h = F.reshape(h, shape=(-1, self.widths[-1], 0, 0))  # (B * N, d, S, S), sample-major
         z = F.reshape(self._pooled(F, h), shape=(-1, n, self.output_dim))  # (B, N, Dc)
@@ -252,7 +252,7 @@ class MixtureComponents(nn.HybridBlock):
                       shape=(-3, 0, 0))  # (B * K, C, M)
         for w, width in zip(ws, self.widths):
             taken = F.take(F.reshape(w, shape=(n, -1)), flat)  # (B * K, d * c)
-            h = F.relu(F.batch_dot(F.reshape(taken, shape=(0, width, -1)), h))
+            h = relu(F, F.batch_dot(F.reshape(taken, shape=(0, width, -1)), h))
         if self.pool is not None:  # positions (M, 1): the same covariance as (S, S)
             z = self.pool(F.reshape(h, shape=(0, 0, -1, 1)))
         else:
