@@ -75,7 +75,8 @@ LIB_PATH = os.path.join(_PKG_DIR, "libgluon_models_ops.so")
 _SOURCE_DIR = os.path.join(os.path.dirname(_PKG_DIR), "operators")
 BUILD_HELP = ("build it from the repository root with `pip install -e .` (or `make build`, "
               "which also creates .venv)")
-OPERATORS = ("Reorder", "FMConvolution1", "FMConvolution3", "ISqrtCov", "IBN", "IGCSecondary")
+OPERATORS = ("Reorder", "FMConvolution1", "FMConvolution3", "ISqrtCov", "IBN", "IGCSecondary",
+             "BNReLU")
 
 
 def _attr_tuple(text, n):
@@ -130,6 +131,13 @@ def _igc_secondary_rule(attrs):
     return ["data", "weight"], [None, (-1, primary, 1, 1)]
 
 
+def _bnrelu_rule(attrs):
+    """BNReLU: ``data`` (N, C, ...) of unfixed ndim, the channel vectors and the flag 1-d;
+    ``moving_mean``/``moving_var`` are auxiliary states (mutable inputs)."""
+    return (["data", "gamma", "beta", "train_flag", "moving_mean", "moving_var"],
+            [None, (-1,), (-1,), (1,), (-1,), (-1,)])
+
+
 # Per operator: attrs -> (input names, per input the shape its attributes fix, -1 for a free
 # dimension, or None when they do not fix its ndim). Used by the shape inference guard (module
 # docstring): a node is inferred alone once every input's ndim is known from these or from the
@@ -141,6 +149,7 @@ SHAPE_RULES = {
     "ISqrtCov": _isqrtcov_rule,
     "IBN": _ibn_rule,
     "IGCSecondary": _igc_secondary_rule,
+    "BNReLU": _bnrelu_rule,
 }
 
 _INFO = None  # set once the library is loaded: MXNet refuses a third registration

@@ -229,3 +229,57 @@ extern "C" int gm_ibn_backward_gpu(int elem, const void* dy, const void* x,
                            momentum, s);
   return static_cast<int>(cudaErrorInvalidValue);
 }
+
+// ---- ReLU helpers of the BNReLU operator (bnrelu.cc), which runs the kernels above with no IN
+// group: y <- max(y, 0) in place; out = dy where y > 0, else 0.
+namespace {
+
+template <typename T>
+__global__ void relu_kernel(T* y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    if (!(y[i] > T(0))) y[i] = T(0);
+}
+
+template <typename T>
+__global__ void relu_mask_kernel(const T* dy, const T* y, T* out, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[i] = y[i] > T(0) ? dy[i] : T(0);
+}
+
+unsigned grid_for(int64_t n) {
+  const int64_t b = (n + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(b < 65535 ? b : 65535);
+}
+
+}  // namespace
+
+extern "C" int gm_relu_gpu(int elem, void* y, int64_t n, void* stream) {
+  if (n <= 0) return 0;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (elem == 8)
+    relu_kernel<double><<<grid_for(n), kThreads, 0, s>>>(static_cast<double*>(y), n);
+  else if (elem == 4)
+    relu_kernel<float><<<grid_for(n), kThreads, 0, s>>>(static_cast<float*>(y), n);
+  else
+    return static_cast<int>(cudaErrorInvalidValue);
+  return static_cast<int>(cudaGetLastError());
+}
+
+extern "C" int gm_relu_mask_gpu(int elem, const void* dy, const void* y, void* out, int64_t n,
+                                void* stream) {
+  if (n <= 0) return 0;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (elem == 8)
+    relu_mask_kernel<double><<<grid_for(n), kThreads, 0, s>>>(
+        static_cast<const double*>(dy), static_cast<const double*>(y),
+        static_cast<double*>(out), n);
+  else if (elem == 4)
+    relu_mask_kernel<float><<<grid_for(n), kThreads, 0, s>>>(
+        static_cast<const float*>(dy), static_cast<const float*>(y), static_cast<float*>(out),
+        n);
+  else
+    return static_cast<int>(cudaErrorInvalidValue);
+  return static_cast<int>(cudaGetLastError());
+}

@@ -1,6 +1,6 @@
 """Reusable layers, one module per idea."""
-from .basic import (ConvBNAct, MergedGroupConv2D, he_normal, fc_uniform, train_mode_dropout,
-                    train_mode_flag)
+from .basic import (BatchNormReLU, ConvBNAct, MergedGroupConv2D, he_normal, fc_uniform,
+                    train_mode_dropout, train_mode_flag)
 from .fb import (FactorizedBilinear, FBConv2D, FBHead, fb_quadratic, dropfactor_mask,
                  fb_parameters)
 from .ibn import IBN, ibn_split, InstanceNorm
@@ -8,7 +8,7 @@ from .igc import Reorder, IGCConv, InterleavedConv2D, reorder
 from .representation import GAvP, MaxPoolFlatten, ISqrtCov, BCNN, CBP, covpool, sqrtm, triuvec
 from .gmsop import GatedMixture, importance_cv2
 
-__all__ = ["ConvBNAct", "MergedGroupConv2D", "he_normal", "fc_uniform", "train_mode_dropout",
+__all__ = ["BatchNormReLU", "ConvBNAct", "MergedGroupConv2D", "he_normal", "fc_uniform", "train_mode_dropout",
            "train_mode_flag", "FactorizedBilinear", "FBConv2D", "FBHead", "fb_quadratic",
            "dropfactor_mask", "fb_parameters", "IBN", "ibn_split", "InstanceNorm", "Reorder",
            "IGCConv", "InterleavedConv2D", "reorder",

@@ -4,11 +4,12 @@ import math
 import numbers
 
 import mxnet as mx
+import numpy as np
 from mxnet.gluon import nn
 
-__all__ = ["ConvBNAct", "MergedGroupConv2D", "merge_factor", "relu", "he_normal", "fc_uniform", "IMPLS", "check_impl", "check_positive_int",
-           "check_int", "is_graph_input", "layout_barrier", "train_mode_dropout",
-           "train_mode_flag"]
+__all__ = ["BatchNormReLU", "ConvBNAct", "MergedGroupConv2D", "merge_factor", "relu",
+           "he_normal", "fc_uniform", "IMPLS", "check_impl", "check_positive_int", "check_int",
+           "is_graph_input", "layout_barrier", "train_mode_dropout", "train_mode_flag"]
 
 IMPLS = ("native", "stock")
 
@@ -196,6 +197,59 @@ class MergedGroupConv2D(nn.Conv2D):
 
     def __repr__(self):
         return "%s, merge=%d)" % (super().__repr__()[:-1], self.merge)
+
+
+class BatchNormReLU(nn.BatchNorm):
+    """``nn.BatchNorm``, then ReLU if ``relu``, computed by the native ``BNReLU`` operator.
+
+    For a plain NCHW input, e.g. the output of an extension operator (IGC's
+    :class:`~gluon_models.nn.igc.InterleavedConv2D`): MXNet 1.9.1 normalises plain tensors
+    with oneDNN's slow "ncsp" kernels and runs the ReLU as another pass each way (16 x 200 x
+    56 x 56 on one core: BatchNorm + ReLU 72 ms forward, 50 ms backward; ``BNReLU`` 24 / 23 ms).
+    Parameters (names, shapes, initialisation), results and gradients are those of
+    ``nn.BatchNorm`` followed by ``Activation("relu")``; the running statistics are updated by
+    the training backward pass, as MXNet's BatchNorm does them in a training step.
+
+    ``native=False``, float16, ``axis`` other than 1, ``use_global_stats``, ``scale=False`` or
+    ``center=False`` run the stock BatchNorm (+ ReLU) instead.
+
+    Parameters
+    ----------
+    relu : bool
+        ReLU after the normalisation.
+    native : bool
+        Use the operator (needs the operator library, see :mod:`gluon_models.ops`).
+    **kwargs :
+        ``nn.BatchNorm`` arguments.
+    """
+
+    def __init__(self, relu=True, native=True, **kwargs):
+        super().__init__(**kwargs)
+        k = self._kwargs
+        self.relu = bool(relu)
+        self.native = bool(native) and k["axis"] == 1 and not k["use_global_stats"] and \
+            not k["fix_gamma"] and self.beta.grad_req != "null"
+
+    def cast(self, dtype):
+        if np.dtype(dtype) == np.float16:
+            self.native = False
+        super().cast(dtype)
+
+    def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+        if not self.native:
+            y = super().hybrid_forward(F, x, gamma, beta, running_mean, running_var)
+            return relu(F, y) if self.relu else y
+        # The operator overwrites its input gradients (it is not told `req`): graph inputs,
+        # which may accumulate (grad_req='add'), are reached through stock identities.
+        if is_graph_input(F, x):
+            x = F.identity(x)
+        out = F.BNReLU(x, F.identity(gamma), F.identity(beta), train_mode_flag(F, x),
+                       running_mean, running_var, relu=self.relu, eps=self._kwargs["eps"],
+                       momentum=self._kwargs["momentum"], name="fwd")
+        return out[0]
+
+    def __repr__(self):
+        return "%s, relu=%s, native=%s)" % (super().__repr__()[:-1], self.relu, self.native)
 
 
 class ConvBNAct(nn.HybridBlock):

@@ -12,7 +12,7 @@ import numpy as np
 from mxnet.gluon import nn
 
 from ..utils.summary import register_macs
-from .basic import (MergedGroupConv2D, check_impl, check_positive_int, he_normal,
+from .basic import (BatchNormReLU, MergedGroupConv2D, check_impl, check_positive_int, he_normal,
                     is_graph_input as _is_graph_input, layout_barrier)
 
 __all__ = ["reorder", "Reorder", "IGCConv", "InterleavedConv2D"]
@@ -215,7 +215,12 @@ class IGCConv(nn.HybridBlock):
                                        in_channels=channels, weight_initializer=he_normal(),
                                        prefix="conv2_")
             self.reorder2 = Reorder(reorder2, impl, channels, prefix="reorder2_")
-            self.bn = nn.BatchNorm(in_channels=channels, prefix="bn_", **norm_kwargs)
+            if fusable and fuse_secondary:
+                # BatchNorm (+ ReLU) of the operator's plain output as one native operator
+                self.bn = BatchNormReLU(relu=act, in_channels=channels, prefix="bn_",
+                                        **norm_kwargs)
+            else:
+                self.bn = nn.BatchNorm(in_channels=channels, prefix="bn_", **norm_kwargs)
             self.relu = nn.Activation("relu", prefix="relu_") if act else None
 
     def hybrid_forward(self, F, x):
@@ -235,5 +240,7 @@ class IGCConv(nn.HybridBlock):
         return self._finish(F, self.reorder2(self.conv2(self.reorder1(x))))
 
     def _finish(self, F, x):
+        if isinstance(self.bn, BatchNormReLU):
+            return self.bn(x)  # the ReLU (if any) inside
         x = self.bn(x)
         return self.relu(x) if self.relu is not None else x

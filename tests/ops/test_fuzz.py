@@ -100,8 +100,24 @@ def gen_igcsecondary(rng):
             [dtype, dtype])
 
 
+def gen_bnrelu(rng):
+    C = rng.randint(0, 4)
+    attrs = {}
+    if rng.random() < 0.5:
+        attrs["relu"] = str(rng.random() < 0.5)
+    if rng.random() < 0.3:
+        attrs["eps"] = str(rng.choice([1e-5, 0.1]))
+    if rng.random() < 0.3:
+        attrs["momentum"] = str(rng.choice([0.0, 0.9, 1.0]))
+    names = ["data", "gamma", "beta", "train_flag", "moving_mean", "moving_var"]
+    data = (rng.randint(0, 3), C) + tuple(rng.randint(0, 3) for _ in range(rng.randint(0, 3)))
+    dtype = rng.choice(["float32", "float32", "float64"])
+    return attrs, names, [data, (C,), (C,), (1,), (C,), (C,)], [dtype] * 6
+
+
 GENERATORS = {"Reorder": gen_reorder, "FMConvolution1": gen_fmconv, "FMConvolution3": gen_fmconv,
-              "ISqrtCov": gen_isqrtcov, "IBN": gen_ibn, "IGCSecondary": gen_igcsecondary}
+              "ISqrtCov": gen_isqrtcov, "IBN": gen_ibn, "IGCSecondary": gen_igcsecondary,
+              "BNReLU": gen_bnrelu}
 
 
 def random_shape(rng):
@@ -156,10 +172,17 @@ CHILD = textwrap.dedent("""
     from tests.ops.test_isqrtcov import np_isqrtcov
     from tests.nn.test_ibn import np_ibn
     from tests.ops.test_igcsecondary import np_igc_secondary
+    from tests.ops.test_bnrelu import np_bnrelu
 
     def tup(text):
         vals = [int(v) for v in text.strip("()[] ").split(",") if v.strip()]
         return tuple(vals * 2 if len(vals) == 1 else vals)
+
+    def num(text):  # the operators read numbers with strtod, which also takes hex floats
+        try:
+            return float(text)
+        except ValueError:
+            return float.fromhex(text.strip())
 
     def reference(op, attrs, xs):
         # numpy output of a call the operator accepted (the generator's attributes are plain)
@@ -173,11 +196,16 @@ CHILD = textwrap.dedent("""
                                iter_num=int(attrs.get("iter_num", "5")),
                                sqrt=attrs.get("sqrt", "True") == "True", vectorize=vec,
                                eps=float(attrs.get("eps", "0")))
+        if op == "BNReLU":  # train_flag > 0.5: batch statistics
+            with np.errstate(all="ignore"):
+                return np_bnrelu(xs[0], xs[1], xs[2], xs[4], xs[5], xs[3][0] > 0.5,
+                                 attrs.get("relu", "True") == "True",
+                                 num(attrs.get("eps", "1e-5")))[0]
         if op == "IBN":  # train_flag > 0.5: batch statistics for the BN group
             with np.errstate(all="ignore"):
                 return np_ibn(xs[0], xs[1:5] + xs[6:], int(attrs["in_channels"]),
                               attrs.get("in_first", "True") == "True",
-                              float(attrs.get("eps", "1e-5")), xs[5][0] > 0.5)[0]
+                              num(attrs.get("eps", "1e-5")), xs[5][0] > 0.5)[0]
         no_bias = attrs.get("no_bias", "False") == "True"
         b = np.zeros(xs[1].shape[0]) if no_bias else xs[2]
         return np_fmconv(xs[0], xs[1], b, xs[-1], tup(attrs["kernel"]),
@@ -185,7 +213,7 @@ CHILD = textwrap.dedent("""
                          tup(attrs.get("dilate", "1")), int(attrs.get("num_group", "1")))
 
     def want_shape(op, attrs, data, shapes=None):
-        if op in ("Reorder", "IBN", "IGCSecondary"):
+        if op in ("Reorder", "IBN", "IGCSecondary", "BNReLU"):
             return tuple(data)
         if op == "ISqrtCov":
             if attrs.get("vectorize", "True") == "True":
