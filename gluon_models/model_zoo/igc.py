@@ -42,11 +42,12 @@ class ResidualBlock(nn.HybridBlock):
     ``conv1`` and ``conv2`` are the two 3 x 3 layers (conv-bn-relu and conv-bn), made by the
     layer factories ``layer1`` / ``layer2`` (regular or IGC, signature
     ``(in_c, out_c, stride, act, norm_kwargs, prefix, impl)``). The shortcut is the identity,
-    or ``proj`` (1 x 1 conv with ``proj_groups`` groups + BN) when the width changes.
+    or ``proj`` (1 x 1 conv with ``proj_groups`` groups + BN) when the width changes; with
+    ``native_bn`` a grouped projection's BN runs as the native operator (ConvBNAct).
     """
 
     def __init__(self, in_channels, channels, stride, layer1, layer2, proj_groups=1,
-                 norm_kwargs=None, impl="native", **kwargs):
+                 norm_kwargs=None, impl="native", native_bn=False, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
             self.conv1 = layer1(in_channels, channels, stride, True, norm_kwargs, "conv1_", impl)
@@ -54,7 +55,8 @@ class ResidualBlock(nn.HybridBlock):
             self.proj = None
             if in_channels != channels:
                 self.proj = ConvBNAct(in_channels, channels, 1, stride, 0, groups=proj_groups,
-                                      act=False, norm_kwargs=norm_kwargs, prefix="proj_")
+                                      act=False, norm_kwargs=norm_kwargs, prefix="proj_",
+                                      native_bn=native_bn and proj_groups > 1)
             self.relu = nn.Activation("relu", prefix="relu_")
 
     def hybrid_forward(self, F, x):
@@ -75,6 +77,14 @@ def _igc(primary, secondary, reorder2=None, fast=None):
         return IGCConv(in_c, out_c, primary, secondary, reorder2, 3, stride, act, impl, norm,
                        prefix=prefix, **(fast or {}))
     return make
+
+
+def _native_bn(impl, fast):
+    """Whether BatchNorms MXNet feeds plain NCHW (grouped projections, stems whose width
+    oneDNN does not tile) run as the native operator: with the ``fuse_secondary`` speed path
+    (None: with the native impl), which already normalises the IGC layers' outputs so."""
+    fuse = (fast or {}).get("fuse_secondary")
+    return impl == "native" if fuse is None else bool(fuse)
 
 
 def _norm(momentum):
@@ -149,7 +159,8 @@ def _cifar_resnet(impl, depth, width=None, primary=None, secondary=None, fast=No
             stride = 2 if s > 0 and i == 0 else 1
             make1, make2 = layers_of(in_c, out_c)
             layers.append(ResidualBlock(in_c, out_c, stride, make1, make2, proj_groups, norm,
-                                        impl, prefix="g%d_b%d_" % (s + 1, i + 1)))
+                                        impl, _native_bn(impl, fast),
+                                        prefix="g%d_b%d_" % (s + 1, i + 1)))
             in_c = out_c
     return layers, in_c
 
@@ -173,7 +184,9 @@ def _resnet18(impl, width=None, primary=None, secondary=None, double=None, fast=
         else:
             stem, prim, sec = widths[0] // 2, [primary << s for s in range(4)], [secondary] * 4
     norm = _norm(0.9)
-    layers = [ConvBNAct(3, stem, 7, 2, 3, norm_kwargs=norm, prefix="g0_"),
+    native_bn = prim is not None and _native_bn(impl, fast)
+    layers = [ConvBNAct(3, stem, 7, 2, 3, norm_kwargs=norm, prefix="g0_",
+                        native_bn=native_bn and stem % 8 != 0),
               nn.MaxPool2D(3, 2, 1, prefix="g0_pool_")]
     in_c = stem
     for s, out_c in enumerate(widths):
@@ -182,7 +195,7 @@ def _resnet18(impl, width=None, primary=None, secondary=None, double=None, fast=
         for i in range(2):
             stride = 2 if s > 0 and i == 0 else 1
             layers.append(ResidualBlock(in_c, out_c, stride, make, make, groups, norm, impl,
-                                        prefix="g%d_b%d_" % (s + 1, i + 1)))
+                                        native_bn, prefix="g%d_b%d_" % (s + 1, i + 1)))
             in_c = out_c
     return layers, in_c
 

@@ -277,11 +277,17 @@ class ConvBNAct(nn.HybridBlock):
         Bias on the convolution (the FBN seeds' convolutions have one; IGC's do not).
     conv_prefix, bn_prefix, act_prefix : str
         Prefixes of the children (``act_prefix`` default: ``"<act_type>_"``).
+    native_bn : bool
+        BatchNorm (and a ReLU ``act``) as :class:`BatchNormReLU` (the native operator; same
+        parameters and results): for convolutions whose output MXNet hands on in plain NCHW,
+        where oneDNN's BatchNorm is slow: grouped ones (behind the layout barrier) and those
+        with a channel count oneDNN's blocked layouts do not tile (not a multiple of 8, e.g.
+        IGC-L100M2's 100-channel stem). Needs the operator library.
     """
 
     def __init__(self, in_channels, channels, kernel, stride=1, padding=0, groups=1, act=True,
                  norm_kwargs=None, use_bias=False, conv_prefix="conv_", bn_prefix="bn_",
-                 act_prefix=None, **kwargs):
+                 act_prefix=None, native_bn=False, **kwargs):
         super().__init__(**kwargs)
         norm_kwargs = {} if norm_kwargs is None else norm_kwargs
         act_type = "relu" if act is True else (act or None)
@@ -289,7 +295,11 @@ class ConvBNAct(nn.HybridBlock):
             self.conv = nn.Conv2D(channels, kernel, stride, padding, groups=groups,
                                   use_bias=use_bias, in_channels=in_channels,
                                   weight_initializer=he_normal(), prefix=conv_prefix)
-            self.bn = nn.BatchNorm(in_channels=channels, prefix=bn_prefix, **norm_kwargs)
+            if native_bn:
+                self.bn = BatchNormReLU(relu=act_type == "relu", in_channels=channels,
+                                        prefix=bn_prefix, **norm_kwargs)
+            else:
+                self.bn = nn.BatchNorm(in_channels=channels, prefix=bn_prefix, **norm_kwargs)
             self.act = nn.Activation(act_type, prefix=act_prefix or "%s_" % act_type) \
                 if act_type else None
 
@@ -298,4 +308,6 @@ class ConvBNAct(nn.HybridBlock):
             x = self.bn(layout_barrier(F, self.conv(layout_barrier(F, x))))
         else:
             x = self.bn(self.conv(x))
-        return self.act(x) if self.act is not None else x
+        if self.act is None or getattr(self.bn, "relu", False):  # none, or inside the BN
+            return x
+        return self.act(x)

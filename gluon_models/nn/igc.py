@@ -225,15 +225,16 @@ class IGCConv(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         if getattr(self.conv2, "fused", False):
-            # The permutations folded in. The reshape to the same shape hands the operator
-            # its input in plain NCHW through MXNet's ordinary oneDNN reorder: an extension
-            # operator fed the grouped conv's blocked output directly converts it on a slow
-            # path (measured in igc_nets' breakdown: 16x512x28x28 from aBcd16b in 82-85 ms
-            # against 4-5 ms; IGC-L16M16's reorders 578 -> 174 ms per step). No layout
+            # The permutations folded in. The identity transpose hands the operator its
+            # input in plain NCHW through one oneDNN reorder: an extension operator fed the
+            # grouped conv's blocked output directly converts it on a slow path (measured in
+            # igc_nets' breakdown: 16x512x28x28 from aBcd16b in 82-85 ms against 4-5 ms;
+            # IGC-L16M16's reorders 578 -> 174 ms per step); a same-shape reshape does the
+            # same with one more copy (MXNet's oneDNN reshape reorders, then copies). No layout
             # barrier in front of conv1 here: the BatchNorm it guards against sits behind the
             # operator's plain output (measured without it, interleaved: IGC-L16M16 step
             # -15 %, IGC-L100M2 inference -18 %, the CIFAR IGC ResNet step -10 %).
-            return self._finish(F, self.conv2(F.reshape(self.conv1(x), shape=(0, 0, -2))))
+            return self._finish(F, self.conv2(F.transpose(self.conv1(x), axes=(0, 1, 2, 3))))
         # the authors' op chain: the input usually comes from BN + ReLU, keep the grouped
         # conv1 away from it
         x = self.conv1(layout_barrier(F, x))

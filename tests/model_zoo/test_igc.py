@@ -169,10 +169,19 @@ def test_fused_layers_are_where_the_permutations_are_inverse():
                                       representation_options={"pool_size": None}),
                (1, 3, 64, 64))
     assert ops.count("IGCSecondary") == 16 and ops.count("Reorder") == 0
+    # BatchNorms of plain tensors as the native BNReLU: behind every fused layer and the
+    # grouped projections of stages 2-4; the 256-channel stem stays oneDNN's
+    assert ops.count("BNReLU") == 16 + 3 and ops.count("BatchNorm") == 1
+    ops = _ops(gluon_models.get_model("igc_resnet18_l100m2", classes=10,
+                                      representation_options={"pool_size": None}),
+               (1, 3, 64, 64))
+    # L100M2: also the projection of stage 1 (100 -> 200) and the 100-channel stem
+    assert ops.count("BNReLU") == 16 + 4 + 1 and "BatchNorm" not in ops
     ops = _ops(gluon_models.get_model("igc_resnet18_l16m16", classes=10, impl="stock",
                                       representation_options={"pool_size": None}),
                (1, 3, 64, 64))
-    assert "IGCSecondary" not in ops and "tile" not in ops  # the twin: the authors' graph
+    # the twin: the authors' graph
+    assert "IGCSecondary" not in ops and "tile" not in ops and "BNReLU" not in ops
 
 
 SPEED_PATHS = [("igc_resnet_cifar", dict(depth=14, primary=4, secondary=2), 32),
@@ -183,9 +192,9 @@ SPEED_PATHS = [("igc_resnet_cifar", dict(depth=14, primary=4, secondary=2), 32),
 
 @pytest.mark.parametrize("name,options,side", SPEED_PATHS)
 def test_speed_paths_compute_the_authors_graph(name, options, side):
-    """Merged primary groups and the fused secondary conv (the native default) give the
-    outputs and every gradient of the unfused native network and of the stock twin (float64,
-    training mode: batch statistics)."""
+    """Merged primary groups, the fused secondary conv and the native BatchNorms (the native
+    default) give the outputs, every gradient and the updated running statistics of the
+    unfused native network and of the stock twin (float64, training mode: batch statistics)."""
     if side != 224 and name.startswith("igc_resnet18"):
         options = dict(options, representation_options={"pool_size": None})
     rng = np.random.RandomState(0)
@@ -207,9 +216,10 @@ def test_speed_paths_compute_the_authors_graph(name, options, side):
         with autograd.record():
             y = net(xi)
         y.backward(mx.nd.array(dy, dtype="float64"))
+        mx.nd.waitall()  # the native BatchNorms update their running statistics in backward
         results[label] = [y.asnumpy(), xi.grad.asnumpy()] + [
-            v.grad().asnumpy() for _, v in sorted(net.collect_params().items())
-            if v.grad_req != "null"]
+            v.grad().asnumpy() if v.grad_req != "null" else v.data().asnumpy()
+            for _, v in sorted(net.collect_params().items())]
     for label in ("unfused", "stock"):
         for a, b in zip(results["fast"], results[label]):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * np.abs(b).max())

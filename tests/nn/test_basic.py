@@ -7,8 +7,8 @@ import mxnet as mx
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
-from gluon_models.nn import (MergedGroupConv2D, dropfactor_mask, train_mode_dropout,
-                             train_mode_flag)
+from gluon_models.nn import (BatchNormReLU, ConvBNAct, MergedGroupConv2D, dropfactor_mask,
+                             train_mode_dropout, train_mode_flag)
 from gluon_models.nn.basic import merge_factor
 
 
@@ -172,3 +172,39 @@ def test_merged_group_conv_arguments():
     with pytest.raises(ValueError, match="in_channels"):
         MergedGroupConv2D(12, 3, groups=6)
     assert "merge=3" in repr(MergedGroupConv2D(12, 3, groups=6, in_channels=12, merge=3))
+
+
+@pytest.mark.parametrize("groups,channels,act", [(4, 8, True), (1, 12, True), (4, 8, False),
+                                                 (1, 12, "tanh")])
+def test_conv_bn_act_native_bn_equals_the_stock_layers(groups, channels, act):
+    """ConvBNAct(native_bn=True) (BatchNorm + ReLU as the BNReLU operator): the parameters,
+    outputs, gradients and running statistics of the stock layers (float64, two steps)."""
+    nets = []
+    for native in (True, False):
+        net = ConvBNAct(8, channels, 3, 1, 1, groups=groups, act=act, native_bn=native,
+                        norm_kwargs={"momentum": 0.8}, prefix="c_")
+        net.initialize(mx.init.Xavier())
+        net.cast("float64")
+        net.hybridize()
+        nets.append(net)
+    assert isinstance(nets[0].bn, BatchNormReLU) and type(nets[1].bn) is nn.BatchNorm
+    assert sorted(nets[0].collect_params()) == sorted(nets[1].collect_params())
+    for k, v in nets[0].collect_params().items():
+        nets[1].collect_params()[k].set_data(v.data())
+    rng = np.random.RandomState(4)
+    for _ in range(2):
+        x = mx.nd.array(rng.standard_normal((3, 8, 5, 6)), dtype="float64")
+        dy = mx.nd.array(rng.standard_normal((3, channels, 5, 6)), dtype="float64")
+        res = []
+        for net in nets:
+            xi = x.copy()
+            xi.attach_grad()
+            with autograd.record():
+                y = net(xi)
+            y.backward(dy)
+            mx.nd.waitall()
+            res.append([y.asnumpy(), xi.grad.asnumpy()] + [
+                p.grad().asnumpy() if p.grad_req != "null" else p.data().asnumpy()
+                for _, p in sorted(net.collect_params().items())])
+        for a, b in zip(*res):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max())
