@@ -132,10 +132,14 @@ def _igc_secondary_rule(attrs):
 
 
 def _bnrelu_rule(attrs):
-    """BNReLU: ``data`` (N, C, ...) of unfixed ndim, the channel vectors and the flag 1-d;
-    ``moving_mean``/``moving_var`` are auxiliary states (mutable inputs)."""
-    return (["data", "gamma", "beta", "train_flag", "moving_mean", "moving_var"],
-            [None, (-1,), (-1,), (1,), (-1,), (-1,)])
+    """BNReLU: ``data`` (N, C, ...) of unfixed ndim, the channel vectors and the flag 1-d,
+    ``residual`` (with residual=True) shaped as data; ``moving_mean``/``moving_var`` are
+    auxiliary states (mutable inputs)."""
+    names = ["data", "gamma", "beta", "train_flag", "moving_mean", "moving_var"]
+    hints = [None, (-1,), (-1,), (1,), (-1,), (-1,)]
+    if _attr_bool(attrs.get("residual", "False")):
+        return names + ["residual"], hints + [None]
+    return names, hints
 
 
 # Per operator: attrs -> (input names, per input the shape its attributes fix, -1 for a free

@@ -1,12 +1,14 @@
 // BNReLU: batch normalisation of a plain (N, C, spatial...) tensor, optionally followed by ReLU,
 // in one operator.
 //
-//   BNReLU(data, gamma, beta, train_flag, moving_mean, moving_var, relu=True, eps=1e-5,
-//          momentum=0.9) -> (out, mean, var)
+//   BNReLU(data, gamma, beta, train_flag, moving_mean, moving_var[, residual], relu=True,
+//          residual=False, eps=1e-5, momentum=0.9) -> (out, mean, var)
 //
-// out = max(0, gamma * (data - mean) / sqrt(var + eps) + beta) per channel (axis 1), without the
-// max when relu=False: MXNet's BatchNorm (fix_gamma=False, biased batch variance, the same
-// running-statistics rule) followed by Activation(relu). Train/inference mode, the auxiliary
+// out = max(0, gamma * (data - mean) / sqrt(var + eps) + beta [+ residual]) per channel (axis
+// 1), without the max when relu=False: MXNet's BatchNorm (fix_gamma=False, biased batch
+// variance, the same running-statistics rule), the residual input (shaped as data; only with
+// residual=True) added, then Activation(relu): the tail relu(bn(x) + shortcut) of a residual
+// block in one pass. Train/inference mode, the auxiliary
 // running statistics (updated by the training backward pass, run <- momentum * run +
 // (1 - momentum) * batch) and the outputs mean/var (C,) (statistics the forward used) follow the
 // IBN operator (ibn.cc), whose GPU kernels this operator shares (its BN group with no IN group).
@@ -24,7 +26,7 @@
 #include "gm_common.h"
 #ifdef GM_WITH_CUDA
 #include "gm_cuda.h"
-// ibn_kernels.cu: the IBN launchers (used with no IN group) and the ReLU helpers.
+// ibn_kernels.cu: the IBN launchers (used with no IN group) and the residual / ReLU helpers.
 extern "C" {
 int gm_ibn_forward_gpu(int elem, const void* x, const void* in_gamma, const void* in_beta,
                        const void* bn_gamma, const void* bn_beta, const void* flag,
@@ -37,7 +39,7 @@ int gm_ibn_backward_gpu(int elem, const void* dy, const void* x, const void* in_
                         void* d_in_beta, void* d_bn_gamma, void* d_bn_beta, void* work,
                         int64_t N, int64_t C, int64_t S, int64_t Ci, int64_t i0, int64_t b0,
                         double eps, double momentum, void* stream);
-int gm_relu_gpu(int elem, void* y, int64_t n, void* stream);
+int gm_add_relu_gpu(int elem, void* y, const void* r, int relu, int64_t n, void* stream);
 int gm_relu_mask_gpu(int elem, const void* dy, const void* y, void* out, int64_t n, void* stream);
 }
 #endif
@@ -48,20 +50,24 @@ using mxnet::ext::OpResource;
 namespace {
 
 const char* kOp = "BNReLU";
-const char* kInputs[] = {"data", "gamma", "beta", "train_flag", "moving_mean", "moving_var"};
-constexpr int kNumIn = 6;
+const char* kInputs[] = {"data",        "gamma",      "beta",    "train_flag",
+                         "moving_mean", "moving_var", "residual"};
+constexpr int kNumIn = 6;  // without the optional residual (input 6)
 constexpr int kNumOut = 3;
 constexpr int kLanes = 16;
 constexpr int64_t kFlush = 4096;  // elements summed in T lanes before they go to double
 
 struct BNReLUParam {
   bool relu;
+  bool residual;
   double eps;
   double momentum;
 
+  int num_in() const { return kNumIn + (residual ? 1 : 0); }
+
   bool parse(const gm::Attrs& attrs) {
     gm::AttrReader r(attrs, kOp);
-    if (!(r.get_bool("relu", &relu, true) &&
+    if (!(r.get_bool("relu", &relu, true) && r.get_bool("residual", &residual, false) &&
           r.get_float("eps", &eps, false, 1e-5, 1e-300, 1e300) &&
           r.get_float("momentum", &momentum, false, 0.9, 0.0, 1.0) && r.finish()))
       return false;
@@ -148,8 +154,9 @@ struct Cpu {
   const T* plane(const T* p, int64_t n, int64_t c) const { return p + (n * L.C + c) * L.S; }
   T* plane(T* p, int64_t n, int64_t c) const { return p + (n * L.C + c) * L.S; }
 
+  // res: the residual input, or null
   void forward(const T* x, const T* gamma, const T* beta, bool train, const T* rm, const T* rv,
-               bool relu, T* y, T* mean, T* var, double eps) const {
+               const T* res, bool relu, T* y, T* mean, T* var, double eps) const {
     const double M = static_cast<double>(L.N * L.S);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t c = 0; c < L.C; ++c) {
@@ -173,7 +180,14 @@ struct Cpu {
       for (int64_t n = 0; n < L.N; ++n) {
         const T* xp = plane(x, n, c);
         T* yp = plane(y, n, c);
-        if (relu) {
+        if (res) {
+          const T* rp = plane(res, n, c);
+          if (relu) {
+            for (int64_t s = 0; s < L.S; ++s) yp[s] = std::max(xp[s] * ta + tb + rp[s], T(0));
+          } else {
+            for (int64_t s = 0; s < L.S; ++s) yp[s] = xp[s] * ta + tb + rp[s];
+          }
+        } else if (relu) {
           for (int64_t s = 0; s < L.S; ++s) yp[s] = std::max(xp[s] * ta + tb, T(0));
         } else {
           for (int64_t s = 0; s < L.S; ++s) yp[s] = xp[s] * ta + tb;
@@ -184,9 +198,10 @@ struct Cpu {
 
   // dgamma, dbeta per channel (double), dx; the data gradient of inference-mode statistics is
   // gamma / sqrt(var + eps) * dy alone.
+  // dres: the residual's gradient (the masked dy), or null
   template <bool kRelu>
   void backward(const T* dy, const T* x, const T* y, const T* gamma, bool train, const T* mean,
-                const T* var, T* dx, double* dg, double* db, double eps) const {
+                const T* var, T* dx, T* dres, double* dg, double* db, double eps) const {
     const double M = static_cast<double>(L.N * L.S);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t c = 0; c < L.C; ++c) {
@@ -208,10 +223,20 @@ struct Cpu {
         const T* xp = plane(x, n, c);
         const T* yp = plane(y, n, c);
         T* dp = plane(dx, n, c);
-        for (int64_t s = 0; s < L.S; ++s) {
-          const T d = gp[s], v = yp[s];
-          const T gv = !kRelu || v > T(0) ? d : T(0);
-          dp[s] = gv * t1 + xp[s] * t2 + t3;
+        if (dres) {
+          T* rp = plane(dres, n, c);
+          for (int64_t s = 0; s < L.S; ++s) {
+            const T d = gp[s], v = yp[s];
+            const T gv = !kRelu || v > T(0) ? d : T(0);
+            rp[s] = gv;
+            dp[s] = gv * t1 + xp[s] * t2 + t3;
+          }
+        } else {
+          for (int64_t s = 0; s < L.S; ++s) {
+            const T d = gp[s], v = yp[s];
+            const T gv = !kRelu || v > T(0) ? d : T(0);
+            dp[s] = gv * t1 + xp[s] * t2 + t3;
+          }
         }
       }
     }
@@ -232,12 +257,14 @@ bool layout_of(const std::vector<int64_t>& d, Layout* L) {
   return true;
 }
 
-bool check_inputs(const std::vector<MXTensor>& in, Layout* L) {
-  if (in.size() != kNumIn) {
-    MX_ERROR_MSG << kOp << ": expects " << kNumIn << " inputs, got " << in.size();
+bool check_inputs(const BNReLUParam& p, const std::vector<MXTensor>& in, Layout* L) {
+  const int num_in = p.num_in();
+  if (static_cast<int>(in.size()) != num_in) {
+    MX_ERROR_MSG << kOp << ": expects " << num_in << " inputs (residual=" << p.residual
+                 << "), got " << in.size();
     return false;
   }
-  for (int i = 0; i < kNumIn; ++i) {
+  for (int i = 0; i < num_in; ++i) {
     if (!dtype_ok(in[i].dtype)) {
       MX_ERROR_MSG << kOp << ": input '" << kInputs[i] << "' has unsupported dtype "
                    << gm::dtype_name(in[i].dtype) << " (supported: float32, float64)";
@@ -251,7 +278,7 @@ bool check_inputs(const std::vector<MXTensor>& in, Layout* L) {
     }
   }
   if (!layout_of(in[0].shape, L)) return false;
-  for (int i = 1; i < kNumIn; ++i) {
+  for (int i = 1; i < kNumIn; ++i) {  // the channel vectors and the flag
     const int64_t n = i == 3 ? 1 : L->C;
     if (in[i].shape.size() != 1 || in[i].shape[0] != n) {
       MX_ERROR_MSG << kOp << ": input '" << kInputs[i] << "' has shape "
@@ -260,6 +287,11 @@ bool check_inputs(const std::vector<MXTensor>& in, Layout* L) {
       return false;
     }
   }
+  if (p.residual && in[6].shape != in[0].shape) {
+    MX_ERROR_MSG << kOp << ": input 'residual' has shape " << gm::shape_str(in[6].shape)
+                 << ", expected " << gm::shape_str(in[0].shape) << " = the shape of 'data'";
+    return false;
+  }
   return true;
 }
 
@@ -267,7 +299,7 @@ bool check_inputs(const std::vector<MXTensor>& in, Layout* L) {
 gm::MXReturnValue parseAttrs(const gm::Attrs& attrs, int* num_in, int* num_out) {
   BNReLUParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  *num_in = kNumIn;
+  *num_in = p.num_in();
   *num_out = kNumOut;
   return gm::MX_SUCCESS;
 }
@@ -293,7 +325,7 @@ gm::MXReturnValue inferType(const gm::Attrs& attrs, std::vector<int>* in, std::v
   for (size_t i = 0; i < in->size(); ++i) {
     const int ti = (*in)[i];
     if (ti < 0) continue;
-    const char* name = i < kNumIn ? kInputs[i] : "?";
+    const char* name = i <= kNumIn ? kInputs[i] : "?";
     if (!dtype_ok(ti)) {
       MX_ERROR_MSG << kOp << ": input '" << name << "' has unsupported dtype "
                    << gm::dtype_name(ti) << " (supported: float32, float64)";
@@ -317,8 +349,8 @@ gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<uns
                              std::vector<std::vector<unsigned>>* out) {
   BNReLUParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (in->size() != kNumIn || out->size() != kNumOut) {
-    MX_ERROR_MSG << kOp << ": expects " << kNumIn << " inputs and " << kNumOut
+  if (static_cast<int>(in->size()) != p.num_in() || out->size() != kNumOut) {
+    MX_ERROR_MSG << kOp << ": expects " << p.num_in() << " inputs and " << kNumOut
                  << " outputs, got " << in->size() << " and " << out->size();
     return gm::MX_FAIL;
   }
@@ -348,6 +380,8 @@ gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<uns
       gm::settle_shape(kOp, "input", "train_flag", &(*in)[3], {1}, "(1,)") &&
       gm::settle_shape(kOp, "input", "moving_mean", &(*in)[4], {c}, cm) &&
       gm::settle_shape(kOp, "input", "moving_var", &(*in)[5], {c}, cm) &&
+      (!p.residual ||
+       gm::settle_shape(kOp, "input", "residual", &(*in)[6], d, "the shape of 'data'")) &&
       gm::settle_shape(kOp, "output", "out", &(*out)[0], d, "the shape of 'data'") &&
       gm::settle_shape(kOp, "output", "mean", &(*out)[1], {c}, cm) &&
       gm::settle_shape(kOp, "output", "var", &(*out)[2], {c}, cm);
@@ -378,16 +412,17 @@ template <typename T>
 void run_forward(const Layout& L, const BNReLUParam& p, std::vector<MXTensor>& in,
                  std::vector<MXTensor>& out) {
   Cpu<T>{L}.forward(in[0].data<T>(), in[1].data<T>(), in[2].data<T>(), train_mode<T>(in[3]),
-                    in[4].data<T>(), in[5].data<T>(), p.relu, out[0].data<T>(), out[1].data<T>(),
-                    out[2].data<T>(), p.eps);
+                    in[4].data<T>(), in[5].data<T>(), p.residual ? in[6].data<T>() : nullptr,
+                    p.relu, out[0].data<T>(), out[1].data<T>(), out[2].data<T>(), p.eps);
 }
 
-// inputs: [data, gamma, beta, train_flag, moving_mean, moving_var]; outputs: [out, mean, var]
+// inputs: [data, gamma, beta, train_flag, moving_mean, moving_var(, residual)];
+// outputs: [out, mean, var]
 gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
                           std::vector<MXTensor>* outputs, const OpResource& res) {
   BNReLUParam p;
   Layout L;
-  if (!p.parse(attrs) || !check_inputs(*inputs, &L)) return gm::MX_FAIL;
+  if (!p.parse(attrs) || !check_inputs(p, *inputs, &L)) return gm::MX_FAIL;
   if (outputs->size() != kNumOut) {
     MX_ERROR_MSG << kOp << ": expects " << kNumOut << " outputs, got " << outputs->size();
     return gm::MX_FAIL;
@@ -404,12 +439,14 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
     if (L.C == 0) return gm::MX_SUCCESS;
     const int elem = dt == mxnet::ext::kFloat64 ? 8 : 4;
     void* s = res.get_cuda_stream();
+    const int64_t n = static_cast<int64_t>(out[0].size());
     int err = gm_ibn_forward_gpu(elem, in[0].data_ptr, nullptr, nullptr, in[1].data_ptr,
                                  in[2].data_ptr, in[3].data_ptr, in[4].data_ptr, in[5].data_ptr,
                                  out[0].data_ptr, out[1].data_ptr, out[2].data_ptr, L.N, L.C,
                                  L.S, 0, 0, 0, p.eps, s);
-    if (err == 0 && p.relu)
-      err = gm_relu_gpu(elem, out[0].data_ptr, static_cast<int64_t>(out[0].size()), s);
+    if (err == 0 && (p.relu || p.residual))
+      err = gm_add_relu_gpu(elem, out[0].data_ptr, p.residual ? in[6].data_ptr : nullptr,
+                            p.relu ? 1 : 0, n, s);
     return cuda_status(err);
 #else
     return no_cuda();
@@ -423,23 +460,34 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
   return gm::MX_SUCCESS;
 }
 
+// Positions in the backward inputs [grad_out, grad_mean, grad_var, <forward inputs>, out, mean,
+// var] for a forward with num_in inputs.
+struct BackwardSlots {
+  int fwd, out, mean, var;
+  explicit BackwardSlots(int num_in)
+      : fwd(kNumOut), out(kNumOut + num_in), mean(out + 1), var(out + 2) {}
+};
+
 template <typename T>
 void run_backward(const Layout& L, const BNReLUParam& p, std::vector<MXTensor>& in,
                   std::vector<MXTensor>& out) {
-  // in: [g_out, g_mean, g_var, data, gamma, beta, flag, rm, rv, out, mean, var]
-  const bool train = train_mode<T>(in[6]);
-  const T* mean = in[10].data<T>();
-  const T* var = in[11].data<T>();
+  const BackwardSlots k(p.num_in());
+  std::vector<MXTensor*> f;  // the forward inputs
+  for (int i = 0; i < p.num_in(); ++i) f.push_back(&in[k.fwd + i]);
+  const bool train = train_mode<T>(*f[3]);
+  const T* mean = in[k.mean].data<T>();
+  const T* var = in[k.var].data<T>();
+  T* dres = p.residual ? out[6].data<T>() : nullptr;
   std::vector<double> dg(L.C), db(L.C);
   const Cpu<T> cpu{L};
   if (p.relu) {
-    cpu.template backward<true>(in[0].data<T>(), in[3].data<T>(), in[9].data<T>(),
-                                in[4].data<T>(), train, mean, var, out[0].data<T>(), dg.data(),
-                                db.data(), p.eps);
+    cpu.template backward<true>(in[0].data<T>(), f[0]->data<T>(), in[k.out].data<T>(),
+                                f[1]->data<T>(), train, mean, var, out[0].data<T>(), dres,
+                                dg.data(), db.data(), p.eps);
   } else {
-    cpu.template backward<false>(in[0].data<T>(), in[3].data<T>(), in[9].data<T>(),
-                                 in[4].data<T>(), train, mean, var, out[0].data<T>(), dg.data(),
-                                 db.data(), p.eps);
+    cpu.template backward<false>(in[0].data<T>(), f[0]->data<T>(), in[k.out].data<T>(),
+                                 f[1]->data<T>(), train, mean, var, out[0].data<T>(), dres,
+                                 dg.data(), db.data(), p.eps);
   }
   T* dgamma = out[1].data<T>();
   T* dbeta = out[2].data<T>();
@@ -449,8 +497,8 @@ void run_backward(const Layout& L, const BNReLUParam& p, std::vector<MXTensor>& 
   }
   // The running statistics follow MXNet's BatchNorm: updated by a training backward pass.
   if (train && L.N * L.S > 0) {
-    T* rm = in[7].data<T>();
-    T* rv = in[8].data<T>();
+    T* rm = f[4]->data<T>();
+    T* rv = f[5]->data<T>();
     const double m = p.momentum;
     for (int64_t c = 0; c < L.C; ++c) {
       rm[c] = static_cast<T>(m * rm[c] + (1 - m) * static_cast<double>(mean[c]));
@@ -460,7 +508,7 @@ void run_backward(const Layout& L, const BNReLUParam& p, std::vector<MXTensor>& 
 }
 
 // inputs: [grad_out, grad_mean, grad_var, data, gamma, beta, train_flag, moving_mean,
-//          moving_var, out, mean, var]
+//          moving_var(, residual), out, mean, var]
 // outputs: one gradient per forward input; train_flag's gets zeros, the running statistics'
 // slots are left alone; every gradient is overwritten (extension operators are not told `req`;
 // the Gluon layer feeds graph inputs through stock identities). `mean`/`var` carry none.
@@ -468,18 +516,21 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
                            std::vector<MXTensor>* outputs, const OpResource& res) {
   BNReLUParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (inputs->size() != kNumOut + kNumIn + kNumOut || outputs->size() != kNumIn) {
-    MX_ERROR_MSG << kOp << ": backward expects " << 2 * kNumOut + kNumIn << " inputs and "
-                 << kNumIn << " outputs, got " << inputs->size() << " and " << outputs->size();
+  const int num_in = p.num_in();
+  if (static_cast<int>(inputs->size()) != kNumOut + num_in + kNumOut ||
+      static_cast<int>(outputs->size()) != num_in) {
+    MX_ERROR_MSG << kOp << ": backward expects " << 2 * kNumOut + num_in << " inputs and "
+                 << num_in << " outputs, got " << inputs->size() << " and " << outputs->size();
     return gm::MX_FAIL;
   }
   std::vector<MXTensor>& in = *inputs;
   std::vector<MXTensor>& out = *outputs;
-  std::vector<MXTensor> fwd_in(in.begin() + kNumOut, in.begin() + kNumOut + kNumIn);
+  const BackwardSlots k(num_in);
+  std::vector<MXTensor> fwd_in(in.begin() + k.fwd, in.begin() + k.fwd + num_in);
   Layout L;
-  if (!check_inputs(fwd_in, &L)) return gm::MX_FAIL;
+  if (!check_inputs(p, fwd_in, &L)) return gm::MX_FAIL;
   const int dt = fwd_in[0].dtype;
-  for (int i : {0, 9}) {
+  for (int i : {0, k.out}) {
     if (in[i].dtype != dt || in[i].shape != fwd_in[0].shape) {
       MX_ERROR_MSG << kOp << ": the " << (i == 0 ? "output gradient" : "saved output")
                    << " has shape " << gm::shape_str(in[i].shape) << " and dtype "
@@ -487,15 +538,16 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
       return gm::MX_FAIL;
     }
   }
-  for (int i : {10, 11}) {
+  for (int i : {k.mean, k.var}) {
     if (in[i].dtype != dt || in[i].shape != std::vector<int64_t>{L.C}) {
-      MX_ERROR_MSG << kOp << ": the saved statistics '" << (i == 10 ? "mean" : "var")
+      MX_ERROR_MSG << kOp << ": the saved statistics '" << (i == k.mean ? "mean" : "var")
                    << "' have shape " << gm::shape_str(in[i].shape) << ", expected (" << L.C
                    << ",)";
       return gm::MX_FAIL;
     }
   }
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < num_in; ++i) {
+    if (i >= 3 && i <= 5) continue;  // train_flag and the auxiliary states: below
     const std::string name = std::string("grad_") + kInputs[i];
     if (!gm::check_output(kOp, name.c_str(), out[i], fwd_in[i].shape, dt)) return gm::MX_FAIL;
   }
@@ -509,9 +561,11 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
     const int elem = dt == mxnet::ext::kFloat64 ? 8 : 4;
     void* s = res.get_cuda_stream();
     const int64_t n = static_cast<int64_t>(fwd_in[0].size());
-    // per-channel partial sums (dg, db) in double, then the masked output gradient
+    // per-channel partial sums (dg, db) in double, then (relu without residual) the masked
+    // output gradient; with a residual the masked gradient is the residual's gradient itself
     const size_t sums = static_cast<size_t>(2 * L.C * sizeof(double) + 16);
-    const size_t bytes = sums + (p.relu ? static_cast<size_t>(n * elem) : 0);
+    const bool scratch = p.relu && !p.residual;
+    const size_t bytes = sums + (scratch ? static_cast<size_t>(n * elem) : 0);
     char* work = static_cast<char*>(res.alloc_gpu(static_cast<int>(bytes)));
     if (!work) {
       MX_ERROR_MSG << kOp << ": cannot allocate GPU workspace";
@@ -519,16 +573,18 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
     }
     const void* dy = in[0].data_ptr;
     int err = 0;
-    if (p.relu) {
-      err = gm_relu_mask_gpu(elem, in[0].data_ptr, in[9].data_ptr, work + sums, n, s);
-      dy = work + sums;
+    if (p.relu || p.residual) {
+      void* g = p.residual ? out[6].data_ptr : static_cast<void*>(work + sums);
+      err = gm_relu_mask_gpu(elem, in[0].data_ptr, p.relu ? in[k.out].data_ptr : nullptr, g, n,
+                             s);
+      dy = g;
     }
     if (err == 0)
       err = gm_ibn_backward_gpu(elem, dy, fwd_in[0].data_ptr, nullptr, fwd_in[1].data_ptr,
                                 fwd_in[3].data_ptr, fwd_in[4].data_ptr, fwd_in[5].data_ptr,
-                                in[10].data_ptr, in[11].data_ptr, out[0].data_ptr, nullptr,
-                                nullptr, out[1].data_ptr, out[2].data_ptr, work, L.N, L.C, L.S,
-                                0, 0, 0, p.eps, p.momentum, s);
+                                in[k.mean].data_ptr, in[k.var].data_ptr, out[0].data_ptr,
+                                nullptr, nullptr, out[1].data_ptr, out[2].data_ptr, work, L.N,
+                                L.C, L.S, 0, 0, 0, p.eps, p.momentum, s);
     if (err == 0 && zero_flag) err = gm_fm_zero_gpu(out[3].data_ptr, elem, s);
     return cuda_status(err);
 #else

@@ -230,22 +230,27 @@ extern "C" int gm_ibn_backward_gpu(int elem, const void* dy, const void* x,
   return static_cast<int>(cudaErrorInvalidValue);
 }
 
-// ---- ReLU helpers of the BNReLU operator (bnrelu.cc), which runs the kernels above with no IN
-// group: y <- max(y, 0) in place; out = dy where y > 0, else 0.
+// ---- Residual / ReLU helpers of the BNReLU operator (bnrelu.cc), which runs the kernels above
+// with no IN group: y <- y + r (r may be null), then max(., 0) if relu, in place;
+// out = dy where y > 0, else 0 (y null: out = dy).
 namespace {
 
 template <typename T>
-__global__ void relu_kernel(T* y, int64_t n) {
+__global__ void add_relu_kernel(T* y, const T* r, int relu, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    if (!(y[i] > T(0))) y[i] = T(0);
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    T v = y[i];
+    if (r) v += r[i];
+    if (relu && !(v > T(0))) v = T(0);
+    y[i] = v;
+  }
 }
 
 template <typename T>
 __global__ void relu_mask_kernel(const T* dy, const T* y, T* out, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    out[i] = y[i] > T(0) ? dy[i] : T(0);
+    out[i] = !y || y[i] > T(0) ? dy[i] : T(0);
 }
 
 unsigned grid_for(int64_t n) {
@@ -255,13 +260,16 @@ unsigned grid_for(int64_t n) {
 
 }  // namespace
 
-extern "C" int gm_relu_gpu(int elem, void* y, int64_t n, void* stream) {
+extern "C" int gm_add_relu_gpu(int elem, void* y, const void* r, int relu, int64_t n,
+                               void* stream) {
   if (n <= 0) return 0;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (elem == 8)
-    relu_kernel<double><<<grid_for(n), kThreads, 0, s>>>(static_cast<double*>(y), n);
+    add_relu_kernel<double><<<grid_for(n), kThreads, 0, s>>>(
+        static_cast<double*>(y), static_cast<const double*>(r), relu, n);
   else if (elem == 4)
-    relu_kernel<float><<<grid_for(n), kThreads, 0, s>>>(static_cast<float*>(y), n);
+    add_relu_kernel<float><<<grid_for(n), kThreads, 0, s>>>(
+        static_cast<float*>(y), static_cast<const float*>(r), relu, n);
   else
     return static_cast<int>(cudaErrorInvalidValue);
   return static_cast<int>(cudaGetLastError());

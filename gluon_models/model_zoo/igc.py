@@ -42,12 +42,16 @@ class ResidualBlock(nn.HybridBlock):
     ``conv1`` and ``conv2`` are the two 3 x 3 layers (conv-bn-relu and conv-bn), made by the
     layer factories ``layer1`` / ``layer2`` (regular or IGC, signature
     ``(in_c, out_c, stride, act, norm_kwargs, prefix, impl)``). The shortcut is the identity,
-    or ``proj`` (1 x 1 conv with ``proj_groups`` groups + BN) when the width changes; with
-    ``native_bn`` a grouped projection's BN runs as the native operator (ConvBNAct).
+    or ``proj`` (1 x 1 conv with ``proj_groups`` groups + BN) when the width changes. With
+    ``native_bn`` a grouped projection's BN runs as the native operator (ConvBNAct) and a
+    ``conv2`` that can (``take_residual``: an IGC layer with the native BatchNorm) computes the
+    tail ``relu(bn + shortcut)`` itself; ``plain_input``: the block's input is plain NCHW (the
+    output of such a block), else an identity shortcut is converted once for the operator
+    (see IGCConv.hybrid_forward).
     """
 
     def __init__(self, in_channels, channels, stride, layer1, layer2, proj_groups=1,
-                 norm_kwargs=None, impl="native", native_bn=False, **kwargs):
+                 norm_kwargs=None, impl="native", native_bn=False, plain_input=True, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
             self.conv1 = layer1(in_channels, channels, stride, True, norm_kwargs, "conv1_", impl)
@@ -58,9 +62,16 @@ class ResidualBlock(nn.HybridBlock):
                                       act=False, norm_kwargs=norm_kwargs, prefix="proj_",
                                       native_bn=native_bn and proj_groups > 1)
             self.relu = nn.Activation("relu", prefix="relu_")
+        take = getattr(self.conv2, "take_residual", None)
+        self.fused_tail = bool(native_bn and take is not None and take())
+        self.plain_input = plain_input
 
     def hybrid_forward(self, F, x):
         shortcut = self.proj(x) if self.proj is not None else x
+        if self.fused_tail:
+            if self.proj is None and not self.plain_input:
+                shortcut = F.transpose(shortcut, axes=(0, 1, 2, 3))  # to plain NCHW, once
+            return self.conv2(self.conv1(x), shortcut)
         return self.relu(shortcut + self.conv2(self.conv1(x)))
 
 
@@ -159,7 +170,7 @@ def _cifar_resnet(impl, depth, width=None, primary=None, secondary=None, fast=No
             stride = 2 if s > 0 and i == 0 else 1
             make1, make2 = layers_of(in_c, out_c)
             layers.append(ResidualBlock(in_c, out_c, stride, make1, make2, proj_groups, norm,
-                                        impl, _native_bn(impl, fast),
+                                        impl, _native_bn(impl, fast), s + i > 0,
                                         prefix="g%d_b%d_" % (s + 1, i + 1)))
             in_c = out_c
     return layers, in_c
@@ -195,7 +206,8 @@ def _resnet18(impl, width=None, primary=None, secondary=None, double=None, fast=
         for i in range(2):
             stride = 2 if s > 0 and i == 0 else 1
             layers.append(ResidualBlock(in_c, out_c, stride, make, make, groups, norm, impl,
-                                        native_bn, prefix="g%d_b%d_" % (s + 1, i + 1)))
+                                        native_bn, s + i > 0,
+                                        prefix="g%d_b%d_" % (s + 1, i + 1)))
             in_c = out_c
     return layers, in_c
 

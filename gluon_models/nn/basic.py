@@ -200,7 +200,9 @@ class MergedGroupConv2D(nn.Conv2D):
 
 
 class BatchNormReLU(nn.BatchNorm):
-    """``nn.BatchNorm``, then ReLU if ``relu``, computed by the native ``BNReLU`` operator.
+    """``nn.BatchNorm``, then ReLU if ``relu``, computed by the native ``BNReLU`` operator;
+    called with a second input ``residual`` it computes ``relu(bn(x) + residual)`` (the tail
+    of a residual block) in the same pass.
 
     For a plain NCHW input, e.g. the output of an extension operator (IGC's
     :class:`~gluon_models.nn.igc.InterleavedConv2D`): MXNet 1.9.1 normalises plain tensors
@@ -235,16 +237,25 @@ class BatchNormReLU(nn.BatchNorm):
             self.native = False
         super().cast(dtype)
 
-    def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+    def hybrid_forward(self, F, x, residual=None, gamma=None, beta=None, running_mean=None,
+                       running_var=None):
+        """``relu(bn(x) [+ residual])`` (no ReLU with ``relu=False``); ``residual``: an optional
+        second input shaped as ``x``, e.g. the shortcut of a residual block."""
         if not self.native:
             y = super().hybrid_forward(F, x, gamma, beta, running_mean, running_var)
+            if residual is not None:
+                y = y + residual
             return relu(F, y) if self.relu else y
         # The operator overwrites its input gradients (it is not told `req`): graph inputs,
         # which may accumulate (grad_req='add'), are reached through stock identities.
         if is_graph_input(F, x):
             x = F.identity(x)
+        extra = ()
+        if residual is not None:
+            extra = (F.identity(residual) if is_graph_input(F, residual) else residual,)
         out = F.BNReLU(x, F.identity(gamma), F.identity(beta), train_mode_flag(F, x),
-                       running_mean, running_var, relu=self.relu, eps=self._kwargs["eps"],
+                       running_mean, running_var, *extra, relu=self.relu,
+                       residual=bool(extra), eps=self._kwargs["eps"],
                        momentum=self._kwargs["momentum"], name="fwd")
         return out[0]
 

@@ -13,7 +13,7 @@ from mxnet.gluon import nn
 
 from ..utils.summary import register_macs
 from .basic import (BatchNormReLU, MergedGroupConv2D, check_impl, check_positive_int, he_normal,
-                    is_graph_input as _is_graph_input, layout_barrier)
+                    is_graph_input as _is_graph_input, layout_barrier, relu)
 
 __all__ = ["reorder", "Reorder", "IGCConv", "InterleavedConv2D"]
 
@@ -223,7 +223,18 @@ class IGCConv(nn.HybridBlock):
                 self.bn = nn.BatchNorm(in_channels=channels, prefix="bn_", **norm_kwargs)
             self.relu = nn.Activation("relu", prefix="relu_") if act else None
 
-    def hybrid_forward(self, F, x):
+    def take_residual(self):
+        """Make this layer the tail of a basic residual block where its BatchNorm is the
+        native one: called as ``layer(x, shortcut)`` it then returns ``relu(bn(...) +
+        shortcut)`` in one operator pass (the ReLU whatever ``act``). Returns whether it did;
+        a layer with MXNet's BatchNorm is left as it is (the caller adds and activates)."""
+        if not (isinstance(self.bn, BatchNormReLU) and self.bn.native):
+            return False
+        self.bn.relu = True
+        return True
+
+    def hybrid_forward(self, F, x, residual=None):
+        """``residual``: the shortcut, for a layer that took it (:meth:`take_residual`)."""
         if getattr(self.conv2, "fused", False):
             # The permutations folded in. The identity transpose hands the operator its
             # input in plain NCHW through one oneDNN reorder: an extension operator fed the
@@ -234,14 +245,18 @@ class IGCConv(nn.HybridBlock):
             # barrier in front of conv1 here: the BatchNorm it guards against sits behind the
             # operator's plain output (measured without it, interleaved: IGC-L16M16 step
             # -15 %, IGC-L100M2 inference -18 %, the CIFAR IGC ResNet step -10 %).
-            return self._finish(F, self.conv2(F.transpose(self.conv1(x), axes=(0, 1, 2, 3))))
-        # the authors' op chain: the input usually comes from BN + ReLU, keep the grouped
-        # conv1 away from it
-        x = self.conv1(layout_barrier(F, x))
-        return self._finish(F, self.reorder2(self.conv2(self.reorder1(x))))
+            y = self.conv2(F.transpose(self.conv1(x), axes=(0, 1, 2, 3)))
+        else:
+            # the authors' op chain: the input usually comes from BN + ReLU, keep the grouped
+            # conv1 away from it
+            x = self.conv1(layout_barrier(F, x))
+            y = self.reorder2(self.conv2(self.reorder1(x)))
+        if isinstance(self.bn, BatchNormReLU):  # the ReLU (if any) and residual inside
+            return self.bn(y) if residual is None else self.bn(y, residual)
+        if residual is not None:
+            return relu(F, self.bn(y) + residual)
+        return self._finish(F, y)
 
     def _finish(self, F, x):
-        if isinstance(self.bn, BatchNormReLU):
-            return self.bn(x)  # the ReLU (if any) inside
         x = self.bn(x)
         return self.relu(x) if self.relu is not None else x

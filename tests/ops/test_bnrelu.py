@@ -13,8 +13,9 @@ import gluon_models  # noqa: F401  (loads the operator library)
 from gluon_models.nn import BatchNormReLU
 
 
-def np_bnrelu(x, gamma, beta, moving_mean, moving_var, train, relu, eps=1e-5):
-    """(out, mean, var) of BatchNorm over every axis but 1 (biased variance), then ReLU."""
+def np_bnrelu(x, gamma, beta, moving_mean, moving_var, train, relu, eps=1e-5, residual=None):
+    """(out, mean, var) of BatchNorm over every axis but 1 (biased variance), plus
+    ``residual``, then ReLU."""
     axes = (0,) + tuple(range(2, x.ndim))
     bshape = (1, -1) + (1,) * (x.ndim - 2)
     if train:
@@ -23,15 +24,19 @@ def np_bnrelu(x, gamma, beta, moving_mean, moving_var, train, relu, eps=1e-5):
         mean, var = moving_mean, moving_var
     z = (x - mean.reshape(bshape)) / np.sqrt(var.reshape(bshape) + eps) * \
         gamma.reshape(bshape) + beta.reshape(bshape)
+    if residual is not None:
+        z = z + residual
     return (np.maximum(z, 0) if relu else z), mean, var
 
 
-def np_bnrelu_grads(x, gamma, beta, dy, train, relu, moving_mean, moving_var, eps=1e-5):
+def np_bnrelu_grads(x, gamma, beta, dy, train, relu, moving_mean, moving_var, eps=1e-5,
+                    residual=None):
     """(dx, dgamma, dbeta) of np_bnrelu: with batch statistics (train) or with the running ones
-    (inference: constants)."""
+    (inference: constants). The residual's gradient is dy masked by the ReLU."""
     axes = (0,) + tuple(range(2, x.ndim))
     bshape = (1, -1) + (1,) * (x.ndim - 2)
-    z, mean, var = np_bnrelu(x, gamma, beta, moving_mean, moving_var, train, False, eps)
+    z, mean, var = np_bnrelu(x, gamma, beta, moving_mean, moving_var, train, False, eps,
+                             residual)
     g = dy * (z > 0) if relu else dy
     inv = 1 / np.sqrt(var.reshape(bshape) + eps)
     xhat = (x - mean.reshape(bshape)) * inv
@@ -56,26 +61,35 @@ SHAPES = [(4, 3), (2, 5, 7), (3, 4, 5, 6), (2, 3, 2, 3, 4), (2, 16, 33, 35)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("relu,residual", [(True, False), (False, False), (True, True),
+                                           (False, True)])
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_forward_backward_match_numpy(shape, relu, train, dtype):
-    rs = np.random.RandomState(hash((shape, relu, train)) % 2 ** 31)
+def test_forward_backward_match_numpy(shape, relu, residual, train, dtype):
+    rs = np.random.RandomState(hash((shape, relu, residual, train)) % 2 ** 31)
     x, gamma, beta, rm, rv = _inputs(shape, dtype, rs)
+    r = rs.normal(size=shape).astype(dtype) if residual else None
     dy = rs.normal(size=shape).astype(dtype)
-    nd = [mx.nd.array(a, dtype=dtype) for a in (x, gamma, beta)]
+    nd = [mx.nd.array(a, dtype=dtype) for a in (x, gamma, beta) + ((r,) if residual else ())]
     for a in nd:
         a.attach_grad()
     mm, mv = mx.nd.array(rm, dtype=dtype), mx.nd.array(rv, dtype=dtype)
     flag = mx.nd.array([1.0 if train else 0.0], dtype=dtype)
     with autograd.record():
-        out, mean, var = mx.nd.BNReLU(nd[0], nd[1], nd[2], flag, mm, mv, relu=relu)
+        out, mean, var = mx.nd.BNReLU(nd[0], nd[1], nd[2], flag, mm, mv, *nd[3:], relu=relu,
+                                      residual=residual)
     out.backward(mx.nd.array(dy, dtype=dtype))
     x64, g64, b64 = (a.astype(np.float64) for a in (x, gamma, beta))
+    r64 = r.astype(np.float64) if residual else None
     ref, rmean, rvar = np_bnrelu(x64, g64, b64, rm.astype(np.float64), rv.astype(np.float64),
-                                 train, relu)
+                                 train, relu, residual=r64)
     dx, dg, db = np_bnrelu_grads(x64, g64, b64, dy.astype(np.float64), train, relu,
-                                 rm.astype(np.float64), rv.astype(np.float64))
+                                 rm.astype(np.float64), rv.astype(np.float64), residual=r64)
+    if residual:
+        z = np_bnrelu(x64, g64, b64, rm.astype(np.float64), rv.astype(np.float64), train,
+                      False, residual=r64)[0]
+        dr = dy * (z > 0) if relu else dy
+        assert np.abs(nd[3].grad.asnumpy() - dr).max() <= 1e-6
     tol = 1e-10 if dtype == "float64" else 2e-4
     scale = lambda a: tol * max(1.0, np.abs(a).max())  # noqa: E731
     assert np.abs(out.asnumpy() - ref).max() <= scale(ref)
@@ -94,17 +108,23 @@ def test_forward_backward_match_numpy(shape, relu, train, dtype):
 
 @pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize("train", [True, False])
-def test_finite_differences(relu, train):
+@pytest.mark.parametrize("residual", [False, True])
+def test_finite_differences(relu, train, residual):
     rs = np.random.RandomState(3)
     x, gamma, beta, rm, rv = _inputs((3, 4, 3, 5), "float64", rs)
+    extra = [mx.sym.var("residual")] if residual else []
     sym = mx.sym.BNReLU(mx.sym.var("data"), mx.sym.var("gamma"), mx.sym.var("beta"),
                         mx.sym.var("train_flag"), mx.sym.var("moving_mean"),
-                        mx.sym.var("moving_var"), relu=relu, momentum=1.0)[0]
-    check_numeric_gradient(sym, {"data": x, "gamma": gamma, "beta": beta,
-                                 "train_flag": np.array([1.0 if train else 0.0])},
-                           aux_states={"moving_mean": rm, "moving_var": rv},
-                           grad_nodes=["data", "gamma", "beta"], numeric_eps=1e-6,
-                           rtol=1e-5, atol=1e-7, dtype=np.float64)
+                        mx.sym.var("moving_var"), *extra, relu=relu, residual=residual,
+                        momentum=1.0)[0]
+    loc = {"data": x, "gamma": gamma, "beta": beta,
+           "train_flag": np.array([1.0 if train else 0.0])}
+    if residual:
+        loc["residual"] = rs.normal(size=x.shape)
+    check_numeric_gradient(sym, loc, aux_states={"moving_mean": rm, "moving_var": rv},
+                           grad_nodes=["data", "gamma", "beta"] + (["residual"] if residual
+                                                                    else []),
+                           numeric_eps=1e-6, rtol=1e-5, atol=1e-7, dtype=np.float64)
 
 
 @pytest.mark.parametrize("relu", [True, False])
@@ -153,6 +173,33 @@ def test_layer_equals_batchnorm_and_activation(relu, dtype, hybridize):
     x = mx.nd.array(np.random.RandomState(5).normal(0.3, 2, shape), dtype=dtype)
     a, b = (net(x).asnumpy() for net in nets)
     assert np.abs(a - b).max() <= tol * max(1.0, np.abs(b).max())
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_layer_with_residual_equals_batchnorm_add_relu(hybridize):
+    rs = np.random.RandomState(12)
+    shape = (3, 6, 4, 5)
+    native = BatchNormReLU(in_channels=6, prefix="bn_")
+    stock = nn.BatchNorm(in_channels=6, prefix="bn_")
+    for net in (native, stock):
+        net.initialize()
+        net.cast("float64")
+        if hybridize:
+            net.hybridize()
+    for k, v in native.collect_params().items():
+        stock.collect_params()[k].set_data(v.data())
+    x, r, dy = (mx.nd.array(rs.normal(size=shape), dtype="float64") for _ in range(3))
+    res = []
+    for f in (lambda a, b: native(a, b), lambda a, b: mx.nd.relu(stock(a) + b)):
+        xi, ri = x.copy(), r.copy()
+        xi.attach_grad()
+        ri.attach_grad()
+        with autograd.record():
+            y = f(xi, ri)
+        y.backward(dy)
+        res.append([y.asnumpy(), xi.grad.asnumpy(), ri.grad.asnumpy()])
+    for a, b in zip(*res):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
 def test_layer_falls_back_where_the_operator_does_not_apply():
@@ -219,7 +266,6 @@ def test_empty_batch():
 
 
 def _call(attrs=None, shapes=None, dtypes=None):
-    names = ["data", "gamma", "beta", "train_flag", "moving_mean", "moving_var"]
     shapes = shapes or [(2, 3, 4, 4), (3,), (3,), (1,), (3,), (3,)]
     dtypes = dtypes or ["float32"] * 6
     args = [mx.nd.ones(s, dtype=t) for s, t in zip(shapes, dtypes)]
@@ -236,8 +282,15 @@ def _call(attrs=None, shapes=None, dtypes=None):
     (None, [(2, 3, 4, 4), (3,), (3,), (1,), (3,), (3, 1)], None, "moving_var"),
     (None, [(6,), (6,), (6,), (1,), (6,), (6,)], None, "data"),
     (None, None, ["float16"] * 6, "float16"),
+    ({"residual": "True"}, [(2, 3, 4, 4), (3,), (3,), (1,), (3,), (3,), (2, 3, 4, 5)],
+     ["float32"] * 7, "residual"),
     (None, None, ["float32", "float64"] + ["float32"] * 4, "gamma"),
 ])
 def test_bad_arguments_name_the_argument(attrs, shapes, dtypes, message):
     with pytest.raises(MXNetError, match=message):
         _call(attrs, shapes, dtypes)
+
+
+def test_missing_residual_is_named():
+    with pytest.raises(ValueError, match="'residual' is missing"):
+        _call({"residual": "True"})

@@ -112,7 +112,11 @@ def gen_bnrelu(rng):
     names = ["data", "gamma", "beta", "train_flag", "moving_mean", "moving_var"]
     data = (rng.randint(0, 3), C) + tuple(rng.randint(0, 3) for _ in range(rng.randint(0, 3)))
     dtype = rng.choice(["float32", "float32", "float64"])
-    return attrs, names, [data, (C,), (C,), (1,), (C,), (C,)], [dtype] * 6
+    shapes = [data, (C,), (C,), (1,), (C,), (C,)]
+    if rng.random() < 0.4:
+        attrs["residual"] = "True"
+        names, shapes = names + ["residual"], shapes + [data]
+    return attrs, names, shapes, [dtype] * len(names)
 
 
 GENERATORS = {"Reorder": gen_reorder, "FMConvolution1": gen_fmconv, "FMConvolution3": gen_fmconv,
@@ -200,7 +204,8 @@ CHILD = textwrap.dedent("""
             with np.errstate(all="ignore"):
                 return np_bnrelu(xs[0], xs[1], xs[2], xs[4], xs[5], xs[3][0] > 0.5,
                                  attrs.get("relu", "True") == "True",
-                                 num(attrs.get("eps", "1e-5")))[0]
+                                 num(attrs.get("eps", "1e-5")),
+                                 xs[6] if attrs.get("residual") == "True" else None)[0]
         if op == "IBN":  # train_flag > 0.5: batch statistics for the BN group
             with np.errstate(all="ignore"):
                 return np_ibn(xs[0], xs[1:5] + xs[6:], int(attrs["in_channels"]),
