@@ -155,11 +155,35 @@ struct Cpu {
   T* plane(T* p, int64_t n, int64_t c) const { return p + (n * L.C + c) * L.S; }
 
   // res: the residual input, or null
+  // Planes of fewer elements than this are finished in a second, contiguous sweep over the
+  // tensor after every channel's coefficients are known (a per-channel sweep would touch
+  // 16 short strided pieces per channel and array: 2.5x slower backward at 7 x 7); longer ones
+  // right after their channel's sums, while its planes are still in cache.
+  static constexpr int64_t kShortPlane = 512;
+
+  // Runs f(n, c) for every plane: per channel inside the channel loop (long planes) or in
+  // memory order afterwards (short planes); coef(c) computes channel c's coefficients first.
+  template <typename Coef, typename Plane>
+  void sweep(Coef coef, Plane f) const {
+    const bool per_channel = L.S >= kShortPlane;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t c = 0; c < L.C; ++c) {
+      coef(c);
+      if (per_channel)
+        for (int64_t n = 0; n < L.N; ++n) f(n, c);
+    }
+    if (!per_channel) {
+      const int64_t planes = L.N * L.C;
+#pragma omp parallel for schedule(static)
+      for (int64_t k = 0; k < planes; ++k) f(k / L.C, k % L.C);
+    }
+  }
+
   void forward(const T* x, const T* gamma, const T* beta, bool train, const T* rm, const T* rv,
                const T* res, bool relu, T* y, T* mean, T* var, double eps) const {
     const double M = static_cast<double>(L.N * L.S);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t c = 0; c < L.C; ++c) {
+    std::vector<T> ta(L.C), tb(L.C);
+    auto coef = [&](int64_t c) {
       double mu, v;
       if (!train) {
         mu = static_cast<double>(rm[c]);
@@ -176,35 +200,37 @@ struct Cpu {
       mean[c] = static_cast<T>(mu);
       var[c] = static_cast<T>(v);
       const double a = static_cast<double>(gamma[c]) / std::sqrt(v + eps);
-      const T ta = static_cast<T>(a), tb = static_cast<T>(static_cast<double>(beta[c]) - mu * a);
-      for (int64_t n = 0; n < L.N; ++n) {
-        const T* xp = plane(x, n, c);
-        T* yp = plane(y, n, c);
-        if (res) {
-          const T* rp = plane(res, n, c);
-          if (relu) {
-            for (int64_t s = 0; s < L.S; ++s) yp[s] = std::max(xp[s] * ta + tb + rp[s], T(0));
-          } else {
-            for (int64_t s = 0; s < L.S; ++s) yp[s] = xp[s] * ta + tb + rp[s];
-          }
-        } else if (relu) {
-          for (int64_t s = 0; s < L.S; ++s) yp[s] = std::max(xp[s] * ta + tb, T(0));
+      ta[c] = static_cast<T>(a);
+      tb[c] = static_cast<T>(static_cast<double>(beta[c]) - mu * a);
+    };
+    auto apply = [&](int64_t n, int64_t c) {
+      const T a = ta[c], b = tb[c];
+      const T* xp = plane(x, n, c);
+      T* yp = plane(y, n, c);
+      if (res) {
+        const T* rp = plane(res, n, c);
+        if (relu) {
+          for (int64_t s = 0; s < L.S; ++s) yp[s] = std::max(xp[s] * a + b + rp[s], T(0));
         } else {
-          for (int64_t s = 0; s < L.S; ++s) yp[s] = xp[s] * ta + tb;
+          for (int64_t s = 0; s < L.S; ++s) yp[s] = xp[s] * a + b + rp[s];
         }
+      } else if (relu) {
+        for (int64_t s = 0; s < L.S; ++s) yp[s] = std::max(xp[s] * a + b, T(0));
+      } else {
+        for (int64_t s = 0; s < L.S; ++s) yp[s] = xp[s] * a + b;
       }
-    }
+    };
+    sweep(coef, apply);
   }
 
   // dgamma, dbeta per channel (double), dx; the data gradient of inference-mode statistics is
-  // gamma / sqrt(var + eps) * dy alone.
-  // dres: the residual's gradient (the masked dy), or null
+  // gamma / sqrt(var + eps) * dy alone. dres: the residual's gradient (the masked dy), or null.
   template <bool kRelu>
   void backward(const T* dy, const T* x, const T* y, const T* gamma, bool train, const T* mean,
                 const T* var, T* dx, T* dres, double* dg, double* db, double eps) const {
     const double M = static_cast<double>(L.N * L.S);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t c = 0; c < L.C; ++c) {
+    std::vector<T> t1(L.C), t2(L.C), t3(L.C);
+    auto coef = [&](int64_t c) {
       const double mu = mean[c], inv = 1.0 / std::sqrt(static_cast<double>(var[c]) + eps);
       double sg = 0, sgx = 0;
       for (int64_t n = 0; n < L.N; ++n)
@@ -214,32 +240,34 @@ struct Cpu {
       db[c] = sg;
       const double g = gamma[c];
       // dx = c1 g + c2 x + c3
-      const double c1 = g * inv;
       const double c2 = train && M > 0 ? -g * inv * inv * inv * sgx / M : 0.0;
-      const double c3 = train && M > 0 ? -g * inv * sg / M - c2 * mu : 0.0;
-      const T t1 = static_cast<T>(c1), t2 = static_cast<T>(c2), t3 = static_cast<T>(c3);
-      for (int64_t n = 0; n < L.N; ++n) {
-        const T* gp = plane(dy, n, c);
-        const T* xp = plane(x, n, c);
-        const T* yp = plane(y, n, c);
-        T* dp = plane(dx, n, c);
-        if (dres) {
-          T* rp = plane(dres, n, c);
-          for (int64_t s = 0; s < L.S; ++s) {
-            const T d = gp[s], v = yp[s];
-            const T gv = !kRelu || v > T(0) ? d : T(0);
-            rp[s] = gv;
-            dp[s] = gv * t1 + xp[s] * t2 + t3;
-          }
-        } else {
-          for (int64_t s = 0; s < L.S; ++s) {
-            const T d = gp[s], v = yp[s];
-            const T gv = !kRelu || v > T(0) ? d : T(0);
-            dp[s] = gv * t1 + xp[s] * t2 + t3;
-          }
+      t1[c] = static_cast<T>(g * inv);
+      t2[c] = static_cast<T>(c2);
+      t3[c] = static_cast<T>(train && M > 0 ? -g * inv * sg / M - c2 * mu : 0.0);
+    };
+    auto apply = [&](int64_t n, int64_t c) {
+      const T a = t1[c], b = t2[c], e = t3[c];
+      const T* gp = plane(dy, n, c);
+      const T* xp = plane(x, n, c);
+      const T* yp = plane(y, n, c);
+      T* dp = plane(dx, n, c);
+      if (dres) {
+        T* rp = plane(dres, n, c);
+        for (int64_t s = 0; s < L.S; ++s) {
+          const T d = gp[s], v = yp[s];
+          const T gv = !kRelu || v > T(0) ? d : T(0);
+          rp[s] = gv;
+          dp[s] = gv * a + xp[s] * b + e;
+        }
+      } else {
+        for (int64_t s = 0; s < L.S; ++s) {
+          const T d = gp[s], v = yp[s];
+          const T gv = !kRelu || v > T(0) ? d : T(0);
+          dp[s] = gv * a + xp[s] * b + e;
         }
       }
-    }
+    };
+    sweep(coef, apply);
   }
 };
 

@@ -314,3 +314,18 @@ def test_igc_nets_quick_writes_results(tmp_path):
     with open(written["igc_nets"][1]) as fh:
         md = fh.read()
     assert md.startswith("# IGC networks") and "breakdown: igc_resnet18_l16m16, training" in md
+
+
+def test_bnrelu_quick_writes_results(tmp_path):
+    from benchmarks import bench_bnrelu
+    written = run.main(["bnrelu", "--quick", "--out-dir", str(tmp_path)])
+    with open(written["bnrelu"][0]) as fh:
+        res = json.load(fh)
+    assert res["name"] == "bnrelu" and len(res["cases"]) == 2 * len(bench_bnrelu.QUICK_CASES)
+    assert {c["residual"] for c in res["cases"]} == {False, True}
+    for case in res["cases"]:
+        assert case["outputs_agree"] is True
+        assert set(case["train"]) == set(case["infer"]) == {"native", "stock"}
+        assert case["train_speedup"] > 0 and case["infer_speedup"] > 0
+    with open(written["bnrelu"][1]) as fh:
+        assert fh.read().startswith("# BatchNorm + ReLU")
