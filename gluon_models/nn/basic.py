@@ -206,8 +206,11 @@ class BatchNormReLU(nn.BatchNorm):
 
     For a plain NCHW input, e.g. the output of an extension operator (IGC's
     :class:`~gluon_models.nn.igc.InterleavedConv2D`): MXNet 1.9.1 normalises plain tensors
-    with oneDNN's slow "ncsp" kernels and runs the ReLU as another pass each way (16 x 200 x
-    56 x 56 on one core: BatchNorm + ReLU 72 ms forward, 50 ms backward; ``BNReLU`` 24 / 23 ms).
+    with oneDNN's slower "ncsp" kernels and runs the ReLU (and a residual addition) as more
+    passes each way (``python -m benchmarks.run bnrelu``, 16 x 200 x 56 x 56, one core:
+    training pass 58 ms against 99 ms for ``nn.BatchNorm`` + ``Activation``, inference 24
+    against 31 ms). For a oneDNN blocked input (a dense convolution's output) it is not
+    meant: MXNet converts such an input for an extension operator on a slow path.
     Parameters (names, shapes, initialisation), results and gradients are those of
     ``nn.BatchNorm`` followed by ``Activation("relu")``; the running statistics are updated by
     the training backward pass, as MXNet's BatchNorm does them in a training step.

@@ -171,9 +171,12 @@ class IGCConv(nn.HybridBlock):
         (:class:`InterleavedConv2D` with ``fused=True``; same parameters and results) where
         ``reorder2`` is the inverse of ``reorder1`` and each secondary group takes one channel
         of every primary partition (``secondary == channels // primary``: every IGC network of
-        the authors except the first block of the CIFAR ResNets' widening stages). None
-        (default): with ``impl="native"``. ``reorder1``/``reorder2`` stay children (without
-        parameters) either way.
+        the authors except the first block of the CIFAR ResNets' widening stages), and the
+        BatchNorm (+ ReLU) of its plain output as the native ``BNReLU``
+        (:class:`~gluon_models.nn.basic.BatchNormReLU`; with :meth:`take_residual` also the
+        residual addition and ReLU closing a basic block). None (default): with
+        ``impl="native"``. ``reorder1``/``reorder2`` stay children (without parameters) either
+        way; parameter names are the same in every form.
     """
 
     def __init__(self, in_channels, channels, primary, secondary, reorder2=None, kernel=3,
