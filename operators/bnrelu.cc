@@ -80,8 +80,6 @@ struct Layout {
   int64_t N, C, S;
 };
 
-bool dtype_ok(int t) { return t == mxnet::ext::kFloat32 || t == mxnet::ext::kFloat64; }
-
 // ---- pure CPU kernels -------------------------------------------------------------------------
 // Adds sum(x - shift) and sum((x - shift)^2) over x[0, n) to *s1, *s2.
 template <typename T>
@@ -293,7 +291,7 @@ bool check_inputs(const BNReLUParam& p, const std::vector<MXTensor>& in, Layout*
     return false;
   }
   for (int i = 0; i < num_in; ++i) {
-    if (!dtype_ok(in[i].dtype)) {
+    if (!gm::float_dtype(in[i].dtype)) {
       MX_ERROR_MSG << kOp << ": input '" << kInputs[i] << "' has unsupported dtype "
                    << gm::dtype_name(in[i].dtype) << " (supported: float32, float64)";
       return false;
@@ -339,36 +337,11 @@ gm::MXReturnValue mutateInputs(const gm::Attrs& attrs, std::vector<int>* indices
   return gm::MX_SUCCESS;
 }
 
-// Every tensor is dense (declared: the default check fails on the auxiliary states, see ibn.cc).
-gm::MXReturnValue inferSType(const gm::Attrs& attrs, std::vector<int>* in, std::vector<int>* out) {
-  for (auto& t : *in) t = mxnet::ext::kDefaultStorage;
-  for (auto& t : *out) t = mxnet::ext::kDefaultStorage;
-  return gm::MX_SUCCESS;
-}
 
 gm::MXReturnValue inferType(const gm::Attrs& attrs, std::vector<int>* in, std::vector<int>* out) {
   BNReLUParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  int t = -1;
-  for (size_t i = 0; i < in->size(); ++i) {
-    const int ti = (*in)[i];
-    if (ti < 0) continue;
-    const char* name = i <= kNumIn ? kInputs[i] : "?";
-    if (!dtype_ok(ti)) {
-      MX_ERROR_MSG << kOp << ": input '" << name << "' has unsupported dtype "
-                   << gm::dtype_name(ti) << " (supported: float32, float64)";
-      return gm::MX_FAIL;
-    }
-    if (t >= 0 && ti != t) {
-      MX_ERROR_MSG << kOp << ": input '" << name << "' has dtype " << gm::dtype_name(ti)
-                   << " but an earlier input has " << gm::dtype_name(t);
-      return gm::MX_FAIL;
-    }
-    t = ti;
-  }
-  for (auto& ti : *in) ti = t;
-  for (auto& to : *out) to = t;
-  return gm::MX_SUCCESS;
+  return gm::same_float_type(kOp, kInputs, kNumIn + 1, in, out);
 }
 
 // Fills the channel vectors from data's shape (Gluon's deferred initialisation relies on it),
@@ -416,8 +389,6 @@ gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<uns
   return ok ? gm::MX_SUCCESS : gm::MX_FAIL;
 }
 
-bool on_gpu(const MXTensor& t) { return t.ctx.dev_type == "gpu"; }
-
 #ifdef GM_WITH_CUDA
 gm::MXReturnValue cuda_status(int err) {
   if (err == 0) return gm::MX_SUCCESS;
@@ -432,14 +403,9 @@ gm::MXReturnValue no_cuda() {
 #endif
 
 template <typename T>
-bool train_mode(MXTensor& flag) {
-  return static_cast<double>(flag.data<T>()[0]) > 0.5;
-}
-
-template <typename T>
 void run_forward(const Layout& L, const BNReLUParam& p, std::vector<MXTensor>& in,
                  std::vector<MXTensor>& out) {
-  Cpu<T>{L}.forward(in[0].data<T>(), in[1].data<T>(), in[2].data<T>(), train_mode<T>(in[3]),
+  Cpu<T>{L}.forward(in[0].data<T>(), in[1].data<T>(), in[2].data<T>(), gm::train_flag_set<T>(in[3]),
                     in[4].data<T>(), in[5].data<T>(), p.residual ? in[6].data<T>() : nullptr,
                     p.relu, out[0].data<T>(), out[1].data<T>(), out[2].data<T>(), p.eps);
 }
@@ -462,7 +428,7 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
     return gm::MX_FAIL;
   std::vector<MXTensor>& in = *inputs;
   std::vector<MXTensor>& out = *outputs;
-  if (on_gpu(in[0])) {
+  if (gm::on_gpu(in[0])) {
 #ifdef GM_WITH_CUDA
     if (L.C == 0) return gm::MX_SUCCESS;
     const int elem = dt == mxnet::ext::kFloat64 ? 8 : 4;
@@ -502,7 +468,7 @@ void run_backward(const Layout& L, const BNReLUParam& p, std::vector<MXTensor>& 
   const BackwardSlots k(p.num_in());
   std::vector<MXTensor*> f;  // the forward inputs
   for (int i = 0; i < p.num_in(); ++i) f.push_back(&in[k.fwd + i]);
-  const bool train = train_mode<T>(*f[3]);
+  const bool train = gm::train_flag_set<T>(*f[3]);
   const T* mean = in[k.mean].data<T>();
   const T* var = in[k.var].data<T>();
   T* dres = p.residual ? out[6].data<T>() : nullptr;
@@ -583,7 +549,7 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
   // auxiliary states are never written (see ibn.cc).
   const bool zero_flag =
       out[3].data_ptr != nullptr && out[3].shape == fwd_in[3].shape && out[3].dtype == dt;
-  if (on_gpu(fwd_in[0])) {
+  if (gm::on_gpu(fwd_in[0])) {
 #ifdef GM_WITH_CUDA
     if (L.C == 0) return gm::MX_SUCCESS;  // nothing to launch (train_flag's slot: no channel)
     const int elem = dt == mxnet::ext::kFloat64 ? 8 : 4;
@@ -635,7 +601,7 @@ REGISTER_OP(BNReLU)
     .setParseAttrs(parseAttrs)
     .setInferType(inferType)
     .setInferShape(inferShape)
-    .setInferSType(inferSType)
+    .setInferSType(gm::all_dense)
     .setMutateInputs(mutateInputs)
     .setForward(forward, "cpu")
     .setBackward(backward, "cpu")

@@ -309,4 +309,50 @@ inline bool check_output(const char* op, const char* name, const mxnet::ext::MXT
   return true;
 }
 
+// ---- hooks shared by the normalisation operators (IBN, BNReLU) ----------------------------------
+inline bool float_dtype(int t) { return t == mxnet::ext::kFloat32 || t == mxnet::ext::kFloat64; }
+
+// inferType of an operator whose tensors all share one float32/float64 dtype: the first known
+// one, checked against the others (named by `names`, n of them) and given to every slot.
+inline MXReturnValue same_float_type(const char* op, const char* const* names, size_t n,
+                                     std::vector<int>* in, std::vector<int>* out) {
+  int t = -1;
+  for (size_t i = 0; i < in->size(); ++i) {
+    const int ti = (*in)[i];
+    if (ti < 0) continue;
+    const char* name = i < n ? names[i] : "?";
+    if (!float_dtype(ti)) {
+      MX_ERROR_MSG << op << ": input '" << name << "' has unsupported dtype " << dtype_name(ti)
+                   << " (supported: float32, float64)";
+      return MX_FAIL;
+    }
+    if (t >= 0 && ti != t) {
+      MX_ERROR_MSG << op << ": input '" << name << "' has dtype " << dtype_name(ti)
+                   << " but an earlier input has " << dtype_name(t);
+      return MX_FAIL;
+    }
+    t = ti;
+  }
+  for (auto& ti : *in) ti = t;
+  for (auto& to : *out) to = t;
+  return MX_SUCCESS;
+}
+
+// inferSType declaring every tensor dense: needed by operators with auxiliary states, where
+// MXNet's default check fails (their storage type is not yet known when it runs); MXNet calls
+// it for the backward node as well, with its own counts.
+inline MXReturnValue all_dense(const Attrs&, std::vector<int>* in, std::vector<int>* out) {
+  for (auto& t : *in) t = mxnet::ext::kDefaultStorage;
+  for (auto& t : *out) t = mxnet::ext::kDefaultStorage;
+  return MX_SUCCESS;
+}
+
+inline bool on_gpu(const mxnet::ext::MXTensor& t) { return t.ctx.dev_type == "gpu"; }
+
+// A (1,) train_flag input (see the Gluon layers' train_mode_flag): training when > 0.5.
+template <typename T>
+bool train_flag_set(mxnet::ext::MXTensor& flag) {
+  return static_cast<double>(flag.data<T>()[0]) > 0.5;
+}
+
 }  // namespace gm

@@ -85,8 +85,6 @@ struct Layout {
   int64_t stats() const { return N * Ci + Cb; }
 };
 
-bool dtype_ok(int t) { return t == mxnet::ext::kFloat32 || t == mxnet::ext::kFloat64; }
-
 std::string ndim_text(const gm::Shape& s) {
   return s.empty() ? std::string("ndim 0 or an unknown shape") : "ndim " + std::to_string(s.size());
 }
@@ -238,7 +236,7 @@ bool check_inputs(const IBNParam& p, const std::vector<MXTensor>& in, Layout* L)
     return false;
   }
   for (int i = 0; i < kNumIn; ++i) {
-    if (!dtype_ok(in[i].dtype)) {
+    if (!gm::float_dtype(in[i].dtype)) {
       MX_ERROR_MSG << kOp << ": input '" << kInputs[i] << "' has unsupported dtype "
                    << gm::dtype_name(in[i].dtype) << " (supported: float32, float64)";
       return false;
@@ -276,38 +274,11 @@ gm::MXReturnValue mutateInputs(const gm::Attrs& attrs, std::vector<int>* indices
   return gm::MX_SUCCESS;
 }
 
-// Every tensor is dense. Declared (rather than left to MXNet's default check) because the default
-// check fails on the auxiliary states, whose storage type is not yet known when it runs; MXNet
-// calls this for the backward node as well (with its own counts).
-gm::MXReturnValue inferSType(const gm::Attrs& attrs, std::vector<int>* in, std::vector<int>* out) {
-  for (auto& t : *in) t = mxnet::ext::kDefaultStorage;
-  for (auto& t : *out) t = mxnet::ext::kDefaultStorage;
-  return gm::MX_SUCCESS;
-}
 
 gm::MXReturnValue inferType(const gm::Attrs& attrs, std::vector<int>* in, std::vector<int>* out) {
   IBNParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  int t = -1;
-  for (size_t i = 0; i < in->size(); ++i) {
-    const int ti = (*in)[i];
-    if (ti < 0) continue;
-    const char* name = i < kNumIn ? kInputs[i] : "?";
-    if (!dtype_ok(ti)) {
-      MX_ERROR_MSG << kOp << ": input '" << name << "' has unsupported dtype "
-                   << gm::dtype_name(ti) << " (supported: float32, float64)";
-      return gm::MX_FAIL;
-    }
-    if (t >= 0 && ti != t) {
-      MX_ERROR_MSG << kOp << ": input '" << name << "' has dtype " << gm::dtype_name(ti)
-                   << " but an earlier input has " << gm::dtype_name(t);
-      return gm::MX_FAIL;
-    }
-    t = ti;
-  }
-  for (auto& ti : *in) ti = t;
-  for (auto& to : *out) to = t;
-  return gm::MX_SUCCESS;
+  return gm::same_float_type(kOp, kInputs, kNumIn, in, out);
 }
 
 // Fills the parameter shapes from the data shape and in_channels (Gluon's deferred
@@ -363,8 +334,6 @@ gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<uns
   return ok ? gm::MX_SUCCESS : gm::MX_FAIL;
 }
 
-bool on_gpu(const MXTensor& t) { return t.ctx.dev_type == "gpu"; }
-
 #ifdef GM_WITH_CUDA
 gm::MXReturnValue cuda_status(int err) {
   if (err == 0) return gm::MX_SUCCESS;
@@ -379,15 +348,10 @@ gm::MXReturnValue no_cuda() {
 #endif
 
 template <typename T>
-bool train_mode(MXTensor& flag) {
-  return static_cast<double>(flag.data<T>()[0]) > 0.5;
-}
-
-template <typename T>
 void run_forward(const Layout& L, const IBNParam& p, std::vector<MXTensor>& in,
                  std::vector<MXTensor>& out) {
   Cpu<T>{L}.forward(in[0].data<T>(), in[1].data<T>(), in[2].data<T>(), in[3].data<T>(),
-                    in[4].data<T>(), train_mode<T>(in[5]), in[6].data<T>(), in[7].data<T>(),
+                    in[4].data<T>(), gm::train_flag_set<T>(in[5]), in[6].data<T>(), in[7].data<T>(),
                     out[0].data<T>(), out[1].data<T>(), out[2].data<T>(), p.eps);
 }
 
@@ -409,7 +373,7 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
     return gm::MX_FAIL;
   std::vector<MXTensor>& in = *inputs;
   std::vector<MXTensor>& out = *outputs;
-  if (on_gpu(in[0])) {
+  if (gm::on_gpu(in[0])) {
 #ifdef GM_WITH_CUDA
     const int err = gm_ibn_forward_gpu(
         dt == mxnet::ext::kFloat64 ? 8 : 4, in[0].data_ptr, in[1].data_ptr, in[2].data_ptr,
@@ -434,7 +398,7 @@ void run_backward(const Layout& L, const IBNParam& p, std::vector<MXTensor>& in,
                   std::vector<MXTensor>& out) {
   // in: [g_out, g_mean, g_var, data, in_gamma, in_beta, bn_gamma, bn_beta, flag, rm, rv,
   //      out, mean, var]
-  const bool train = train_mode<T>(in[8]);
+  const bool train = gm::train_flag_set<T>(in[8]);
   const T* mean = in[12].data<T>();
   const T* var = in[13].data<T>();
   const int64_t K = L.stats(), nci = L.N * L.Ci;
@@ -515,7 +479,7 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
   std::vector<int> zero_slots;
   if (out[5].data_ptr != nullptr && out[5].shape == fwd_in[5].shape && out[5].dtype == dt)
     zero_slots.push_back(5);
-  if (on_gpu(fwd_in[0])) {
+  if (gm::on_gpu(fwd_in[0])) {
 #ifdef GM_WITH_CUDA
     const int elem = dt == mxnet::ext::kFloat64 ? 8 : 4;
     // per-statistic partial sums (dg, db) in double
@@ -555,7 +519,7 @@ REGISTER_OP(IBN)
     .setParseAttrs(parseAttrs)
     .setInferType(inferType)
     .setInferShape(inferShape)
-    .setInferSType(inferSType)
+    .setInferSType(gm::all_dense)
     .setMutateInputs(mutateInputs)
     .setForward(forward, "cpu")
     .setBackward(backward, "cpu")
