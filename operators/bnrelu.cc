@@ -290,19 +290,7 @@ bool check_inputs(const BNReLUParam& p, const std::vector<MXTensor>& in, Layout*
                  << "), got " << in.size();
     return false;
   }
-  for (int i = 0; i < num_in; ++i) {
-    if (!gm::float_dtype(in[i].dtype)) {
-      MX_ERROR_MSG << kOp << ": input '" << kInputs[i] << "' has unsupported dtype "
-                   << gm::dtype_name(in[i].dtype) << " (supported: float32, float64)";
-      return false;
-    }
-    if (in[i].dtype != in[0].dtype) {
-      MX_ERROR_MSG << kOp << ": input '" << kInputs[i] << "' has dtype "
-                   << gm::dtype_name(in[i].dtype) << " but 'data' has "
-                   << gm::dtype_name(in[0].dtype);
-      return false;
-    }
-  }
+  if (!gm::check_float_inputs(kOp, kInputs, in, num_in)) return false;
   if (!layout_of(in[0].shape, L)) return false;
   for (int i = 1; i < kNumIn; ++i) {  // the channel vectors and the flag
     const int64_t n = i == 3 ? 1 : L->C;
@@ -336,7 +324,6 @@ gm::MXReturnValue mutateInputs(const gm::Attrs& attrs, std::vector<int>* indices
   indices->push_back(5);
   return gm::MX_SUCCESS;
 }
-
 
 gm::MXReturnValue inferType(const gm::Attrs& attrs, std::vector<int>* in, std::vector<int>* out) {
   BNReLUParam p;

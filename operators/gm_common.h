@@ -338,6 +338,26 @@ inline MXReturnValue same_float_type(const char* op, const char* const* names, s
   return MX_SUCCESS;
 }
 
+// The passes' check of the same: every input float32/float64, all of input 0's dtype (the first
+// n named by `names`). Returns false after one message naming the input.
+inline bool check_float_inputs(const char* op, const char* const* names,
+                               const std::vector<mxnet::ext::MXTensor>& in, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (!float_dtype(in[i].dtype)) {
+      MX_ERROR_MSG << op << ": input '" << names[i] << "' has unsupported dtype "
+                   << dtype_name(in[i].dtype) << " (supported: float32, float64)";
+      return false;
+    }
+    if (in[i].dtype != in[0].dtype) {
+      MX_ERROR_MSG << op << ": input '" << names[i] << "' has dtype "
+                   << dtype_name(in[i].dtype) << " but '" << names[0] << "' has "
+                   << dtype_name(in[0].dtype);
+      return false;
+    }
+  }
+  return true;
+}
+
 // inferSType declaring every tensor dense: needed by operators with auxiliary states, where
 // MXNet's default check fails (their storage type is not yet known when it runs); MXNet calls
 // it for the backward node as well, with its own counts.

@@ -235,19 +235,7 @@ bool check_inputs(const IBNParam& p, const std::vector<MXTensor>& in, Layout* L)
     MX_ERROR_MSG << kOp << ": expects " << kNumIn << " inputs, got " << in.size();
     return false;
   }
-  for (int i = 0; i < kNumIn; ++i) {
-    if (!gm::float_dtype(in[i].dtype)) {
-      MX_ERROR_MSG << kOp << ": input '" << kInputs[i] << "' has unsupported dtype "
-                   << gm::dtype_name(in[i].dtype) << " (supported: float32, float64)";
-      return false;
-    }
-    if (in[i].dtype != in[0].dtype) {
-      MX_ERROR_MSG << kOp << ": input '" << kInputs[i] << "' has dtype "
-                   << gm::dtype_name(in[i].dtype) << " but 'data' has "
-                   << gm::dtype_name(in[0].dtype);
-      return false;
-    }
-  }
+  if (!gm::check_float_inputs(kOp, kInputs, in, kNumIn)) return false;
   if (!layout_of(p, in[0].shape, L)) return false;
   return check_vector(in[1], "in_gamma", L->Ci, "(in_channels,)") &&
          check_vector(in[2], "in_beta", L->Ci, "(in_channels,)") &&
@@ -273,7 +261,6 @@ gm::MXReturnValue mutateInputs(const gm::Attrs& attrs, std::vector<int>* indices
   indices->push_back(7);
   return gm::MX_SUCCESS;
 }
-
 
 gm::MXReturnValue inferType(const gm::Attrs& attrs, std::vector<int>* in, std::vector<int>* out) {
   IBNParam p;
