@@ -76,7 +76,7 @@ _SOURCE_DIR = os.path.join(os.path.dirname(_PKG_DIR), "operators")
 BUILD_HELP = ("build it from the repository root with `pip install -e .` (or `make build`, "
               "which also creates .venv)")
 OPERATORS = ("Reorder", "FMConvolution1", "FMConvolution3", "ISqrtCov", "IBN", "IGCSecondary",
-             "BNReLU")
+             "BNReLU", "GroupConv")
 
 
 def _attr_tuple(text, n):
@@ -131,6 +131,16 @@ def _igc_secondary_rule(attrs):
     return ["data", "weight"], [None, (-1, primary, 1, 1)]
 
 
+def _group_conv_rule(attrs):
+    """GroupConv: ``data`` (N, C, H, W) and ``weight`` (num_filter, C / num_group, kh, kw)."""
+    try:
+        f = int(attrs["num_filter"])
+        kh, kw = _attr_tuple(attrs["kernel"], 2)
+    except (KeyError, ValueError, TypeError):
+        return ["data", "weight"], [(-1, -1, -1, -1), None]
+    return ["data", "weight"], [(-1, -1, -1, -1), (f, -1, kh, kw)]
+
+
 def _bnrelu_rule(attrs):
     """BNReLU: ``data`` (N, C, ...) of unfixed ndim, the channel vectors and the flag 1-d,
     ``residual`` (with residual=True) shaped as data; ``moving_mean``/``moving_var`` are
@@ -154,6 +164,7 @@ SHAPE_RULES = {
     "IBN": _ibn_rule,
     "IGCSecondary": _igc_secondary_rule,
     "BNReLU": _bnrelu_rule,
+    "GroupConv": _group_conv_rule,
 }
 
 _INFO = None  # set once the library is loaded: MXNet refuses a third registration
@@ -385,42 +396,50 @@ def _resolve(sym, shapes):
         given = {k: v for k, v in shapes.items() if k in set(cut.list_arguments())}
         return cut, input_heads, _ORIG["infer"](cut, True, **given)
 
+    def learn(nid, outs, heads):
+        """Ask node nid's operator, its inputs as the cut graph saw them; True if that
+        changed what is known of it."""
+        node = graph["nodes"][nid]
+        _, hints = SHAPE_RULES[node["op"]](node.get("attrs", {}))
+        seen = [_norm(outs[i]) for i in heads]
+        merged = [s if s is not None else (tuple(h) if h is not None else None)
+                  for s, h in zip(seen, hints)]
+        if any(m is None for m in merged):
+            return False  # an input's ndim is still unknown: not safe to ask the operator
+        fact = _infer_one(node, merged)
+        if fact == facts.get(nid):
+            return False
+        facts[nid] = fact
+        return True
+
     partial = False
     for _ in range(2 * len(ours) + 2):
         try:
             cut, input_heads, res = infer()
-            partial, seen_by = False, {nid: res[1] for nid in ours}
+            partial = False
         except MXNetError:
             # Downstream of a node whose output is not known yet, MXNet's partial inference
             # can fail (1.9.1's Concat takes a wrong channel count from partly unknown
-            # inputs, e.g. DenseNet's concat(x, f(op(x)))): infer what feeds each node without
-            # a fact alone; the first of them in the graph always succeeds.
-            if all(nid in facts for nid in ours):
+            # inputs, e.g. DenseNet's concat(x, f(op(x))); Pooling with a fixed window rejects
+            # an unknown size): infer what feeds each node without a complete fact alone, in
+            # graph order, each new fact at once in the cut for the next node, so a chain of
+            # our nodes is resolved in one sweep.
+            pending = [nid for nid in ours if not (nid in facts and _known(facts[nid][1]))]
+            if not pending:
                 raise
-            partial, seen_by, input_heads = True, {}, {}
-            for nid in ours:
-                if nid in facts:
-                    continue
+            partial, changed = True, False
+            for nid in pending:
                 try:
                     _, heads_of, one = infer(nid)
                 except MXNetError:
                     continue
-                seen_by[nid], input_heads[nid] = one[1], heads_of[nid]
+                changed = learn(nid, one[1], heads_of[nid]) or changed
+            if not changed:
+                break
+            continue
         changed = False
         for nid in ours:
-            if nid not in seen_by:
-                continue
-            node = graph["nodes"][nid]
-            _, hints = SHAPE_RULES[node["op"]](node.get("attrs", {}))
-            seen = [_norm(seen_by[nid][i]) for i in input_heads[nid]]
-            merged = [s if s is not None else (tuple(h) if h is not None else None)
-                      for s, h in zip(seen, hints)]
-            if any(m is None for m in merged):
-                continue  # an input's ndim is still unknown: not safe to ask the operator
-            fact = _infer_one(node, merged)
-            if fact != facts.get(nid):
-                facts[nid] = fact
-                changed = True
+            changed = learn(nid, res[1], input_heads[nid]) or changed
         if not changed:
             break
     if partial:

@@ -67,11 +67,12 @@ struct FMParam {
 
   bool parse(const gm::Attrs& attrs, const char* op) {
     gm::AttrReader r(attrs, op);
-    const bool ok = r.get_tuple("kernel", &kernel, 2, true, {}, 1) &&
+    // Tuple elements <= 65536 keep every product below int64 overflow.
+    const bool ok = r.get_tuple("kernel", &kernel, 2, true, {}, 1, 65536) &&
                     r.get_int("num_filter", &num_filter, true, 0, 1, 100000) &&
-                    r.get_tuple("stride", &stride, 2, false, {1, 1}, 1) &&
-                    r.get_tuple("dilate", &dilate, 2, false, {1, 1}, 1) &&
-                    r.get_tuple("pad", &pad, 2, false, {0, 0}, 0) &&
+                    r.get_tuple("stride", &stride, 2, false, {1, 1}, 1, 65536) &&
+                    r.get_tuple("dilate", &dilate, 2, false, {1, 1}, 1, 65536) &&
+                    r.get_tuple("pad", &pad, 2, false, {0, 0}, 0, 65536) &&
                     r.get_int("num_group", &num_group, false, 1, 1, 100000) &&
                     r.get_int("num_factor", &num_factor, false, 1, 1, 10000) &&
                     r.get_bool("no_bias", &no_bias, false) &&
@@ -80,18 +81,6 @@ struct FMParam {
                     r.get_float("eps", &eps, false, 1e-10, 0.0, 1e300) &&
                     r.get_bool("legacy_data_grad", &legacy_data_grad, false) && r.finish();
     if (!ok) return false;
-    // Bounds that keep every product below int64 overflow.
-    const std::pair<const char*, const std::vector<int64_t>*> tuples[] = {
-        {"kernel", &kernel}, {"stride", &stride}, {"dilate", &dilate}, {"pad", &pad}};
-    for (const auto& t : tuples) {
-      for (int64_t v : *t.second) {
-        if (v > 65536) {
-          MX_ERROR_MSG << op << ": argument '" << t.first << "' elements must be <= 65536, got "
-                       << v;
-          return false;
-        }
-      }
-    }
     if (num_filter % num_group != 0) {
       MX_ERROR_MSG << op << ": argument 'num_filter' = " << num_filter
                    << " is not divisible by argument 'num_group' = " << num_group;

@@ -147,9 +147,10 @@ class AttrReader {
     return true;
   }
 
-  // A tuple such as "(3, 3)", "[3,3]" or a single integer "3" (repeated n times).
+  // A tuple such as "(3, 3)", "[3,3]" or a single integer "3" (repeated n times), every element
+  // in [lo, hi].
   bool get_tuple(const char* key, std::vector<int64_t>* out, size_t n, bool required,
-                 const std::vector<int64_t>& def, int64_t lo) {
+                 const std::vector<int64_t>& def, int64_t lo, int64_t hi = INT64_MAX) {
     known_.insert(key);
     auto it = attrs_.find(key);
     if (it == attrs_.end()) {
@@ -182,9 +183,9 @@ class AttrReader {
       return fail(key, msg.str(), it->second);
     }
     for (int64_t v : vals) {
-      if (v < lo) {
+      if (v < lo || v > hi) {
         std::ostringstream msg;
-        msg << "elements must be >= " << lo;
+        msg << "elements must be " << (v < lo ? ">= " : "<= ") << (v < lo ? lo : hi);
         return fail(key, msg.str(), it->second);
       }
     }
@@ -368,6 +369,23 @@ inline MXReturnValue all_dense(const Attrs&, std::vector<int>* in, std::vector<i
 }
 
 inline bool on_gpu(const mxnet::ext::MXTensor& t) { return t.ctx.dev_type == "gpu"; }
+
+// ---- kernels compiled twice ---------------------------------------------------------------------
+// The library is built for the baseline x86-64 ISA. A CPU loop that pays for wider vectors is
+// written once as an always-inline function and called from two entry points, a plain one and
+// one carrying GM_TARGET_AVX512 (GCC inlines the body into each and vectorises it for that
+// target); cpu_has_avx512() picks one at run time.
+#define GM_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+
+inline bool cpu_has_avx512() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+           getenv("GLUON_MODELS_NO_AVX512") == nullptr;
+  }();
+  return has;
+}
 
 // A (1,) train_flag input (see the Gluon layers' train_mode_flag): training when > 0.5.
 template <typename T>

@@ -11,6 +11,12 @@ struct gm_fm_geom {
   int64_t N, C, H, W, O, Fn, G, Cg, Og, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, L, K;
 };
 
+// Geometry of one GroupConv call (see groupconv.cc): data (N, C, H, W), weight
+// (F, C/G, kh, kw), output (N, F, OH, OW).
+struct gm_gc_geom {
+  int64_t N, C, H, W, F, G, OH, OW, kh, kw, sh, sw, ph, pw;
+};
+
 extern "C" {
 const char* gm_cuda_error_string(int err);
 int gm_reorder_gpu(const void* in, void* out, int64_t outer, int64_t channels, int64_t inner,
@@ -75,4 +81,9 @@ int gm_isc_scatter_gpu(int elem, const void* g, const int32_t* index, int64_t K,
 // Copies `bytes` from the device to the host and waits for it (the default stream).
 int gm_isc_to_host(void* dst, const void* src, int64_t bytes);
 int gm_isc_copy_gpu(void* dst, const void* src, int64_t bytes, void* stream);
+
+// GroupConv (groupconv_kernels.cu), `elem` 4 or 8. kind 0: b = conv(a = data, w); kind 1:
+// b = grad_data from a = grad_out; kind 2: b = grad_weight from a = data, w = grad_out.
+int gm_gc_pass_gpu(int elem, int kind, const gm_gc_geom* g, const void* a, const void* w, void* b,
+                   void* stream);
 }

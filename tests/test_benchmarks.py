@@ -307,7 +307,10 @@ def test_igc_nets_quick_writes_results(tmp_path):
             bd = res["breakdowns"][label][mode]
             assert bd["calls"] > 0 and 0 < bd["total_ms"] <= bd["wall_ms"]
             assert bd["faults"] >= 0 and bd["peak_rss_mb"] > 0
-            assert bd["by_primitive"]["convolution"]["calls"] >= 17  # ResNet-18: 17+ convs
+            # ResNet-18: 17+ oneDNN convs; IGC-L100M2 keeps only its stem and projections
+            # there (its primaries run as the native GroupConv)
+            assert bd["by_primitive"]["convolution"]["calls"] >= (
+                5 if label == "igc_resnet18_l100m2" else 17)
         grouped = sum(e["calls"] for k, e in res["breakdowns"][label]["train"]["ops"].items()
                       if " grouped " in k)
         assert (grouped > 0) == label.startswith("igc_")

@@ -7,8 +7,8 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import nn
 
-__all__ = ["BatchNormReLU", "ConvBNAct", "MergedGroupConv2D", "merge_factor", "relu",
-           "he_normal", "fc_uniform", "IMPLS", "check_impl", "check_positive_int", "check_int",
+__all__ = ["BatchNormReLU", "ConvBNAct", "DirectGroupConv2D", "MergedGroupConv2D", "merge_factor",
+           "relu", "he_normal", "fc_uniform", "IMPLS", "check_impl", "check_positive_int", "check_int",
            "is_graph_input", "layout_barrier", "train_mode_dropout", "train_mode_flag"]
 
 IMPLS = ("native", "stock")
@@ -197,6 +197,56 @@ class MergedGroupConv2D(nn.Conv2D):
 
     def __repr__(self):
         return "%s, merge=%d)" % (super().__repr__()[:-1], self.merge)
+
+
+class DirectGroupConv2D(nn.Conv2D):
+    """A grouped ``nn.Conv2D`` (no bias, no dilation) computed by the native ``GroupConv``
+    operator on plain NCHW tensors, for groups of a few channels.
+
+    Parameters, initialisation and results are those of ``nn.Conv2D(channels, kernel_size,
+    strides, padding, groups=groups, use_bias=False, in_channels=in_channels)`` (same names
+    and shapes). MXNet's oneDNN backend computes such narrow groups with im2col + GEMM or,
+    merged (:class:`MergedGroupConv2D`), in its blocked layout, which costs a layout
+    conversion on each side when the neighbours are extension operators working on plain
+    NCHW (IGC's :class:`~gluon_models.nn.igc.InterleavedConv2D` and
+    :class:`BatchNormReLU`); the operator computes the groups directly in the plain layout.
+    float16 runs MXNet's convolution (the operator computes float32/float64).
+
+    Parameters
+    ----------
+    channels, kernel_size, strides, padding, groups, in_channels :
+        As ``nn.Conv2D``; ``in_channels`` is required.
+    """
+
+    def __init__(self, channels, kernel_size, strides=1, padding=0, groups=1, in_channels=0,
+                 **kwargs):
+        in_channels = check_positive_int("in_channels", in_channels)
+        if kwargs.pop("use_bias", False):
+            raise ValueError("DirectGroupConv2D has no bias")
+        super().__init__(check_positive_int("channels", channels), kernel_size, strides,
+                         padding, groups=check_positive_int("groups", groups), use_bias=False,
+                         in_channels=in_channels, **kwargs)
+        if tuple(self._kwargs["dilate"]) != (1, 1) or self._kwargs["layout"] != "NCHW":
+            raise ValueError("DirectGroupConv2D computes NCHW without dilation")
+        self.direct = True
+
+    def cast(self, dtype):
+        if np.dtype(dtype) == np.float16:
+            self.direct = False
+        super().cast(dtype)
+
+    def hybrid_forward(self, F, x, weight, bias=None):
+        if not self.direct:
+            return super().hybrid_forward(F, x, weight, bias)
+        if is_graph_input(F, x):  # the operator overwrites its input gradient (BatchNormReLU)
+            x = F.identity(x)
+        k = self._kwargs
+        return F.GroupConv(x, F.identity(weight), num_filter=k["num_filter"],
+                           num_group=k["num_group"], kernel=k["kernel"], stride=k["stride"],
+                           pad=k["pad"], name="fwd")
+
+    def __repr__(self):
+        return "%s, direct=%s)" % (super().__repr__()[:-1], self.direct)
 
 
 class BatchNormReLU(nn.BatchNorm):

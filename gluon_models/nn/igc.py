@@ -12,10 +12,14 @@ import numpy as np
 from mxnet.gluon import nn
 
 from ..utils.summary import register_macs
-from .basic import (BatchNormReLU, MergedGroupConv2D, check_impl, check_positive_int, he_normal,
+from .basic import (BatchNormReLU, DirectGroupConv2D, MergedGroupConv2D, check_impl, check_positive_int, he_normal,
                     is_graph_input as _is_graph_input, layout_barrier, relu)
 
 __all__ = ["reorder", "Reorder", "IGCConv", "InterleavedConv2D"]
+
+# Primary groups at most this many channels wide (input and output) run as the native
+# GroupConv on the fused path (IGC-L100M2: 1-2, the CIFAR IGC nets: 2).
+DIRECT_GROUP_WIDTH = 4
 
 
 def reorder(F, x, branch_factor, impl="native", channels=None):
@@ -204,11 +208,19 @@ class IGCConv(nn.HybridBlock):
         if fuse_secondary is None:
             fuse_secondary = impl == "native"
         fusable = secondary == channels // primary and reorder2 == channels // primary
+        direct = fusable and fuse_secondary and \
+            max(in_channels, channels) // primary <= DIRECT_GROUP_WIDTH
         with self.name_scope():
-            self.conv1 = MergedGroupConv2D(channels, kernel, stride, kernel // 2, groups=primary,
-                                           use_bias=False, in_channels=in_channels,
-                                           weight_initializer=he_normal(), prefix="conv1_",
-                                           merge=None if merge_groups else 1)
+            if direct:
+                self.conv1 = DirectGroupConv2D(channels, kernel, stride, kernel // 2,
+                                               groups=primary, in_channels=in_channels,
+                                               weight_initializer=he_normal(), prefix="conv1_")
+            else:
+                self.conv1 = MergedGroupConv2D(channels, kernel, stride, kernel // 2,
+                                               groups=primary, use_bias=False,
+                                               in_channels=in_channels,
+                                               weight_initializer=he_normal(), prefix="conv1_",
+                                               merge=None if merge_groups else 1)
             self.reorder1 = Reorder(primary, impl, channels, prefix="reorder1_")
             if fusable:
                 self.conv2 = InterleavedConv2D(channels, primary, fuse_secondary,
@@ -248,7 +260,10 @@ class IGCConv(nn.HybridBlock):
             # barrier in front of conv1 here: the BatchNorm it guards against sits behind the
             # operator's plain output (measured without it, interleaved: IGC-L16M16 step
             # -15 %, IGC-L100M2 inference -18 %, the CIFAR IGC ResNet step -10 %).
-            y = self.conv2(F.transpose(self.conv1(x), axes=(0, 1, 2, 3)))
+            y = self.conv1(x)
+            if not getattr(self.conv1, "direct", False):
+                y = F.transpose(y, axes=(0, 1, 2, 3))
+            y = self.conv2(y)
         else:
             # the authors' op chain: the input usually comes from BN + ReLU, keep the grouped
             # conv1 away from it

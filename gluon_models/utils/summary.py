@@ -69,6 +69,7 @@ def _product_macs(inner):
 
 
 register_macs("Convolution", _weighted_macs)
+register_macs("GroupConv", _weighted_macs)  # the native grouped conv (nn.DirectGroupConv2D)
 register_macs("FullyConnected", _weighted_macs)
 # batch_dot: (..., m, k) x (..., k, n); transpose_a makes the first operand (..., k, m)
 register_macs("batch_dot", _product_macs(

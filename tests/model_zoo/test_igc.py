@@ -165,6 +165,10 @@ def test_fused_layers_are_where_the_permutations_are_inverse():
     ops = _ops(gluon_models.get_model("igc_resnet_cifar", depth=14, primary=4, secondary=2),
                (1, 3, 32, 32))
     assert ops.count("IGCSecondary") == 10 and ops.count("Reorder") == 4
+    # primaries of fused layers with groups <= 4 channels wide run as the native GroupConv:
+    # widths 8, 16, 32 with 4 groups, so stage 1's 2-channel groups and stage 2's 4-channel
+    # ones (7 fused layers: 4 + 3, the first of stage 2 is unfused)
+    assert ops.count("GroupConv") == 7
     ops = _ops(gluon_models.get_model("igc_resnet18_l16m16", classes=10,
                                       representation_options={"pool_size": None}),
                (1, 3, 64, 64))
@@ -172,11 +176,14 @@ def test_fused_layers_are_where_the_permutations_are_inverse():
     # BatchNorms of plain tensors as the native BNReLU: behind every fused layer and the
     # grouped projections of stages 2-4; the 256-channel stem stays oneDNN's
     assert ops.count("BNReLU") == 16 + 3 and ops.count("BatchNorm") == 1
+    assert "GroupConv" not in ops  # 16-channel groups: oneDNN's blocked kernels
     ops = _ops(gluon_models.get_model("igc_resnet18_l100m2", classes=10,
                                       representation_options={"pool_size": None}),
                (1, 3, 64, 64))
     # L100M2: also the projection of stage 1 (100 -> 200) and the 100-channel stem
     assert ops.count("BNReLU") == 16 + 4 + 1 and "BatchNorm" not in ops
+    # every primary (1-2 channels per group) native; oneDNN keeps the stem and projections
+    assert ops.count("GroupConv") == 16 and ops.count("Convolution") == 1 + 4
     ops = _ops(gluon_models.get_model("igc_resnet18_l16m16", classes=10, impl="stock",
                                       representation_options={"pool_size": None}),
                (1, 3, 64, 64))

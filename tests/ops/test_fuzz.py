@@ -119,9 +119,23 @@ def gen_bnrelu(rng):
     return attrs, names, shapes, [dtype] * len(names)
 
 
+def gen_groupconv(rng):
+    G = rng.choice([1, 2, 3])
+    O, C = G * rng.randint(1, 5), G * rng.randint(0, 3)
+    k = (rng.choice([1, 2, 3]), rng.choice([1, 3]))
+    s, p = [(rng.randint(1, 2), rng.randint(1, 2)) for _ in range(2)]
+    p = (p[0] - 1, p[1] - 1 + rng.randint(0, 1))
+    attrs = {"kernel": str(k), "num_filter": str(O), "num_group": str(G), "stride": str(s),
+             "pad": str(p)}
+    dtype = rng.choice(["float32", "float32", "float64"])
+    return (attrs, ["data", "weight"],
+            [(rng.randint(0, 3), C, rng.randint(0, 6), rng.randint(0, 6)), (O, C // G) + k],
+            [dtype, dtype])
+
+
 GENERATORS = {"Reorder": gen_reorder, "FMConvolution1": gen_fmconv, "FMConvolution3": gen_fmconv,
               "ISqrtCov": gen_isqrtcov, "IBN": gen_ibn, "IGCSecondary": gen_igcsecondary,
-              "BNReLU": gen_bnrelu}
+              "BNReLU": gen_bnrelu, "GroupConv": gen_groupconv}
 
 
 def random_shape(rng):
@@ -177,6 +191,7 @@ CHILD = textwrap.dedent("""
     from tests.nn.test_ibn import np_ibn
     from tests.ops.test_igcsecondary import np_igc_secondary
     from tests.ops.test_bnrelu import np_bnrelu
+    from tests.ops.test_groupconv import np_group_conv
 
     def tup(text):
         vals = [int(v) for v in text.strip("()[] ").split(",") if v.strip()]
@@ -194,6 +209,9 @@ CHILD = textwrap.dedent("""
             return np_reorder(xs[0], int(attrs["branch_factor"]))
         if op == "IGCSecondary":
             return np_igc_secondary(xs[0], xs[1], int(attrs["primary"]))
+        if op == "GroupConv":
+            return np_group_conv(xs[0], xs[1], int(attrs.get("num_group", "1")),
+                                 tup(attrs.get("stride", "1")), tup(attrs.get("pad", "0")))
         if op == "ISqrtCov":
             vec = attrs.get("vectorize", "True") == "True"
             return np_isqrtcov(xs[0], xs[1].astype(np.int64) if vec else None,

@@ -77,13 +77,14 @@ def test_igc_plain_cifar_count(impl):
 @pytest.mark.parametrize("name", ["igc_plain_cifar", "igc_resnet_cifar", "igc_resnet18_l4m32",
                                   "igc_resnet18_l16m16", "igc_resnet18_l100m2"])
 def test_igc_speed_paths_count_the_authors_multiply_adds(name):
-    """The native networks' merged primary groups (zeros multiplied) and fused secondary
-    convolution (IGCSecondary) count what the authors' op chain counts, layer for layer."""
+    """The native networks' primary convolutions (merged groups, zeros multiplied, or the native
+    GroupConv) and fused secondary convolution (IGCSecondary) count what the authors' op chain
+    counts, layer for layer."""
     opts = {} if "cifar" in name else {"representation_options": {"pool_size": None}}
     fast = summary(gluon_models.get_model(name, **opts), (3, 32, 32))
     plain = summary(gluon_models.get_model(name, impl="stock", **opts), (3, 32, 32))
     assert fast.macs == plain.macs and fast.params == plain.params
-    merged = [r for r in fast.rows if r.op == "Convolution" and "conv1" in r.name]
+    merged = [r for r in fast.rows if r.op in ("Convolution", "GroupConv") and "conv1" in r.name]
     fused = [r for r in fast.rows if r.op == "IGCSecondary"]
     assert fused and all(r.macs > 0 for r in fused)
     assert sum(r.macs for r in merged + fused) == sum(
