@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <vector>
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include "gm_common.h"
@@ -259,11 +260,13 @@ struct Flat {
   int64_t Wp, len, size;  // padded row, output plane in padded rows (OH*Wp), padded plane
   explicit Flat(const Geo& g)
       : Wp(g.W + 2 * g.pw), len(g.OH * (g.W + 2 * g.pw)),
-        size((g.H + 2 * g.ph) * (g.W + 2 * g.pw) + g.kw) {}  // + kw: the unused columns' reads
-  // Scratch elements one task needs: Cg padded input planes and Og output planes.
+        size((g.H + 2 * g.ph) * (g.W + 2 * g.pw) + g.kw + 32) {}
+  // + kw: the reads of the unused columns; + 32: the AVX-512 kernels' last partial block
+  // Scratch elements one task needs: Cg padded input planes and Og output planes (+ 32 each
+  // for the AVX-512 kernels' last partial block).
   static int64_t scratch(const Geo& g) {
     const Flat f(g);
-    return g.Cg * f.size + g.Og * f.len;
+    return g.Cg * f.size + g.Og * (f.len + 32);
   }
 };
 
@@ -480,6 +483,210 @@ void run_cpu(int kind, const Geo& g, const T* a, const T* w, T* b) {
     task(kind, g, t, a, w, b, scratch.data() + per * omp_get_thread_num());
 }
 
+// ---- float32 on AVX-512, stride 1: register-blocked flat kernels ---------------------------
+// The same flat formulation, with the sums of a block of outputs held in registers over all
+// taps (instead of one pass over the output planes per tap), and the backward pass fused per
+// group: per image, the data gradient gathers from a zero-bordered copy of the output
+// gradient (every input pixel reads the output pixels that read it) and the weight gradient
+// takes its dot products from the same copies, so each tensor crosses memory once.
+struct FlatBack {
+  int64_t front, plane;  // zeros before an output-gradient plane, one bordered plane
+  explicit FlatBack(const Geo& g, const Flat& f)
+      : front((g.kh - 1) * f.Wp + g.kw - 1),
+        plane(front + (g.H + 2 * g.ph) * f.Wp + 32) {}
+  // Scratch of one group task: Cg padded input planes, Og bordered output-gradient planes and
+  // Cg padded input-gradient planes.
+  static int64_t scratch(const Geo& g) {
+    const Flat f(g);
+    const FlatBack b(g, f);
+    return 2 * g.Cg * f.size + g.Og * b.plane;
+  }
+};
+
+// outp (Og planes of f.len) = the forward sums, 32 outputs at a time in registers.
+template <int kOg>
+GM_TARGET_AVX512 void forward_avx512(const Geo& g, const Flat& f, const float* inp,
+                                     const float* w, float* outp) {
+  const int64_t taps = g.kh * g.kw, nt = g.Cg * taps;
+  std::vector<int64_t> off(nt);
+  std::vector<float> wt(nt * kOg);
+  for (int64_t c = 0; c < g.Cg; ++c)
+    for (int64_t t = 0; t < taps; ++t) {
+      off[c * taps + t] = c * f.size + (t / g.kw) * f.Wp + t % g.kw;
+      for (int o = 0; o < kOg; ++o) wt[(c * taps + t) * kOg + o] = w[(o * g.Cg + c) * taps + t];
+    }
+  for (int64_t i = 0; i < f.len; i += 32) {  // outp has room for a last partial block
+    __m512 a[kOg][2];
+    for (int o = 0; o < kOg; ++o) a[o][0] = a[o][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < nt; ++k) {
+      const float* s = inp + off[k] + i;
+      const __m512 v0 = _mm512_loadu_ps(s), v1 = _mm512_loadu_ps(s + 16);
+      for (int o = 0; o < kOg; ++o) {
+        const __m512 wv = _mm512_set1_ps(wt[k * kOg + o]);
+        a[o][0] = _mm512_fmadd_ps(wv, v0, a[o][0]);
+        a[o][1] = _mm512_fmadd_ps(wv, v1, a[o][1]);
+      }
+    }
+    for (int o = 0; o < kOg; ++o) {
+      _mm512_storeu_ps(outp + o * (f.len + 32) + i, a[o][0]);
+      _mm512_storeu_ps(outp + o * (f.len + 32) + i + 16, a[o][1]);
+    }
+  }
+}
+
+// One image of a group's backward pass. inp: the Cg input planes padded (Flat); dob: the Og
+// output-gradient planes bordered (FlatBack: b.front zeros, then rows of Wp with zeros in the
+// unused columns, then zeros); dinp: Cg padded planes receiving the input gradient (rows
+// [ph, ph + H) written); acc: Og x Cg x taps weight-gradient sums, added to.
+template <int kCg, int kOg>
+GM_TARGET_AVX512 void backward_image_avx512(const Geo& g, const Flat& f, const FlatBack& b,
+                                            const float* inp, const float* dob,
+                                            const float* w, float* dinp, double* acc) {
+  const int64_t taps = g.kh * g.kw;
+  // data gradient: dinp[c][j] = sum_{o, t} w[o][c][t] dob[o][j - off_t], 32 at a time
+  {
+    const int64_t nt = kOg * taps;
+    std::vector<int64_t> off(nt);
+    std::vector<float> wt(nt * kCg);
+    for (int o = 0; o < kOg; ++o)
+      for (int64_t t = 0; t < taps; ++t) {
+        off[o * taps + t] = o * b.plane + b.front - (t / g.kw) * f.Wp - t % g.kw;
+        for (int c = 0; c < kCg; ++c) wt[(o * taps + t) * kCg + c] = w[(o * kCg + c) * taps + t];
+      }
+    const int64_t j0 = g.ph * f.Wp, j1 = (g.ph + g.H) * f.Wp;
+    for (int64_t j = j0; j < j1; j += 32) {  // dinp and dob have room for a partial block
+      __m512 a[kCg][2];
+      for (int c = 0; c < kCg; ++c) a[c][0] = a[c][1] = _mm512_setzero_ps();
+      for (int64_t k = 0; k < nt; ++k) {
+        const float* s = dob + off[k] + j;
+        const __m512 v0 = _mm512_loadu_ps(s), v1 = _mm512_loadu_ps(s + 16);
+        for (int c = 0; c < kCg; ++c) {
+          const __m512 wv = _mm512_set1_ps(wt[k * kCg + c]);
+          a[c][0] = _mm512_fmadd_ps(wv, v0, a[c][0]);
+          a[c][1] = _mm512_fmadd_ps(wv, v1, a[c][1]);
+        }
+      }
+      for (int c = 0; c < kCg; ++c) {
+        _mm512_storeu_ps(dinp + c * f.size + j, a[c][0]);
+        _mm512_storeu_ps(dinp + c * f.size + j + 16, a[c][1]);
+      }
+    }
+  }
+  // weight gradient: acc[o][c][t] += sum_i dob[o][front + i] inp[c][i + off_t], i < len (the
+  // unused columns of dob are zeros, so are its 32 elements past len)
+  for (int c = 0; c < kCg; ++c) {
+    for (int64_t t0 = 0; t0 < taps; t0 += 9) {  // at most 9 taps x kOg (<= 2) sums in registers
+      const int nt = static_cast<int>(std::min<int64_t>(9, taps - t0));
+      int64_t off[9];
+      for (int t = 0; t < nt; ++t) off[t] = c * f.size + ((t0 + t) / g.kw) * f.Wp + (t0 + t) % g.kw;
+      __m512 a[kOg][9];
+      for (int o = 0; o < kOg; ++o)
+        for (int t = 0; t < 9; ++t) a[o][t] = _mm512_setzero_ps();
+      for (int64_t i = 0; i < f.len; i += 16) {
+        __m512 d[kOg];
+        for (int o = 0; o < kOg; ++o) d[o] = _mm512_loadu_ps(dob + o * b.plane + b.front + i);
+        for (int t = 0; t < nt; ++t) {
+          const __m512 s = _mm512_loadu_ps(inp + off[t] + i);
+          for (int o = 0; o < kOg; ++o) a[o][t] = _mm512_fmadd_ps(d[o], s, a[o][t]);
+        }
+      }
+      alignas(64) float lanes[16];
+      for (int o = 0; o < kOg; ++o)
+        for (int t = 0; t < nt; ++t) {
+          _mm512_store_ps(lanes, a[o][t]);
+          double sum = 0;
+          for (int l = 0; l < 16; ++l) sum += lanes[l];
+          acc[(o * kCg + c) * taps + t0 + t] += sum;
+        }
+    }
+  }
+}
+
+// Forward of one (image, group): pad, the blocked sums, the output rows out of the padded ones.
+template <int kOg>
+GM_TARGET_AVX512 void forward_one_avx512(const Geo& g, const float* in, const float* w,
+                                         float* out, float* scratch) {
+  const Flat f(g);
+  float* inp = scratch;
+  float* outp = scratch + g.Cg * f.size;
+  pad_planes(g, f, in, g.Cg, inp);
+  forward_avx512<kOg>(g, f, inp, w, outp);
+  for (int o = 0; o < kOg; ++o)
+    for (int64_t oy = 0; oy < g.OH; ++oy)
+      std::copy(outp + o * (f.len + 32) + oy * f.Wp, outp + o * (f.len + 32) + oy * f.Wp + g.OW,
+                out + (o * g.OH + oy) * g.OW);
+}
+
+// The whole backward pass of group gi (both gradients), image after image.
+template <int kCg, int kOg>
+GM_TARGET_AVX512 void backward_group_avx512(const Geo& g, int64_t gi, const float* x,
+                                            const float* dy, const float* w, float* dx,
+                                            float* dw, float* scratch) {
+  const Flat f(g);
+  const FlatBack b(g, f);
+  const int64_t taps = g.kh * g.kw, nw = kOg * kCg * taps;
+  float* inp = scratch;
+  float* dinp = inp + kCg * f.size;
+  float* dob = dinp + kCg * f.size;
+  std::fill(dob, dob + kOg * b.plane, 0.0f);  // the rows below overwrite only the data
+  std::vector<double> acc(nw, 0.0);
+  const float* wg = w + gi * nw;
+  for (int64_t n = 0; n < g.N; ++n) {
+    pad_planes(g, f, x + (n * g.C + gi * kCg) * g.in_plane(), kCg, inp);
+    const float* d = dy + (n * g.F + gi * kOg) * g.out_plane();
+    for (int o = 0; o < kOg; ++o)
+      for (int64_t oy = 0; oy < g.OH; ++oy)
+        std::copy(d + (o * g.OH + oy) * g.OW, d + (o * g.OH + oy + 1) * g.OW,
+                  dob + o * b.plane + b.front + oy * f.Wp);
+    backward_image_avx512<kCg, kOg>(g, f, b, inp, dob, wg, dinp, acc.data());
+    float* dxn = dx + (n * g.C + gi * kCg) * g.in_plane();
+    for (int c = 0; c < kCg; ++c)
+      for (int64_t iy = 0; iy < g.H; ++iy) {
+        const float* s = dinp + c * f.size + (iy + g.ph) * f.Wp + g.pw;
+        std::copy(s, s + g.W, dxn + (c * g.H + iy) * g.W);
+      }
+  }
+  for (int64_t i = 0; i < nw; ++i) dw[gi * nw + i] = static_cast<float>(acc[i]);
+}
+
+// Whether the AVX-512 kernels take this float32 call: stride 1, 1 or 2 input channels and
+// 1 or 2 output channels per group for the backward pass, 1, 2 or 4 outputs for the forward.
+bool avx512_forward(const Geo& g) {
+  return gm::cpu_has_avx512() && flat_path(g) && (g.Og == 1 || g.Og == 2 || g.Og == 4);
+}
+bool avx512_backward(const Geo& g) {
+  return gm::cpu_has_avx512() && flat_path(g) && (g.Cg == 1 || g.Cg == 2) &&
+         (g.Og == 1 || g.Og == 2);
+}
+
+void forward_cpu_avx512(const Geo& g, const float* x, const float* w, float* y) {
+  const int64_t tasks = g.N * g.G, per = Flat::scratch(g);
+  const int threads = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(tasks, omp_get_max_threads())));
+  std::vector<float> scratch(per * threads);
+  auto one = g.Og == 1 ? &forward_one_avx512<1> : g.Og == 2 ? &forward_one_avx512<2>
+                                                             : &forward_one_avx512<4>;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t n = t / g.G, gi = t % g.G;
+    one(g, x + (n * g.C + gi * g.Cg) * g.in_plane(), w + gi * g.Og * g.Cg * g.kh * g.kw,
+        y + (n * g.F + gi * g.Og) * g.out_plane(), scratch.data() + per * omp_get_thread_num());
+  }
+}
+
+void backward_cpu_avx512(const Geo& g, const float* x, const float* dy, const float* w,
+                         float* dx, float* dw) {
+  const int64_t per = FlatBack::scratch(g);
+  const int threads = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(g.G, omp_get_max_threads())));
+  std::vector<float> scratch(per * threads);
+  auto group = g.Cg == 1 ? (g.Og == 1 ? &backward_group_avx512<1, 1> : &backward_group_avx512<1, 2>)
+                         : (g.Og == 1 ? &backward_group_avx512<2, 1> : &backward_group_avx512<2, 2>);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t gi = 0; gi < g.G; ++gi)
+    group(g, gi, x, dy, w, dx, dw, scratch.data() + per * omp_get_thread_num());
+}
+
 #ifdef GM_WITH_CUDA
 gm_gc_geom gpu_geom(const Geo& g) {
   return gm_gc_geom{g.N, g.C, g.H, g.W, g.F, g.G, g.OH, g.OW, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw};
@@ -516,6 +723,8 @@ gm::MXReturnValue pass(int kind, const Geo& g, MXTensor& a, MXTensor& w, MXTenso
   }
   if (f64)
     run_cpu(kind, g, a.data<double>(), w.data<double>(), b.data<double>());
+  else if (kind == 0 && avx512_forward(g))
+    forward_cpu_avx512(g, a.data<float>(), w.data<float>(), b.data<float>());
   else
     run_cpu(kind, g, a.data<float>(), w.data<float>(), b.data<float>());
   return gm::MX_SUCCESS;
@@ -645,6 +854,12 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
   if (!gm::check_output(kOp, "grad_data", dx, x.shape, x.dtype) ||
       !gm::check_output(kOp, "grad_weight", dw, w.shape, w.dtype))
     return gm::MX_FAIL;
+  if (!gm::on_gpu(x) && x.dtype == mxnet::ext::kFloat32 && dx.size() > 0 && dw.size() > 0 &&
+      avx512_backward(g)) {  // both gradients in one pass over the tensors
+    backward_cpu_avx512(g, x.data<float>(), dy.data<float>(), w.data<float>(),
+                        dx.data<float>(), dw.data<float>());
+    return gm::MX_SUCCESS;
+  }
   if (dx.size() > 0 && pass(1, g, dy, w, dx, res) != gm::MX_SUCCESS) return gm::MX_FAIL;
   if (dw.size() > 0 && pass(2, g, x, dy, dw, res) != gm::MX_SUCCESS) return gm::MX_FAIL;
   return gm::MX_SUCCESS;

@@ -61,7 +61,8 @@ def np_group_conv_grads(x, w, dy, groups, stride, pad):
 # (data shape, num_filter, num_group, kernel, stride, pad): the IGC primaries (1 -> 2 and
 # 2 -> 2 channels per group, stride 1 and 2), 4 and 3 (the generic path) outputs per group, a
 # single group, rectangular kernels and strides, no padding, a 1 x 1 kernel, a plane shorter
-# than the vector width, a kernel as large as the padded input
+# than the vector width, a kernel as large as the padded input, 2 -> 1 channels and a 5 x 3
+# kernel (the AVX-512 kernels take 1-2 -> 1-2 channels at stride 1)
 CASES = [((2, 4, 7, 9), 8, 4, (3, 3), (1, 1), (1, 1)),
          ((2, 8, 9, 8), 8, 4, (3, 3), (1, 1), (1, 1)),
          ((2, 8, 11, 10), 16, 8, (3, 3), (2, 2), (1, 1)),
@@ -74,6 +75,8 @@ CASES = [((2, 4, 7, 9), 8, 4, (3, 3), (1, 1), (1, 1)),
          ((2, 6, 4, 4), 6, 3, (1, 1), (1, 1), (0, 0)),
          ((3, 2, 2, 3), 4, 2, (3, 3), (1, 1), (1, 1)),
          ((1, 2, 3, 3), 2, 1, (5, 5), (1, 1), (1, 1)),
+         ((2, 4, 6, 6), 2, 2, (3, 3), (1, 1), (1, 1)),
+         ((1, 3, 10, 6), 6, 3, (5, 3), (1, 1), (2, 1)),
          ((2, 200, 14, 14), 200, 100, (3, 3), (1, 1), (1, 1)),
          ((2, 100, 12, 12), 200, 100, (3, 3), (2, 2), (1, 1))]
 
