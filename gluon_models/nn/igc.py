@@ -178,9 +178,14 @@ class IGCConv(nn.HybridBlock):
         the authors except the first block of the CIFAR ResNets' widening stages), and the
         BatchNorm (+ ReLU) of its plain output as the native ``BNReLU``
         (:class:`~gluon_models.nn.basic.BatchNormReLU`; with :meth:`take_residual` also the
-        residual addition and ReLU closing a basic block). None (default): with
-        ``impl="native"``. ``reorder1``/``reorder2`` stay children (without parameters) either
-        way; parameter names are the same in every form.
+        residual addition and ReLU closing a basic block). A fused layer whose primary groups
+        are at most :data:`DIRECT_GROUP_WIDTH` channels wide (input and output) also computes
+        ``conv1`` natively, in the plain layout
+        (:class:`~gluon_models.nn.basic.DirectGroupConv2D`, the ``GroupConv`` operator;
+        ``merge_groups`` then does not apply): the layer never enters oneDNN's blocked
+        layout, whose conversions cost IGC-L100M2 more than its convolutions. None (default): with ``impl="native"``.
+        ``reorder1``/``reorder2`` stay children (without parameters) either way; parameter
+        names are the same in every form.
     """
 
     def __init__(self, in_channels, channels, primary, secondary, reorder2=None, kernel=3,
