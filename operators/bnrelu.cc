@@ -376,18 +376,6 @@ gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<uns
   return ok ? gm::MX_SUCCESS : gm::MX_FAIL;
 }
 
-#ifdef GM_WITH_CUDA
-gm::MXReturnValue cuda_status(int err) {
-  if (err == 0) return gm::MX_SUCCESS;
-  MX_ERROR_MSG << kOp << ": CUDA error " << gm_cuda_error_string(err);
-  return gm::MX_FAIL;
-}
-#else
-gm::MXReturnValue no_cuda() {
-  MX_ERROR_MSG << kOp << ": this operator library was built without CUDA";
-  return gm::MX_FAIL;
-}
-#endif
 
 template <typename T>
 void run_forward(const Layout& L, const BNReLUParam& p, std::vector<MXTensor>& in,
@@ -428,9 +416,9 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
     if (err == 0 && (p.relu || p.residual))
       err = gm_add_relu_gpu(elem, out[0].data_ptr, p.residual ? in[6].data_ptr : nullptr,
                             p.relu ? 1 : 0, n, s);
-    return cuda_status(err);
+    return gm::gpu_status(kOp, err);
 #else
-    return no_cuda();
+    return gm::gpu_status(kOp, -1);
 #endif
   }
   if (dt == mxnet::ext::kFloat64) {
@@ -567,9 +555,9 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
                                 nullptr, nullptr, out[1].data_ptr, out[2].data_ptr, work, L.N,
                                 L.C, L.S, 0, 0, 0, p.eps, p.momentum, s);
     if (err == 0 && zero_flag) err = gm_fm_zero_gpu(out[3].data_ptr, elem, s);
-    return cuda_status(err);
+    return gm::gpu_status(kOp, err);
 #else
-    return no_cuda();
+    return gm::gpu_status(kOp, -1);
 #endif
   }
   if (dt == mxnet::ext::kFloat64) {

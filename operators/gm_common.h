@@ -370,6 +370,28 @@ inline MXReturnValue all_dense(const Attrs&, std::vector<int>* in, std::vector<i
 
 inline bool on_gpu(const mxnet::ext::MXTensor& t) { return t.ctx.dev_type == "gpu"; }
 
+}  // namespace gm
+
+#ifdef GM_WITH_CUDA
+extern "C" const char* gm_cuda_error_string(int err);  // gm_cuda.h, reorder_kernels.cu
+#endif
+
+namespace gm {
+
+// The result of an operator's GPU pass: `err` from the CUDA launchers (0 = success, > 0 a
+// cudaError_t), or -1 where the library was built without CUDA; failures name the operator.
+inline MXReturnValue gpu_status(const char* op, int err) {
+  if (err == 0) return MX_SUCCESS;
+#ifdef GM_WITH_CUDA
+  if (err > 0) {
+    MX_ERROR_MSG << op << ": CUDA error " << gm_cuda_error_string(err);
+    return MX_FAIL;
+  }
+#endif
+  MX_ERROR_MSG << op << ": this operator library was built without CUDA";
+  return MX_FAIL;
+}
+
 // ---- kernels compiled twice ---------------------------------------------------------------------
 // The library is built for the baseline x86-64 ISA. A CPU loop that pays for wider vectors is
 // written once as an always-inline function and called from two entry points, a plain one and

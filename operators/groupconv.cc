@@ -693,20 +693,6 @@ gm_gc_geom gpu_geom(const Geo& g) {
 }
 #endif
 
-// The result of a GPU pass: `err` from the CUDA launchers (0 = success), or -1 when the
-// library was built without CUDA.
-gm::MXReturnValue gpu_status(int err) {
-  if (err == 0) return gm::MX_SUCCESS;
-#ifdef GM_WITH_CUDA
-  if (err > 0) {
-    MX_ERROR_MSG << kOp << ": CUDA error " << gm_cuda_error_string(err);
-    return gm::MX_FAIL;
-  }
-#endif
-  MX_ERROR_MSG << kOp << ": this operator library was built without CUDA";
-  return gm::MX_FAIL;
-}
-
 // One pass: kind 0 out = conv(a = data), 1 b = grad_data from a = grad_out, 2 b = grad_weight
 // from a = data and w = grad_out. Sizes are checked by the caller.
 gm::MXReturnValue pass(int kind, const Geo& g, MXTensor& a, MXTensor& w, MXTensor& b,
@@ -715,10 +701,10 @@ gm::MXReturnValue pass(int kind, const Geo& g, MXTensor& a, MXTensor& w, MXTenso
   if (gm::on_gpu(a)) {
 #ifdef GM_WITH_CUDA
     const gm_gc_geom gg = gpu_geom(g);
-    return gpu_status(gm_gc_pass_gpu(f64 ? 8 : 4, kind, &gg, a.data_ptr, w.data_ptr,
-                                     b.data_ptr, res.get_cuda_stream()));
+    return gm::gpu_status(kOp, gm_gc_pass_gpu(f64 ? 8 : 4, kind, &gg, a.data_ptr, w.data_ptr,
+                                              b.data_ptr, res.get_cuda_stream()));
 #else
-    return gpu_status(-1);
+    return gm::gpu_status(kOp, -1);
 #endif
   }
   if (f64)

@@ -321,18 +321,6 @@ gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<uns
   return ok ? gm::MX_SUCCESS : gm::MX_FAIL;
 }
 
-#ifdef GM_WITH_CUDA
-gm::MXReturnValue cuda_status(int err) {
-  if (err == 0) return gm::MX_SUCCESS;
-  MX_ERROR_MSG << kOp << ": CUDA error " << gm_cuda_error_string(err);
-  return gm::MX_FAIL;
-}
-#else
-gm::MXReturnValue no_cuda() {
-  MX_ERROR_MSG << kOp << ": this operator library was built without CUDA";
-  return gm::MX_FAIL;
-}
-#endif
 
 template <typename T>
 void run_forward(const Layout& L, const IBNParam& p, std::vector<MXTensor>& in,
@@ -367,9 +355,9 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
         in[3].data_ptr, in[4].data_ptr, in[5].data_ptr, in[6].data_ptr, in[7].data_ptr,
         out[0].data_ptr, out[1].data_ptr, out[2].data_ptr, L.N, L.C, L.S, L.Ci, L.i0, L.b0,
         p.eps, res.get_cuda_stream());
-    return cuda_status(err);
+    return gm::gpu_status(kOp, err);
 #else
-    return no_cuda();
+    return gm::gpu_status(kOp, -1);
 #endif
   }
   if (dt == mxnet::ext::kFloat64) {
@@ -485,9 +473,9 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
       if (err == 0)
         err = gm_fm_zero_gpu(out[i].data_ptr, static_cast<int64_t>(out[i].size()) * elem,
                              res.get_cuda_stream());
-    return cuda_status(err);
+    return gm::gpu_status(kOp, err);
 #else
-    return no_cuda();
+    return gm::gpu_status(kOp, -1);
 #endif
   }
   if (dt == mxnet::ext::kFloat64) {

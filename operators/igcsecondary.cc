@@ -168,20 +168,6 @@ int weight_grad_gpu(const Dims& d, const T* x, const T* dy, T* dw, void* stream)
 }
 #endif
 
-// The result of a GPU pass: `err` from the CUDA launchers (0 = success), or -1 when the library
-// was built without CUDA.
-gm::MXReturnValue gpu_status(int err) {
-  if (err == 0) return gm::MX_SUCCESS;
-#ifdef GM_WITH_CUDA
-  if (err > 0) {
-    MX_ERROR_MSG << kOp << ": CUDA error " << gm_cuda_error_string(err);
-    return gm::MX_FAIL;
-  }
-#endif
-  MX_ERROR_MSG << kOp << ": this operator library was built without CUDA";
-  return gm::MX_FAIL;
-}
-
 // out = op(data) for the forward (transpose_w = false) or grad_data = op^T(grad_out).
 gm::MXReturnValue apply(MXTensor& src, MXTensor& weight, MXTensor& dst,
                         const char* what, const char* dst_name, const Param& p, bool transpose_w,
@@ -197,9 +183,9 @@ gm::MXReturnValue apply(MXTensor& src, MXTensor& weight, MXTensor& dst,
                                 transpose_w, res.get_cuda_stream())
                   : forward_gpu(d, src.data<float>(), weight.data<float>(), dst.data<float>(),
                                 transpose_w, res.get_cuda_stream());
-    return gpu_status(err);
+    return gm::gpu_status(kOp, err);
 #else
-    return gpu_status(-1);
+    return gm::gpu_status(kOp, -1);
 #endif
   }
   if (f64)
@@ -316,9 +302,9 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
                                     res.get_cuda_stream())
                   : weight_grad_gpu(d, x.data<float>(), dy.data<float>(), dw.data<float>(),
                                     res.get_cuda_stream());
-    return gpu_status(err);
+    return gm::gpu_status(kOp, err);
 #else
-    return gpu_status(-1);
+    return gm::gpu_status(kOp, -1);
 #endif
   }
   if (d.inner == 0) {  // no pixels: an empty sum

@@ -101,11 +101,16 @@ def _case(shape, F, G, kernel, stride, pad, seed=0):
     return x, w, dy, y
 
 
-def _check(got, want, dtype):
+def _mismatches(got, want, dtype):
+    """(output, grad_data, grad_weight) against the reference: a list of what differs."""
     tol = 1e-12 if dtype == "float64" else 3e-6
-    for g, wnt in zip(got, want):
-        assert g.dtype == np.dtype(dtype) and g.shape == wnt.shape
-        np.testing.assert_allclose(g, wnt, rtol=tol, atol=tol * max(1.0, np.abs(wnt).max()))
+    bad = []
+    for name, g, wnt in zip(("out", "grad_data", "grad_weight"), got, want):
+        if g.dtype != np.dtype(dtype) or g.shape != wnt.shape:
+            bad.append("%s: %s %s, expected %s %s" % (name, g.dtype, g.shape, dtype, wnt.shape))
+        elif not np.allclose(g, wnt, rtol=tol, atol=tol * max(1.0, np.abs(wnt).max())):
+            bad.append("%s: differs by %g" % (name, np.abs(g - wnt).max()))
+    return bad
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -113,7 +118,7 @@ def _check(got, want, dtype):
 def test_forward_backward_match_numpy(shape, F, G, kernel, stride, pad, dtype):
     x, w, dy, y = _case(shape, F, G, kernel, stride, pad)
     got = _run(x, w, dy, G, kernel, stride, pad, dtype)
-    _check(got, (y,) + np_group_conv_grads(x, w, dy, G, stride, pad), dtype)
+    assert not _mismatches(got, (y,) + np_group_conv_grads(x, w, dy, G, stride, pad), dtype)
 
 
 @pytest.mark.parametrize("shape,F,G,kernel,stride,pad", CASES[:4] + CASES[6:8])
@@ -127,17 +132,17 @@ def test_equals_mxnet_convolution(shape, F, G, kernel, stride, pad):
         y = mx.nd.Convolution(xn, wn, num_filter=F, num_group=G, kernel=kernel, stride=stride,
                               pad=pad, no_bias=True)
     y.backward(mx.nd.array(dy, dtype="float64"))
-    _check(got, (y.asnumpy(), xn.grad.asnumpy(), wn.grad.asnumpy()), "float64")
+    assert not _mismatches(got, (y.asnumpy(), xn.grad.asnumpy(), wn.grad.asnumpy()), "float64")
 
 
 GENERIC_CHILD = """
 import numpy as np, gluon_models
-from gluon_models.ops import info
-from tests.ops.test_groupconv import CASES, _case, _run, _check, np_group_conv_grads
+from tests.ops.test_groupconv import CASES, _case, _run, _mismatches, np_group_conv_grads
 for shape, F, G, kernel, stride, pad in CASES:
     x, w, dy, y = _case(shape, F, G, kernel, stride, pad)
-    _check(_run(x, w, dy, G, kernel, stride, pad, "float32"),
-           (y,) + np_group_conv_grads(x, w, dy, G, stride, pad), "float32")
+    bad = _mismatches(_run(x, w, dy, G, kernel, stride, pad, "float32"),
+                      (y,) + np_group_conv_grads(x, w, dy, G, stride, pad), "float32")
+    assert not bad, (shape, F, G, kernel, stride, pad, bad)
 print("generic ok")
 """
 
