@@ -693,14 +693,9 @@ gm::MXReturnValue on_device(const char* op, bool gpu, size_t bytes, const OpReso
     }
     GpuBackend<T> be{res.get_cuda_stream()};
     body(be, pool);
-    if (!be.ok()) {
-      MX_ERROR_MSG << op << ": CUDA error " << gm_cuda_error_string(be.err);
-      return gm::MX_FAIL;
-    }
-    return gm::MX_SUCCESS;
+    return gm::gpu_status(op, be.err);
 #else
-    MX_ERROR_MSG << op << ": this operator library was built without CUDA";
-    return gm::MX_FAIL;
+    return gm::gpu_status(op, -1);
 #endif
   }
   void* pool = res.alloc_cpu(static_cast<int>(bytes));

@@ -428,14 +428,9 @@ gm::MXReturnValue over_images(const ISqrtCovParam& p, const Dims& d, bool gpu,
     GpuBackend<T> be{res.get_cuda_stream()};
     Work<T> w(pool, p, d);
     for (int64_t b = 0; b < d.B && be.ok(); ++b) body(be, w, b);
-    if (!be.ok()) {
-      MX_ERROR_MSG << kOp << ": CUDA error " << gm_cuda_error_string(be.err);
-      return gm::MX_FAIL;
-    }
-    return gm::MX_SUCCESS;
+    return gm::gpu_status(kOp, be.err);
 #else
-    MX_ERROR_MSG << kOp << ": this operator library was built without CUDA";
-    return gm::MX_FAIL;
+    return gm::gpu_status(kOp, -1);
 #endif
   }
   int64_t workers = std::min<int64_t>(d.B, omp_get_max_threads());
@@ -604,10 +599,7 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
       if (gi.ctx.dev_type == "gpu") {
 #ifdef GM_WITH_CUDA
         const int err = gm_fm_zero_gpu(gi.data_ptr, gi.size() * 4, res.get_cuda_stream());
-        if (err != 0) {
-          MX_ERROR_MSG << kOp << ": CUDA error " << gm_cuda_error_string(err);
-          return gm::MX_FAIL;
-        }
+        if (err != 0) return gm::gpu_status(kOp, err);
 #endif
       } else {
         std::memset(gi.data_ptr, 0, gi.size() * 4);

@@ -179,16 +179,10 @@ gm::MXReturnValue run(MXTensor& src, MXTensor& dst, const char* what, const char
   if (src.size() == 0) return gm::MX_SUCCESS;
   if (src.ctx.dev_type == "gpu") {
 #ifdef GM_WITH_CUDA
-    int err = gm_reorder_gpu(src.data_ptr, dst.data_ptr, outer, C, inner, B, elem,
-                             res.get_cuda_stream());
-    if (err != 0) {
-      MX_ERROR_MSG << kOp << ": CUDA error " << gm_cuda_error_string(err);
-      return gm::MX_FAIL;
-    }
-    return gm::MX_SUCCESS;
+    return gm::gpu_status(kOp, gm_reorder_gpu(src.data_ptr, dst.data_ptr, outer, C, inner, B,
+                                              elem, res.get_cuda_stream()));
 #else
-    MX_ERROR_MSG << kOp << ": this operator library was built without CUDA";
-    return gm::MX_FAIL;
+    return gm::gpu_status(kOp, -1);
 #endif
   }
   reorder_cpu_any(src.data_ptr, dst.data_ptr, outer, C, inner, B, elem);
