@@ -191,6 +191,28 @@ def test_fused_layers_are_where_the_permutations_are_inverse():
     assert "IGCSecondary" not in ops and "tile" not in ops and "BNReLU" not in ops
 
 
+def test_fused_onednn_primaries_exchange_plain_tensors():
+    # A fused layer's oneDNN primary (16-channel groups) reads its input through an identity
+    # transpose and hands its output on through another: its blocked data gradient then
+    # reaches the residual sum and the native BNReLU's backward as plain NCHW, converted by
+    # oneDNN into planned memory, instead of MXNet converting it on a path that allocates
+    # (a mixed-layout gradient sum falls back; an extension op's blocked input is copied).
+    net = gluon_models.get_model("igc_resnet18_l16m16", classes=10,
+                                 representation_options={"pool_size": None})
+    net.initialize()
+    net.hybridize()
+    net(mx.nd.zeros((1, 3, 64, 64)))
+    nodes = json.loads(net._cached_graph[1].tojson())["nodes"]
+    primaries = [n for n in nodes if n["op"] == "Convolution"
+                 and n["attrs"]["kernel"] == "(3, 3)"]
+    assert len(primaries) == 16
+    for conv in primaries:
+        feed = nodes[conv["inputs"][0][0]]
+        assert feed["op"] == "transpose" and feed["attrs"]["axes"] == "(0, 1, 2, 3)", conv["name"]
+    consumers = [nodes[n["inputs"][0][0]] for n in nodes if n["op"] == "IGCSecondary"]
+    assert len(consumers) == 16 and all(c["op"] == "transpose" for c in consumers)
+
+
 SPEED_PATHS = [("igc_resnet_cifar", dict(depth=14, primary=4, secondary=2), 32),
                ("igc_plain_cifar", dict(depth=8, primary=6, secondary=2), 32),
                ("igc_resnet18_l100m2", {}, 32), ("igc_resnet18_l16m16", {}, 32),
