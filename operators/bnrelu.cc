@@ -283,14 +283,9 @@ bool layout_of(const std::vector<int64_t>& d, Layout* L) {
   return true;
 }
 
+// The forward inputs (p.num_in() of them: the hooks checked the count).
 bool check_inputs(const BNReLUParam& p, const std::vector<MXTensor>& in, Layout* L) {
-  const int num_in = p.num_in();
-  if (static_cast<int>(in.size()) != num_in) {
-    MX_ERROR_MSG << kOp << ": expects " << num_in << " inputs (residual=" << p.residual
-                 << "), got " << in.size();
-    return false;
-  }
-  if (!gm::check_float_inputs(kOp, kInputs, in, num_in)) return false;
+  if (!gm::check_float_inputs(kOp, kInputs, in, p.num_in())) return false;
   if (!layout_of(in[0].shape, L)) return false;
   for (int i = 1; i < kNumIn; ++i) {  // the channel vectors and the flag
     const int64_t n = i == 3 ? 1 : L->C;
@@ -337,11 +332,8 @@ gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<uns
                              std::vector<std::vector<unsigned>>* out) {
   BNReLUParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (static_cast<int>(in->size()) != p.num_in() || out->size() != kNumOut) {
-    MX_ERROR_MSG << kOp << ": expects " << p.num_in() << " inputs and " << kNumOut
-                 << " outputs, got " << in->size() << " and " << out->size();
+  if (!gm::check_counts(kOp, "shape inference", in->size(), p.num_in(), out->size(), kNumOut))
     return gm::MX_FAIL;
-  }
   gm::Shape& data = (*in)[0];
   if (data.size() < 2) {
     MX_ERROR_MSG << kOp << ": input 'data' must have ndim >= 2 (N, C, spatial...), got "
@@ -391,11 +383,10 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
                           std::vector<MXTensor>* outputs, const OpResource& res) {
   BNReLUParam p;
   Layout L;
-  if (!p.parse(attrs) || !check_inputs(p, *inputs, &L)) return gm::MX_FAIL;
-  if (outputs->size() != kNumOut) {
-    MX_ERROR_MSG << kOp << ": expects " << kNumOut << " outputs, got " << outputs->size();
+  if (!p.parse(attrs) ||
+      !gm::check_counts(kOp, "forward", inputs->size(), p.num_in(), outputs->size(), kNumOut) ||
+      !check_inputs(p, *inputs, &L))
     return gm::MX_FAIL;
-  }
   const int dt = (*inputs)[0].dtype;
   if (!gm::check_output(kOp, "out", (*outputs)[0], (*inputs)[0].shape, dt) ||
       !gm::check_output(kOp, "mean", (*outputs)[1], {L.C}, dt) ||
@@ -486,12 +477,9 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
   BNReLUParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
   const int num_in = p.num_in();
-  if (static_cast<int>(inputs->size()) != kNumOut + num_in + kNumOut ||
-      static_cast<int>(outputs->size()) != num_in) {
-    MX_ERROR_MSG << kOp << ": backward expects " << 2 * kNumOut + num_in << " inputs and "
-                 << num_in << " outputs, got " << inputs->size() << " and " << outputs->size();
+  if (!gm::check_counts(kOp, "backward", inputs->size(), 2 * kNumOut + num_in, outputs->size(),
+                        num_in))
     return gm::MX_FAIL;
-  }
   std::vector<MXTensor>& in = *inputs;
   std::vector<MXTensor>& out = *outputs;
   const BackwardSlots k(num_in);
@@ -578,10 +566,4 @@ REGISTER_OP(BNReLU)
     .setInferShape(inferShape)
     .setInferSType(gm::all_dense)
     .setMutateInputs(mutateInputs)
-    .setForward(forward, "cpu")
-    .setBackward(backward, "cpu")
-#ifdef GM_WITH_CUDA
-    .setForward(forward, "gpu")
-    .setBackward(backward, "gpu")
-#endif
-    ;
+    .GM_PASSES(forward, backward);

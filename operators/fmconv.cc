@@ -551,33 +551,17 @@ void run_backward(Be& be, const Geom& g, const Plan& pl, bool legacy, const T* g
 }
 
 // ---- tensor checks shared by the hooks and the passes ---------------------------------------
-bool dtype_ok(int t) { return t == mxnet::ext::kFloat32 || t == mxnet::ext::kFloat64; }
-
-const char* input_name(const FMParam& p, size_t i) {
+// The forward inputs' names, p.num_inputs() of them.
+const char* const* input_names(const FMParam& p) {
   static const char* with_bias[] = {"data", "weight", "bias", "factor_mask"};
   static const char* without[] = {"data", "weight", "factor_mask"};
-  return p.no_bias ? without[i] : with_bias[i];
+  return p.no_bias ? without : with_bias;
 }
 
-// Validates the forward inputs (count, dtypes, shapes) and returns the geometry.
+// Validates the forward inputs (dtypes, shapes; the hooks checked their count) and returns the
+// geometry.
 bool check_inputs(const char* op, const FMParam& p, const std::vector<MXTensor>& in, Geom* g) {
-  if (in.size() != static_cast<size_t>(p.num_inputs())) {
-    MX_ERROR_MSG << op << ": expects " << p.num_inputs() << " inputs, got " << in.size();
-    return false;
-  }
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (!dtype_ok(in[i].dtype)) {
-      MX_ERROR_MSG << op << ": input '" << input_name(p, i) << "' has unsupported dtype "
-                   << gm::dtype_name(in[i].dtype) << " (supported: float32, float64)";
-      return false;
-    }
-    if (in[i].dtype != in[0].dtype) {
-      MX_ERROR_MSG << op << ": input '" << input_name(p, i) << "' has dtype "
-                   << gm::dtype_name(in[i].dtype) << " but 'data' has "
-                   << gm::dtype_name(in[0].dtype);
-      return false;
-    }
-  }
+  if (!gm::check_float_inputs(op, input_names(p), in, p.num_inputs())) return false;
   if (!make_geom(op, p, in[0].shape, g)) return false;
   if (!check_shape(op, "weight", in[1].shape, weight_shape(p, g->C), kWeightMeaning))
     return false;
@@ -602,26 +586,10 @@ template <Variant V>
 gm::MXReturnValue inferType(const gm::Attrs& attrs, std::vector<int>* in, std::vector<int>* out) {
   const char* op = op_name<V>();
   FMParam p;
-  if (!p.parse(attrs, op)) return gm::MX_FAIL;
-  int t = -1;
-  for (size_t i = 0; i < in->size(); ++i) {
-    const int ti = (*in)[i];
-    if (ti < 0) continue;
-    if (!dtype_ok(ti)) {
-      MX_ERROR_MSG << op << ": input '" << input_name(p, i) << "' has unsupported dtype "
-                   << gm::dtype_name(ti) << " (supported: float32, float64)";
-      return gm::MX_FAIL;
-    }
-    if (t >= 0 && ti != t) {
-      MX_ERROR_MSG << op << ": input '" << input_name(p, i) << "' has dtype "
-                   << gm::dtype_name(ti) << " but an earlier input has " << gm::dtype_name(t);
-      return gm::MX_FAIL;
-    }
-    t = ti;
-  }
-  for (auto& ti : *in) ti = t;
-  (*out)[0] = t;
-  return gm::MX_SUCCESS;
+  if (!p.parse(attrs, op) ||
+      !gm::check_counts(op, "type inference", in->size(), p.num_inputs(), out->size(), 1))
+    return gm::MX_FAIL;
+  return gm::same_float_type(op, input_names(p), p.num_inputs(), in, out);
 }
 
 // Fills weight (O, Fn, C/G, kh, kw), bias (O,) and factor_mask (Fn,) from the attributes and
@@ -636,11 +604,8 @@ gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<uns
   const char* op = op_name<V>();
   FMParam p;
   if (!p.parse(attrs, op)) return gm::MX_FAIL;
-  if (in->size() != static_cast<size_t>(p.num_inputs()) || out->size() != 1) {
-    MX_ERROR_MSG << op << ": expects " << p.num_inputs() << " inputs and 1 output, got "
-                 << in->size() << " and " << out->size();
+  if (!gm::check_counts(op, "shape inference", in->size(), p.num_inputs(), out->size(), 1))
     return gm::MX_FAIL;
-  }
   gm::Shape& data = (*in)[0];
   if (data.size() != 4) {
     MX_ERROR_MSG << op << ": input 'data' must be 4-D (N, C, H, W), got "
@@ -728,11 +693,10 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
   const char* op = op_name<V>();
   FMParam p;
   Geom g;
-  if (!p.parse(attrs, op) || !check_inputs(op, p, *inputs, &g)) return gm::MX_FAIL;
-  if (outputs->size() != 1) {
-    MX_ERROR_MSG << op << ": expects 1 output, got " << outputs->size();
+  if (!p.parse(attrs, op) ||
+      !gm::check_counts(op, "forward", inputs->size(), p.num_inputs(), outputs->size(), 1) ||
+      !check_inputs(op, p, *inputs, &g))
     return gm::MX_FAIL;
-  }
   if (!gm::check_output(op, "out", (*outputs)[0], {g.N, g.O, g.OH, g.OW}, (*inputs)[0].dtype))
     return gm::MX_FAIL;
   // N = 0: nothing to write. C = 0 (K = 0) or an all-padding input still has an output; the
@@ -774,11 +738,8 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
   FMParam p;
   if (!p.parse(attrs, op)) return gm::MX_FAIL;
   const size_t nin = p.num_inputs();
-  if (inputs->size() != 2 + nin || outputs->size() != nin) {
-    MX_ERROR_MSG << op << ": backward expects " << 2 + nin << " inputs and " << nin
-                 << " outputs, got " << inputs->size() << " and " << outputs->size();
+  if (!gm::check_counts(op, "backward", inputs->size(), 2 + nin, outputs->size(), nin))
     return gm::MX_FAIL;
-  }
   std::vector<MXTensor> fwd_in(inputs->begin() + 1, inputs->begin() + 1 + nin);
   Geom g;
   if (!check_inputs(op, p, fwd_in, &g)) return gm::MX_FAIL;
@@ -793,7 +754,7 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
     return gm::MX_FAIL;
   // Each gradient is written in full, with the shape and dtype of its input.
   for (size_t i = 0; i < nin; ++i) {
-    const std::string name = std::string("grad_") + input_name(p, i);
+    const std::string name = std::string("grad_") + input_names(p)[i];
     if (!gm::check_output(op, name.c_str(), (*outputs)[i], fwd_in[i].shape, fwd_in[0].dtype))
       return gm::MX_FAIL;
   }
@@ -808,22 +769,10 @@ REGISTER_OP(FMConvolution1)
     .setParseAttrs(parseAttrs<Variant::kOp1>)
     .setInferType(inferType<Variant::kOp1>)
     .setInferShape(inferShape<Variant::kOp1>)
-    .setForward(forward<Variant::kOp1>, "cpu")
-    .setBackward(backward<Variant::kOp1>, "cpu")
-#ifdef GM_WITH_CUDA
-    .setForward(forward<Variant::kOp1>, "gpu")
-    .setBackward(backward<Variant::kOp1>, "gpu")
-#endif
-    ;
+    .GM_PASSES(forward<Variant::kOp1>, backward<Variant::kOp1>);
 
 REGISTER_OP(FMConvolution3)
     .setParseAttrs(parseAttrs<Variant::kOp3>)
     .setInferType(inferType<Variant::kOp3>)
     .setInferShape(inferShape<Variant::kOp3>)
-    .setForward(forward<Variant::kOp3>, "cpu")
-    .setBackward(backward<Variant::kOp3>, "cpu")
-#ifdef GM_WITH_CUDA
-    .setForward(forward<Variant::kOp3>, "gpu")
-    .setBackward(backward<Variant::kOp3>, "gpu")
-#endif
-    ;
+    .GM_PASSES(forward<Variant::kOp3>, backward<Variant::kOp3>);

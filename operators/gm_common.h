@@ -290,6 +290,18 @@ inline bool settle_shape(const char* op, const char* kind, const char* name, Sha
   return true;
 }
 
+// ---- tensor counts ------------------------------------------------------------------------------
+// How many tensors a hook receives follows from parseAttrs, so a mismatch is a framework fault;
+// it is still checked before any slot is touched and reported with the operator and the hook
+// (`hook`: "type inference", "shape inference", "forward", "backward").
+inline bool check_counts(const char* op, const char* hook, size_t n_in, size_t want_in,
+                         size_t n_out, size_t want_out) {
+  if (n_in == want_in && n_out == want_out) return true;
+  MX_ERROR_MSG << op << ": " << hook << " expects " << want_in << " input(s) and " << want_out
+               << " output(s), got " << n_in << " and " << n_out;
+  return false;
+}
+
 // ---- tensors in the passes ----------------------------------------------------------------------
 // MXNet allocates an output from the shape the inference hook reported; a pass must write only
 // into an output whose shape and dtype are exactly what it computes. Any mismatch (a hook that
@@ -391,6 +403,16 @@ inline MXReturnValue gpu_status(const char* op, int err) {
   MX_ERROR_MSG << op << ": this operator library was built without CUDA";
   return MX_FAIL;
 }
+
+// The CPU hooks of an operator, and its GPU hooks where the library is built with CUDA (the
+// passes themselves choose the kernels by the tensors' context):
+//   REGISTER_OP(Name).setParseAttrs(...)...GM_PASSES(forward, backward);
+#ifdef GM_WITH_CUDA
+#define GM_PASSES(fwd, bwd) \
+  setForward(fwd, "cpu").setBackward(bwd, "cpu").setForward(fwd, "gpu").setBackward(bwd, "gpu")
+#else
+#define GM_PASSES(fwd, bwd) setForward(fwd, "cpu").setBackward(bwd, "cpu")
+#endif
 
 // ---- kernels compiled twice ---------------------------------------------------------------------
 // The library is built for the baseline x86-64 ISA. A CPU loop that pays for wider vectors is

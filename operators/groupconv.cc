@@ -735,11 +735,8 @@ gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<uns
                              std::vector<std::vector<unsigned>>* out) {
   Param p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (in->size() != 2 || out->size() != 1) {
-    MX_ERROR_MSG << kOp << ": expects 2 inputs 'data', 'weight' and 1 output, got "
-                 << in->size() << " and " << out->size();
+  if (!gm::check_counts(kOp, "shape inference", in->size(), 2, out->size(), 1))
     return gm::MX_FAIL;
-  }
   const gm::Shape& s = (*in)[0];
   if (s.size() != 4) {
     MX_ERROR_MSG << kOp << ": input 'data' must be 4-d (N, C, H, W), got "
@@ -801,11 +798,8 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
                           std::vector<MXTensor>* outputs, const OpResource& res) {
   Param p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (inputs->size() != 2 || outputs->size() != 1) {
-    MX_ERROR_MSG << kOp << ": expects 2 inputs and 1 output, got " << inputs->size() << " and "
-                 << outputs->size();
+  if (!gm::check_counts(kOp, "forward", inputs->size(), 2, outputs->size(), 1))
     return gm::MX_FAIL;
-  }
   MXTensor &x = (*inputs)[0], &w = (*inputs)[1], &y = (*outputs)[0];
   Geo g;
   if (!check_tensors(p, x, w, &g)) return gm::MX_FAIL;
@@ -821,11 +815,8 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
                            std::vector<MXTensor>* outputs, const OpResource& res) {
   Param p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (inputs->size() != 4 || outputs->size() != 2) {
-    MX_ERROR_MSG << kOp << ": backward expects 4 inputs and 2 outputs, got " << inputs->size()
-                 << " and " << outputs->size();
+  if (!gm::check_counts(kOp, "backward", inputs->size(), 4, outputs->size(), 2))
     return gm::MX_FAIL;
-  }
   MXTensor &dy = (*inputs)[0], &x = (*inputs)[1], &w = (*inputs)[2];
   MXTensor &dx = (*outputs)[0], &dw = (*outputs)[1];
   Geo g;
@@ -857,10 +848,4 @@ REGISTER_OP(GroupConv)
     .setParseAttrs(parseAttrs)
     .setInferType(inferType)
     .setInferShape(inferShape)
-    .setForward(forward, "cpu")
-    .setBackward(backward, "cpu")
-#ifdef GM_WITH_CUDA
-    .setForward(forward, "gpu")
-    .setBackward(backward, "gpu")
-#endif
-    ;
+    .GM_PASSES(forward, backward);

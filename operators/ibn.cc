@@ -230,11 +230,8 @@ bool check_vector(const MXTensor& t, const char* name, int64_t n, const char* me
   return true;
 }
 
+// The forward inputs (kNumIn of them: the hooks checked the count).
 bool check_inputs(const IBNParam& p, const std::vector<MXTensor>& in, Layout* L) {
-  if (in.size() != kNumIn) {
-    MX_ERROR_MSG << kOp << ": expects " << kNumIn << " inputs, got " << in.size();
-    return false;
-  }
   if (!gm::check_float_inputs(kOp, kInputs, in, kNumIn)) return false;
   if (!layout_of(p, in[0].shape, L)) return false;
   return check_vector(in[1], "in_gamma", L->Ci, "(in_channels,)") &&
@@ -275,11 +272,8 @@ gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<uns
                              std::vector<std::vector<unsigned>>* out) {
   IBNParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (in->size() != kNumIn || out->size() != kNumOut) {
-    MX_ERROR_MSG << kOp << ": expects " << kNumIn << " inputs and " << kNumOut
-                 << " outputs, got " << in->size() << " and " << out->size();
+  if (!gm::check_counts(kOp, "shape inference", in->size(), kNumIn, out->size(), kNumOut))
     return gm::MX_FAIL;
-  }
   gm::Shape& data = (*in)[0];
   if (data.size() < 3) {
     MX_ERROR_MSG << kOp << ": input 'data' must have ndim >= 3 (N, C, spatial...), got "
@@ -336,11 +330,10 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
                           std::vector<MXTensor>* outputs, const OpResource& res) {
   IBNParam p;
   Layout L;
-  if (!p.parse(attrs) || !check_inputs(p, *inputs, &L)) return gm::MX_FAIL;
-  if (outputs->size() != kNumOut) {
-    MX_ERROR_MSG << kOp << ": expects " << kNumOut << " outputs, got " << outputs->size();
+  if (!p.parse(attrs) ||
+      !gm::check_counts(kOp, "forward", inputs->size(), kNumIn, outputs->size(), kNumOut) ||
+      !check_inputs(p, *inputs, &L))
     return gm::MX_FAIL;
-  }
   const int dt = (*inputs)[0].dtype;
   if (!gm::check_output(kOp, "out", (*outputs)[0], (*inputs)[0].shape, dt) ||
       !gm::check_output(kOp, "mean", (*outputs)[1], {L.stats()}, dt) ||
@@ -419,11 +412,9 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
                            std::vector<MXTensor>* outputs, const OpResource& res) {
   IBNParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (inputs->size() != kNumOut + kNumIn + kNumOut || outputs->size() != kNumIn) {
-    MX_ERROR_MSG << kOp << ": backward expects " << 2 * kNumOut + kNumIn << " inputs and "
-                 << kNumIn << " outputs, got " << inputs->size() << " and " << outputs->size();
+  if (!gm::check_counts(kOp, "backward", inputs->size(), 2 * kNumOut + kNumIn, outputs->size(),
+                        kNumIn))
     return gm::MX_FAIL;
-  }
   std::vector<MXTensor>& in = *inputs;
   std::vector<MXTensor>& out = *outputs;
   std::vector<MXTensor> fwd_in(in.begin() + kNumOut, in.begin() + kNumOut + kNumIn);
@@ -496,10 +487,4 @@ REGISTER_OP(IBN)
     .setInferShape(inferShape)
     .setInferSType(gm::all_dense)
     .setMutateInputs(mutateInputs)
-    .setForward(forward, "cpu")
-    .setBackward(backward, "cpu")
-#ifdef GM_WITH_CUDA
-    .setForward(forward, "gpu")
-    .setBackward(backward, "gpu")
-#endif
-    ;
+    .GM_PASSES(forward, backward);

@@ -204,40 +204,18 @@ gm::MXReturnValue parseAttrs(const gm::Attrs& attrs, int* num_in, int* num_out) 
   return gm::MX_SUCCESS;
 }
 
+const char* kInNames[] = {"data", "weight"};
+
 gm::MXReturnValue inferType(const gm::Attrs& attrs, std::vector<int>* in, std::vector<int>* out) {
-  if (in->size() != 2) {
-    MX_ERROR_MSG << kOp << ": expects 2 inputs 'data' and 'weight', got " << in->size();
-    return gm::MX_FAIL;
-  }
-  const char* names[] = {"data", "weight"};
-  int t = (*in)[0] >= 0 ? (*in)[0] : (*in)[1];
-  for (int i = 0; i < 2; ++i) {
-    int ti = (*in)[i];
-    if (ti >= 0 && ti != mxnet::ext::kFloat32 && ti != mxnet::ext::kFloat64) {
-      MX_ERROR_MSG << kOp << ": input '" << names[i] << "' has unsupported dtype "
-                   << gm::dtype_name(ti) << " (supported: float32, float64)";
-      return gm::MX_FAIL;
-    }
-    if (ti >= 0 && t >= 0 && ti != t) {
-      MX_ERROR_MSG << kOp << ": inputs 'data' and 'weight' have different dtypes "
-                   << gm::dtype_name((*in)[0]) << " and " << gm::dtype_name((*in)[1]);
-      return gm::MX_FAIL;
-    }
-  }
-  (*in)[0] = (*in)[1] = t;
-  (*out)[0] = t;
-  return gm::MX_SUCCESS;
+  return gm::same_float_type(kOp, kInNames, 2, in, out);
 }
 
 gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<unsigned>>* in,
                              std::vector<std::vector<unsigned>>* out) {
   Param p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (in->size() != 2 || out->size() != 1) {
-    MX_ERROR_MSG << kOp << ": expects 2 inputs 'data', 'weight' and 1 output, got "
-                 << in->size() << " and " << out->size();
+  if (!gm::check_counts(kOp, "shape inference", in->size(), 2, out->size(), 1))
     return gm::MX_FAIL;
-  }
   const gm::Shape& s = (*in)[0];
   if (s.size() < 2) {
     MX_ERROR_MSG << kOp << ": input 'data' must have ndim >= 2 (channels on axis 1), got "
@@ -262,11 +240,8 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
                           std::vector<MXTensor>* outputs, const OpResource& res) {
   Param p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (inputs->size() != 2 || outputs->size() != 1) {
-    MX_ERROR_MSG << kOp << ": expects 2 inputs and 1 output, got " << inputs->size() << " and "
-                 << outputs->size();
+  if (!gm::check_counts(kOp, "forward", inputs->size(), 2, outputs->size(), 1))
     return gm::MX_FAIL;
-  }
   return apply((*inputs)[0], (*inputs)[1], (*outputs)[0], "data", "out", p, false, res);
 }
 
@@ -277,11 +252,8 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
                            std::vector<MXTensor>* outputs, const OpResource& res) {
   Param p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (inputs->size() != 4 || outputs->size() != 2) {
-    MX_ERROR_MSG << kOp << ": backward expects 4 inputs and 2 outputs, got " << inputs->size()
-                 << " and " << outputs->size();
+  if (!gm::check_counts(kOp, "backward", inputs->size(), 4, outputs->size(), 2))
     return gm::MX_FAIL;
-  }
   MXTensor &dy = (*inputs)[0], &x = (*inputs)[1], &w = (*inputs)[2];
   MXTensor &dx = (*outputs)[0], &dw = (*outputs)[1];
   Dims d;
@@ -325,10 +297,4 @@ REGISTER_OP(IGCSecondary)
     .setParseAttrs(parseAttrs)
     .setInferType(inferType)
     .setInferShape(inferShape)
-    .setForward(forward, "cpu")
-    .setBackward(backward, "cpu")
-#ifdef GM_WITH_CUDA
-    .setForward(forward, "gpu")
-    .setBackward(backward, "gpu")
-#endif
-    ;
+    .GM_PASSES(forward, backward);

@@ -487,18 +487,12 @@ gm::MXReturnValue parseAttrs(const gm::Attrs& attrs, int* num_in, int* num_out) 
   return gm::MX_SUCCESS;
 }
 
-bool check_counts(const ISqrtCovParam& p, size_t n_in, size_t n_out) {
-  if (n_in == p.num_inputs() && n_out == 1) return true;
-  MX_ERROR_MSG << kOp << ": expects " << p.num_inputs() << " input(s) "
-               << (p.vectorize ? "'data', 'index'" : "'data'") << " and 1 output, got " << n_in
-               << " and " << n_out;
-  return false;
-}
-
 gm::MXReturnValue inferType(const gm::Attrs& attrs, std::vector<int>* in,
                             std::vector<int>* out) {
   ISqrtCovParam p;
-  if (!p.parse(attrs) || !check_counts(p, in->size(), out->size())) return gm::MX_FAIL;
+  if (!p.parse(attrs) ||
+      !gm::check_counts(kOp, "type inference", in->size(), p.num_inputs(), out->size(), 1))
+    return gm::MX_FAIL;
   const int t = (*in)[0];
   if (t >= 0 && !supported_dtype(t)) {
     MX_ERROR_MSG << kOp << ": input 'data' has unsupported dtype " << gm::dtype_name(t)
@@ -520,7 +514,9 @@ gm::MXReturnValue inferType(const gm::Attrs& attrs, std::vector<int>* in,
 gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<unsigned>>* in,
                              std::vector<std::vector<unsigned>>* out) {
   ISqrtCovParam p;
-  if (!p.parse(attrs) || !check_counts(p, in->size(), out->size())) return gm::MX_FAIL;
+  if (!p.parse(attrs) ||
+      !gm::check_counts(kOp, "shape inference", in->size(), p.num_inputs(), out->size(), 1))
+    return gm::MX_FAIL;
   const gm::Shape& s = (*in)[0];
   if (s.size() != 4) {
     MX_ERROR_MSG << kOp << ": input 'data' must be 4-D (B, C, H, W), got "
@@ -555,7 +551,8 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
                           std::vector<MXTensor>* outputs, const OpResource& res) {
   ISqrtCovParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (!check_counts(p, inputs->size(), outputs->size())) return gm::MX_FAIL;
+  if (!gm::check_counts(kOp, "forward", inputs->size(), p.num_inputs(), outputs->size(), 1))
+    return gm::MX_FAIL;
   MXTensor& x = (*inputs)[0];
   Dims d;
   if (!check_inputs(p, *inputs, 0, &d)) return gm::MX_FAIL;
@@ -574,11 +571,8 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
   ISqrtCovParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
   const size_t nin = p.num_inputs();
-  if (inputs->size() != 2 + nin || outputs->size() != nin) {
-    MX_ERROR_MSG << kOp << ": backward expects " << 2 + nin << " inputs and " << nin
-                 << " outputs, got " << inputs->size() << " and " << outputs->size();
+  if (!gm::check_counts(kOp, "backward", inputs->size(), 2 + nin, outputs->size(), nin))
     return gm::MX_FAIL;
-  }
   MXTensor& gout = (*inputs)[0];
   MXTensor& x = (*inputs)[1];
   Dims d;
@@ -618,10 +612,4 @@ REGISTER_OP(ISqrtCov)
     .setParseAttrs(parseAttrs)
     .setInferType(inferType)
     .setInferShape(inferShape)
-    .setForward(forward, "cpu")
-    .setBackward(backward, "cpu")
-#ifdef GM_WITH_CUDA
-    .setForward(forward, "gpu")
-    .setBackward(backward, "gpu")
-#endif
-    ;
+    .GM_PASSES(forward, backward);

@@ -126,10 +126,7 @@ gm::MXReturnValue parseAttrs(const gm::Attrs& attrs, int* num_in, int* num_out) 
 
 gm::MXReturnValue inferType(const gm::Attrs& attrs, std::vector<int>* in,
                             std::vector<int>* out) {
-  if (in->size() != 1) {
-    MX_ERROR_MSG << kOp << ": expects 1 input 'data', got " << in->size();
-    return gm::MX_FAIL;
-  }
+  if (!gm::check_counts(kOp, "type inference", in->size(), 1, out->size(), 1)) return gm::MX_FAIL;
   int t = (*in)[0];
   if (t >= 0 && elem_size_of(t) == 0) {
     MX_ERROR_MSG << kOp << ": input 'data' has unsupported dtype " << gm::dtype_name(t)
@@ -146,11 +143,8 @@ gm::MXReturnValue inferShape(const gm::Attrs& attrs, std::vector<std::vector<uns
                              std::vector<std::vector<unsigned>>* out) {
   ReorderParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (in->size() != 1 || out->size() != 1) {
-    MX_ERROR_MSG << kOp << ": expects 1 input 'data' and 1 output, got " << in->size()
-                 << " and " << out->size();
+  if (!gm::check_counts(kOp, "shape inference", in->size(), 1, out->size(), 1))
     return gm::MX_FAIL;
-  }
   const gm::Shape& s = (*in)[0];
   if (s.size() < 2) {
     MX_ERROR_MSG << kOp << ": input 'data' must have ndim >= 2 (channels on axis 1), got "
@@ -194,11 +188,8 @@ gm::MXReturnValue forward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs,
                           std::vector<MXTensor>* outputs, const OpResource& res) {
   ReorderParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (inputs->size() != 1 || outputs->size() != 1) {
-    MX_ERROR_MSG << kOp << ": expects 1 input and 1 output, got " << inputs->size() << " and "
-                 << outputs->size();
+  if (!gm::check_counts(kOp, "forward", inputs->size(), 1, outputs->size(), 1))
     return gm::MX_FAIL;
-  }
   return run((*inputs)[0], (*outputs)[0], "data", "out", p, false, res);
 }
 
@@ -210,11 +201,8 @@ gm::MXReturnValue backward(const gm::Attrs& attrs, std::vector<MXTensor>* inputs
                            std::vector<MXTensor>* outputs, const OpResource& res) {
   ReorderParam p;
   if (!p.parse(attrs)) return gm::MX_FAIL;
-  if (inputs->size() != 3 || outputs->size() != 1) {
-    MX_ERROR_MSG << kOp << ": backward expects 3 inputs and 1 output, got " << inputs->size()
-                 << " and " << outputs->size();
+  if (!gm::check_counts(kOp, "backward", inputs->size(), 3, outputs->size(), 1))
     return gm::MX_FAIL;
-  }
   return run((*inputs)[0], (*outputs)[0], "grad_out", "grad_data", p, true, res);
 }
 
@@ -224,10 +212,4 @@ REGISTER_OP(Reorder)
     .setParseAttrs(parseAttrs)
     .setInferType(inferType)
     .setInferShape(inferShape)
-    .setForward(forward, "cpu")
-    .setBackward(backward, "cpu")
-#ifdef GM_WITH_CUDA
-    .setForward(forward, "gpu")
-    .setBackward(backward, "gpu")
-#endif
-    ;
+    .GM_PASSES(forward, backward);
