@@ -5,11 +5,11 @@ import re
 import numpy as np
 import pytest
 import mxnet as mx
-from mxnet import autograd
 
 import gluon_models
 from gluon_models.model_zoo.igc import cifar_resnet_blocks
 
+from ..passes import assert_same_pass, copy_params, recorded_pass
 from .legacy_json import PUBLISHED, resnet18_json
 
 # Learnable parameters (conv weights, BN gamma/beta, fc weight/bias).
@@ -227,31 +227,19 @@ def test_speed_paths_compute_the_authors_graph(name, options, side):
     if side != 224 and name.startswith("igc_resnet18"):
         options = dict(options, representation_options={"pool_size": None})
     rng = np.random.RandomState(0)
-    x, dy = rng.standard_normal((2, 3, side, side)), rng.standard_normal((2, 5))
-    results, params = {}, None
+    x = mx.nd.array(rng.standard_normal((2, 3, side, side)), dtype="float64")
+    dy = mx.nd.array(rng.standard_normal((2, 5)), dtype="float64")
+    nets = {}
     for label, extra in (("fast", {}), ("unfused", dict(merge_groups=False, fuse_secondary=False)),
                          ("stock", dict(impl="stock"))):
-        net = gluon_models.get_model(name, classes=5, **options, **extra)
+        net = nets[label] = gluon_models.get_model(name, classes=5, **options, **extra)
         net.initialize(mx.init.Xavier())
         net.cast("float64")
-        if params is None:
-            params = {k: v.data().copy() for k, v in net.collect_params().items()}
-        else:
-            for k, v in net.collect_params().items():
-                v.set_data(params[k])
+        copy_params(nets["fast"], net)
         net.hybridize()
-        xi = mx.nd.array(x, dtype="float64")
-        xi.attach_grad()
-        with autograd.record():
-            y = net(xi)
-        y.backward(mx.nd.array(dy, dtype="float64"))
-        mx.nd.waitall()  # the native BatchNorms update their running statistics in backward
-        results[label] = [y.asnumpy(), xi.grad.asnumpy()] + [
-            v.grad().asnumpy() if v.grad_req != "null" else v.data().asnumpy()
-            for _, v in sorted(net.collect_params().items())]
+    results = {label: recorded_pass(net, x, dy) for label, net in nets.items()}
     for label in ("unfused", "stock"):
-        for a, b in zip(results["fast"], results[label]):
-            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * np.abs(b).max())
+        assert_same_pass(results["fast"], results[label], 1e-9)
 
 
 @pytest.mark.parametrize("depth,blocks", [(20, (3, 3, 3)), (32, (5, 5, 5)), (34, (5, 5, 6)),

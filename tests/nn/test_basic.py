@@ -11,6 +11,8 @@ from gluon_models.nn import (BatchNormReLU, ConvBNAct, MergedGroupConv2D, dropfa
                              train_mode_dropout, train_mode_flag)
 from gluon_models.nn.basic import merge_factor
 
+from ..passes import assert_same_pass, copy_params, recorded_pass
+
 
 class Flagged(gluon.HybridBlock):
     """x + 10 * flag: the flag switches a term on in training only."""
@@ -135,35 +137,21 @@ def test_merge_factor(groups, ipg, opg, kernel, want):
 def test_merged_group_conv_equals_the_grouped_conv(cin, cout, groups, kernel, stride, bias,
                                                     merge):
     rng = np.random.RandomState(cin + cout + groups)
-    x = rng.standard_normal((2, cin, 7, 7))
-    dy = rng.standard_normal((2, cout, (7 + 2 * (kernel // 2) - kernel) // stride + 1,
-                              (7 + 2 * (kernel // 2) - kernel) // stride + 1))
-    got = {}
-    for cls in ("plain", "merged"):
-        kw = dict(strides=stride, padding=kernel // 2, groups=groups, use_bias=bias,
-                  in_channels=cin, prefix="conv_")
-        conv = nn.Conv2D(cout, kernel, **kw) if cls == "plain" else \
-            MergedGroupConv2D(cout, kernel, merge=merge, **kw)
+    side = (7 + 2 * (kernel // 2) - kernel) // stride + 1
+    x = mx.nd.array(rng.standard_normal((2, cin, 7, 7)), dtype="float64")
+    dy = mx.nd.array(rng.standard_normal((2, cout, side, side)), dtype="float64")
+    kw = dict(strides=stride, padding=kernel // 2, groups=groups, use_bias=bias,
+              in_channels=cin, prefix="conv_")
+    plain = nn.Conv2D(cout, kernel, **kw)
+    merged = MergedGroupConv2D(cout, kernel, merge=merge, **kw)
+    for conv in (plain, merged):
         conv.initialize(mx.init.Uniform(1.0))
         conv.cast("float64")
-        if cls == "plain":
-            params = {k: v.data().copy() for k, v in conv.collect_params().items()}
-        else:
-            assert sorted(conv.collect_params()) == sorted(params)  # same names and shapes
-            for k, v in conv.collect_params().items():
-                v.set_data(params[k])
         conv.hybridize()
-        xi = mx.nd.array(x, dtype="float64")
-        xi.attach_grad()
-        with autograd.record():
-            y = conv(xi)
-        y.backward(mx.nd.array(dy, dtype="float64"))
-        got[cls] = [y.asnumpy(), xi.grad.asnumpy()] + [
-            v.grad().asnumpy() for _, v in sorted(conv.collect_params().items())]
+    copy_params(plain, merged)  # same names and shapes
     if merge != 1:
-        assert conv.merge > 1
-    for a, b in zip(got["plain"], got["merged"]):
-        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * np.abs(a).max())
+        assert merged.merge > 1
+    assert_same_pass(recorded_pass(merged, x, dy), recorded_pass(plain, x, dy), 1e-12)
 
 
 def test_merged_group_conv_arguments():
@@ -188,23 +176,9 @@ def test_conv_bn_act_native_bn_equals_the_stock_layers(groups, channels, act):
         net.hybridize()
         nets.append(net)
     assert isinstance(nets[0].bn, BatchNormReLU) and type(nets[1].bn) is nn.BatchNorm
-    assert sorted(nets[0].collect_params()) == sorted(nets[1].collect_params())
-    for k, v in nets[0].collect_params().items():
-        nets[1].collect_params()[k].set_data(v.data())
+    copy_params(nets[0], nets[1])
     rng = np.random.RandomState(4)
     for _ in range(2):
         x = mx.nd.array(rng.standard_normal((3, 8, 5, 6)), dtype="float64")
         dy = mx.nd.array(rng.standard_normal((3, channels, 5, 6)), dtype="float64")
-        res = []
-        for net in nets:
-            xi = x.copy()
-            xi.attach_grad()
-            with autograd.record():
-                y = net(xi)
-            y.backward(dy)
-            mx.nd.waitall()
-            res.append([y.asnumpy(), xi.grad.asnumpy()] + [
-                p.grad().asnumpy() if p.grad_req != "null" else p.data().asnumpy()
-                for _, p in sorted(net.collect_params().items())])
-        for a, b in zip(*res):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max())
+        assert_same_pass(*(recorded_pass(net, x, dy) for net in nets), 1e-10)

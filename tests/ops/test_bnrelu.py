@@ -12,6 +12,8 @@ from mxnet.test_utils import check_numeric_gradient
 import gluon_models  # noqa: F401  (loads the operator library)
 from gluon_models.nn import BatchNormReLU
 
+from ..passes import assert_same_pass, recorded_pass
+
 
 def np_bnrelu(x, gamma, beta, moving_mean, moving_var, train, relu, eps=1e-5, residual=None):
     """(out, mean, var) of BatchNorm over every axis but 1 (biased variance), plus
@@ -157,19 +159,7 @@ def test_layer_equals_batchnorm_and_activation(relu, dtype, hybridize):
     for step in range(2):
         x = mx.nd.array(np.random.RandomState(step).normal(0.3, 2, shape), dtype=dtype)
         dy = mx.nd.array(np.random.RandomState(9 + step).normal(size=shape), dtype=dtype)
-        res = []
-        for net in nets:
-            xi = x.copy()
-            xi.attach_grad()
-            with autograd.record():
-                y = net(xi)
-            y.backward(dy)
-            params = sorted(net.collect_params().items())
-            res.append([y.asnumpy(), xi.grad.asnumpy()] +
-                       [p.grad().asnumpy() for _, p in params if p.grad_req != "null"] +
-                       [p.data().asnumpy() for _, p in params if p.grad_req == "null"])
-        for a, b in zip(*res):
-            assert np.abs(a - b).max() <= tol * max(1.0, np.abs(b).max())
+        assert_same_pass(*(recorded_pass(net, x, dy) for net in nets), tol)
     x = mx.nd.array(np.random.RandomState(5).normal(0.3, 2, shape), dtype=dtype)
     a, b = (net(x).asnumpy() for net in nets)
     assert np.abs(a - b).max() <= tol * max(1.0, np.abs(b).max())
