@@ -1,7 +1,7 @@
-"""Smoke test of the benchmarks: the Reorder and FB benchmarks in quick mode, into a tmp
-directory."""
+"""Smoke tests of the benchmarks (quick mode, into a tmp directory) and of their helpers."""
 import json
 
+import mxnet as mx
 import numpy as np
 import pytest
 
@@ -332,3 +332,33 @@ def test_bnrelu_quick_writes_results(tmp_path):
         assert case["train_speedup"] > 0 and case["infer_speedup"] > 0
     with open(written["bnrelu"][1]) as fh:
         assert fh.read().startswith("# BatchNorm + ReLU")
+
+
+def test_groupconv_quick_writes_results(tmp_path):
+    from benchmarks import bench_groupconv
+    written = run.main(["groupconv", "--quick", "--out-dir", str(tmp_path)])
+    with open(written["groupconv"][0]) as fh:
+        res = json.load(fh)
+    assert res["name"] == "groupconv" and len(res["cases"]) == len(bench_groupconv.QUICK_CASES)
+    for case in res["cases"]:
+        assert case["outputs_agree"] is True
+        for key in ("alone", "then_reorder"):
+            assert set(case[key]["train"]) == set(case[key]["infer"]) == set(bench_groupconv.KINDS)
+            assert case[key]["train_speedup"] > 0 and case[key]["infer_speedup"] > 0
+        assert max(max(e.values()) for e in case["relative_error_vs_float64"].values()) < 1e-4
+    # the target counts the stride-1 cases only
+    assert res["verdicts"]["train_speedup"]["cases"] == sum(
+        c[5] == 1 for c in bench_groupconv.QUICK_CASES)
+    with open(written["groupconv"][1]) as fh:
+        assert fh.read().startswith("# Grouped 3x3 convolutions")
+
+
+def test_groupconv_benchmark_stops_on_a_wrong_result(monkeypatch):
+    """A variant that computes something else is named, not timed."""
+    from benchmarks import bench_groupconv
+    case = bench_groupconv.QUICK_CASES[0]
+    weight = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (8, 2, 3, 3)))
+    layers = bench_groupconv._layers(case, False, weight)
+    layers["merged"].conv.weight.set_data(weight * 1.01)
+    with pytest.raises(AssertionError, match="output of the merged layer differs"):
+        bench_groupconv.check_agreement(case, layers, weight)

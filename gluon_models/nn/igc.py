@@ -17,8 +17,12 @@ from .basic import (BatchNormReLU, DirectGroupConv2D, MergedGroupConv2D, check_i
 
 __all__ = ["reorder", "Reorder", "IGCConv", "InterleavedConv2D"]
 
-# Primary groups at most this many channels wide (input and output) run as the native
-# GroupConv on the fused path (IGC-L100M2: 1-2, the CIFAR IGC nets: 2).
+# Primary groups at most this many channels wide (input and output) and of stride 1 run as
+# the native GroupConv on the fused path (IGC-L100M2: 1-2, the CIFAR IGC nets: 2-4). Strided
+# ones stay merged in oneDNN: GroupConv computes stride 2 with its generic row loops, and
+# `python -m benchmarks.run groupconv` measured them 1.4-1.9x slower per training pass than the
+# merged groups with their layout conversions (IGC-L100M2's three stride-2 layers; step -4 %
+# with them merged, inference +1 %, interleaved).
 DIRECT_GROUP_WIDTH = 4
 
 
@@ -178,9 +182,9 @@ class IGCConv(nn.HybridBlock):
         the authors except the first block of the CIFAR ResNets' widening stages), and the
         BatchNorm (+ ReLU) of its plain output as the native ``BNReLU``
         (:class:`~gluon_models.nn.basic.BatchNormReLU`; with :meth:`take_residual` also the
-        residual addition and ReLU closing a basic block). A fused layer whose primary groups
-        are at most :data:`DIRECT_GROUP_WIDTH` channels wide (input and output) also computes
-        ``conv1`` natively, in the plain layout
+        residual addition and ReLU closing a basic block). A fused layer of stride 1 whose
+        primary groups are at most :data:`DIRECT_GROUP_WIDTH` channels wide (input and
+        output) also computes ``conv1`` natively, in the plain layout
         (:class:`~gluon_models.nn.basic.DirectGroupConv2D`, the ``GroupConv`` operator;
         ``merge_groups`` then does not apply): the layer never enters oneDNN's blocked
         layout, whose conversions cost IGC-L100M2 more than its convolutions. None (default): with ``impl="native"``.
@@ -214,7 +218,7 @@ class IGCConv(nn.HybridBlock):
             fuse_secondary = impl == "native"
         fusable = secondary == channels // primary and reorder2 == channels // primary
         direct = fusable and fuse_secondary and \
-            max(in_channels, channels) // primary <= DIRECT_GROUP_WIDTH
+            max(in_channels, channels) // primary <= DIRECT_GROUP_WIDTH and stride == 1
         with self.name_scope():
             if direct:
                 self.conv1 = DirectGroupConv2D(channels, kernel, stride, kernel // 2,
