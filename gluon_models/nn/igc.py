@@ -20,9 +20,9 @@ __all__ = ["reorder", "Reorder", "IGCConv", "InterleavedConv2D"]
 # Primary groups at most this many channels wide (input and output) and of stride 1 run as
 # the native GroupConv on the fused path (IGC-L100M2: 1-2, the CIFAR IGC nets: 2-4). Strided
 # ones stay merged in oneDNN: GroupConv computes stride 2 with its generic row loops, and
-# `python -m benchmarks.run groupconv` measured them 1.4-1.9x slower per training pass than the
-# merged groups with their layout conversions (IGC-L100M2's three stride-2 layers; step -4 %
-# with them merged, inference +1 %, interleaved).
+# `python -m benchmarks.run groupconv` measured them 1.4-1.7x slower per training pass than the
+# merged groups with their layout conversions (IGC-L100M2's three stride-2 layers; with them
+# merged the step took 2-4 % less and inference 0-1 % more, two interleaved runs).
 DIRECT_GROUP_WIDTH = 4
 
 
