@@ -23,7 +23,7 @@ from mxnet.gluon import nn
 import gluon_models  # noqa: F401  (loads the operator library)
 from gluon_models.nn import BatchNormReLU
 
-from benchmarks.common import time_interleaved, verdict, verdict_line
+from benchmarks.common import time_interleaved, training_pass, verdict, verdict_line
 
 _LOG = logging.getLogger(__name__)
 
@@ -80,14 +80,6 @@ def _inputs(shape, seed):
     return x, r, dy
 
 
-def _train(layer, x, r, dy, residual):
-    def call():
-        with autograd.record():
-            y = layer(x, r) if residual else layer(x)
-        y.backward(dy)
-    return call
-
-
 def _infer(layer, x, r, residual):
     return lambda: layer(x, r) if residual else layer(x)
 
@@ -139,7 +131,8 @@ def measure_case(shape, label, residual, repeats, warmup, min_time):
     layers = _layers(shape[1])
     errors = check_agreement(shape, layers, residual)
     x, r, dy = _inputs(shape, 1)
-    train = time_interleaved({k: _train(v, x, r, dy, residual) for k, v in layers.items()},
+    inputs = (x, r) if residual else (x,)
+    train = time_interleaved({k: training_pass(v, dy, *inputs) for k, v in layers.items()},
                              repeats, warmup, min_time)
     infer = time_interleaved({k: _infer(v, x, r, residual) for k, v in layers.items()},
                              repeats, warmup, min_time)

@@ -32,7 +32,7 @@ from mxnet.gluon import nn
 from gluon_models.nn import DirectGroupConv2D, MergedGroupConv2D
 from gluon_models.nn.basic import merge_factor
 
-from benchmarks.common import time_interleaved, verdict, verdict_line
+from benchmarks.common import time_interleaved, training_pass, verdict, verdict_line
 
 _LOG = logging.getLogger(__name__)
 
@@ -99,14 +99,6 @@ def _layers(case, then_reorder, weight):
     return out
 
 
-def _train(layer, x, dy):
-    def call():
-        with autograd.record():
-            y = layer(x)
-        y.backward(dy)
-    return call
-
-
 def _pass(layer, x, dy):
     """Output, data gradient and weight gradient of one training pass, as float64 numpy."""
     x = x.copy()
@@ -166,7 +158,7 @@ def measure_case(case, repeats, warmup, min_time):
         if not then_reorder:
             result["relative_error_vs_float64"] = check_agreement(case, layers, weight)
         key = "then_reorder" if then_reorder else "alone"
-        train = time_interleaved({k: _train(v, x, dy) for k, v in layers.items()},
+        train = time_interleaved({k: training_pass(v, dy, x) for k, v in layers.items()},
                                  repeats, warmup, min_time)
         infer = time_interleaved({k: (lambda v=v: v(x)) for k, v in layers.items()},
                                  repeats, warmup, min_time)

@@ -33,7 +33,8 @@ from mxnet import autograd, gluon
 import gluon_models  # noqa: F401  (loads the operator library)
 from gluon_models.nn import IBN
 
-from benchmarks.common import time_interleaved, time_networks, verdict, verdict_line
+from benchmarks.common import (time_interleaved, time_networks, training_pass, verdict,
+                               verdict_line)
 
 _LOG = logging.getLogger(__name__)
 
@@ -97,14 +98,6 @@ def _layers(shape, ratio, in_first):
     return out
 
 
-def _step(layer, x, dy):
-    def call():
-        with autograd.record():
-            y = layer(x)
-        y.backward(dy)
-    return call
-
-
 def check_agreement(shape, ratio, in_first, layers, seed=0):
     """native and stock: same output and input/parameter gradients (float32 rounding)."""
     rng = np.random.RandomState(seed)
@@ -135,7 +128,7 @@ def measure_case(shape, ratio, in_first, label, repeats, warmup, min_time):
     x = mx.nd.array(rng.standard_normal(shape))
     x.attach_grad()
     dy = mx.nd.array(rng.standard_normal(shape))
-    timings = time_interleaved({k: _step(v, x, dy) for k, v in layers.items()}, repeats,
+    timings = time_interleaved({k: training_pass(v, dy, x) for k, v in layers.items()}, repeats,
                                warmup, min_time)
     med = {k: t["median_ms"] for k, t in timings.items()}
     return {"label": label, "shape": list(shape), "ratio": ratio, "in_first": in_first,

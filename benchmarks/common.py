@@ -31,7 +31,7 @@ import numpy as np
 from gluon_models.utils.fileio import atomic_write_text
 from mxnet import autograd, gluon
 
-__all__ = ["RESULTS_DIR", "sync", "time_interleaved", "machine_facts", "verdict",
+__all__ = ["RESULTS_DIR", "sync", "training_pass", "time_interleaved", "machine_facts", "verdict",
            "verdict_line", "markdown_table", "to_markdown", "write_results", "omp_threads",
            "OperatorsBlas", "peak_rss_mb", "run_child", "run_child_output", "network_callables",
            "time_networks"]
@@ -47,6 +47,17 @@ def sync():
 
 def _minor_faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def training_pass(block, dy, *inputs):
+    """A callable of no arguments running one training pass of ``block``: ``block(*inputs)``
+    under ``autograd.record()``, then ``backward(dy)`` (gradients go to the inputs that have
+    one attached and to the parameters); it leaves the work queued in the engine."""
+    def call():
+        with autograd.record():
+            y = block(*inputs)
+        y.backward(dy)
+    return call
 
 
 def time_interleaved(variants, repeats, warmup=2, min_time=2e-3, max_number=1000):
